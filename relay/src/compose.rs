@@ -1,0 +1,93 @@
+//! Turns a validated [`NewMessage`] into the final bytes: MIME built by
+//! lettre, then DKIM-signed. These bytes are stored and sent unchanged.
+
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
+
+use crate::delivery::dkim::Signer;
+use crate::domain::{MessageId, NewMessage};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ComposeError {
+    #[error("building the MIME message: {0}")]
+    Mime(String),
+    #[error(transparent)]
+    Sign(anyhow::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub raw: Vec<u8>,
+    pub message_id_header: String,
+    /// `domain/selector` when signed.
+    pub dkim: Option<String>,
+}
+
+/// Builds and signs `msg`. The Message-ID is on the From domain, so it
+/// aligns with the signature and never leaks the relay's host name.
+///
+/// # Errors
+/// lettre refused the message, or signing failed.
+pub fn render(msg: &NewMessage, id: &MessageId, signer: Option<&Signer>) -> Result<Rendered, ComposeError> {
+    let domain = msg.from.address().domain();
+    let message_id_header = format!("<{id}@{domain}>");
+    let mut b = lettre::Message::builder()
+        .from(msg.from.mailbox().clone())
+        .subject(msg.subject.clone())
+        .message_id(Some(message_id_header.clone()))
+        .date_now();
+    for a in &msg.to {
+        b = b.to(Mailbox::new(None, a.as_lettre().clone()));
+    }
+    for a in &msg.cc {
+        b = b.cc(Mailbox::new(None, a.as_lettre().clone()));
+    }
+    // lettre leaves Bcc out of the rendered headers; it is here only so a
+    // bcc-only message has an envelope for lettre to accept.
+    for a in &msg.bcc {
+        b = b.bcc(Mailbox::new(None, a.as_lettre().clone()));
+    }
+    if let Some(r) = &msg.reply_to {
+        b = b.reply_to(r.mailbox().clone());
+    }
+    for h in &msg.headers {
+        let name = HeaderName::new_from_ascii(h.name().to_owned()).map_err(|e| ComposeError::Mime(e.to_string()))?;
+        b = b.raw_header(HeaderValue::new(name, h.value().to_owned()));
+    }
+
+    let body = match (&msg.text, &msg.html) {
+        (Some(t), Some(h)) => Body::Multi(MultiPart::alternative_plain_html(t.clone(), h.clone())),
+        (Some(t), None) => Body::Single(SinglePart::plain(t.clone())),
+        (None, Some(h)) => Body::Single(SinglePart::html(h.clone())),
+        (None, None) => return Err(ComposeError::Mime("no text or html body".into())),
+    };
+    let message = if msg.attachments.is_empty() {
+        match body {
+            Body::Multi(m) => b.multipart(m),
+            Body::Single(s) => b.singlepart(s),
+        }
+    } else {
+        let mut mixed = match body {
+            Body::Multi(m) => MultiPart::mixed().multipart(m),
+            Body::Single(s) => MultiPart::mixed().singlepart(s),
+        };
+        for a in &msg.attachments {
+            mixed = mixed.singlepart(LettreAttachment::new(a.filename.clone()).body(a.content.clone(), a.content_type.clone()));
+        }
+        b.multipart(mixed)
+    }
+    .map_err(|e| ComposeError::Mime(e.to_string()))?;
+
+    let unsigned = message.formatted();
+    let (raw, dkim) = match signer {
+        Some(s) => (s.sign(&unsigned).map_err(ComposeError::Sign)?, Some(s.label())),
+        None => (unsigned, None),
+    };
+    Ok(Rendered { raw, message_id_header, dkim })
+}
+
+enum Body {
+    Single(SinglePart),
+    Multi(MultiPart),
+}

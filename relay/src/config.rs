@@ -1,0 +1,253 @@
+//! Settings: a TOML file (`--config`), then command-line overrides. Every
+//! setting and its default is documented in docs/configuration.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::domain::Stream;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the HTTP API binds.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (created if missing) or `postgres://...`.
+    pub database: String,
+    /// Name used in EHLO and, for domains without one, in Message-IDs.
+    pub hostname: String,
+    /// Largest request body the API reads, in bytes.
+    pub max_request_bytes: usize,
+    /// Accept mail from domains with no DKIM key (sent unsigned). Off by
+    /// default: unsigned mail is a deliverability problem waiting to happen.
+    pub allow_unsigned: bool,
+    /// Store the signed message instead of delivering it.
+    pub capture: bool,
+    pub dkim: Vec<DkimSettings>,
+    pub streams: StreamsSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8025".parse().expect("valid literal"),
+            database: "sqlite://mailroom.db".into(),
+            hostname: "localhost".into(),
+            max_request_bytes: 10 * 1024 * 1024,
+            allow_unsigned: false,
+            capture: false,
+            dkim: Vec::new(),
+            streams: StreamsSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettings {
+    pub domain: String,
+    pub selector: String,
+    /// Path to the private key, PEM (PKCS#8 Ed25519 or RSA, or PKCS#1 RSA).
+    pub key: PathBuf,
+    /// Use this key only for one stream; a key without `stream` serves both
+    /// streams unless a stream-specific key exists for the same domain.
+    #[serde(default)]
+    pub stream: Option<Stream>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamsSettings {
+    #[serde(default = "StreamSettings::transactional")]
+    pub transactional: StreamSettings,
+    #[serde(default = "StreamSettings::marketing")]
+    pub marketing: StreamSettings,
+}
+
+impl Default for StreamsSettings {
+    fn default() -> Self {
+        StreamsSettings { transactional: StreamSettings::transactional(), marketing: StreamSettings::marketing() }
+    }
+}
+
+impl StreamsSettings {
+    pub fn get(&self, stream: Stream) -> &StreamSettings {
+        match stream {
+            Stream::Transactional => &self.transactional,
+            Stream::Marketing => &self.marketing,
+        }
+    }
+
+    pub fn get_mut(&mut self, stream: Stream) -> &mut StreamSettings {
+        match stream {
+            Stream::Transactional => &mut self.transactional,
+            Stream::Marketing => &mut self.marketing,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// `"mx"` to deliver to each recipient domain's MX hosts, or a smarthost
+    /// URL: `smtp://host:port` (plain), `smtp://host:587?tls=required`
+    /// (STARTTLS), `smtps://user:pass@host:465` (implicit TLS).
+    pub route: String,
+    /// Deliveries in flight at once for this stream.
+    pub concurrency: usize,
+    /// Messages per second this stream may start; 0 means no limit.
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// A recipient not delivered within this age of acceptance expires.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Delay before retry n (1-based); the last entry repeats.
+    #[serde(deserialize_with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// Domain of the envelope sender (Return-Path), e.g. `bounces.shop.example`.
+    /// Empty: the From address's domain.
+    #[serde(default)]
+    pub return_path: String,
+    /// How long a claimed recipient stays leased to one worker. A process
+    /// that dies holding a lease loses it after this long.
+    #[serde(with = "humantime_serde", default = "default_lease")]
+    pub lease: Duration,
+    /// SMTP connect/command timeout.
+    #[serde(with = "humantime_serde", default = "default_smtp_timeout")]
+    pub smtp_timeout: Duration,
+}
+
+fn duration_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| humantime::parse_duration(s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+        .collect()
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+const MIN: u64 = 60;
+const HOUR: u64 = 3600;
+
+impl StreamSettings {
+    /// Password resets are useless after a day or two: retry early and often,
+    /// give up after 2 days.
+    pub fn transactional() -> Self {
+        StreamSettings {
+            route: "mx".into(),
+            concurrency: 32,
+            rate_limit: 0,
+            max_age: Duration::from_secs(2 * 24 * HOUR),
+            retry_schedule: [MIN, 2 * MIN, 5 * MIN, 10 * MIN, 30 * MIN, HOUR].map(Duration::from_secs).to_vec(),
+            return_path: String::new(),
+            lease: default_lease(),
+            smtp_timeout: default_smtp_timeout(),
+        }
+    }
+
+    /// RFC 5321 §4.5.4.1: at least 30 minutes between late retries and 4-5
+    /// days before giving up.
+    pub fn marketing() -> Self {
+        StreamSettings {
+            route: "mx".into(),
+            concurrency: 16,
+            rate_limit: 0,
+            max_age: Duration::from_secs(4 * 24 * HOUR),
+            retry_schedule: [5 * MIN, 30 * MIN, HOUR, 2 * HOUR, 4 * HOUR].map(Duration::from_secs).to_vec(),
+            return_path: String::new(),
+            lease: default_lease(),
+            smtp_timeout: default_smtp_timeout(),
+        }
+    }
+
+    /// Delay before the retry that follows attempt number `attempts` (1-based).
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        let i = (attempts.max(1) as usize - 1).min(self.retry_schedule.len().saturating_sub(1));
+        self.retry_schedule.get(i).copied().unwrap_or(Duration::from_secs(5 * MIN))
+    }
+}
+
+impl Settings {
+    /// Reads `path` if given, else the defaults.
+    ///
+    /// # Errors
+    /// The file can't be read, isn't TOML, or holds an unknown or invalid setting.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let settings: Settings = match path {
+            None => Settings::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?
+            }
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde can't: values within range and routes that parse.
+    pub fn check(&self) -> anyhow::Result<()> {
+        for stream in Stream::ALL {
+            let s = self.streams.get(stream);
+            anyhow::ensure!(s.concurrency > 0, "streams.{stream}.concurrency must be at least 1");
+            anyhow::ensure!(!s.retry_schedule.is_empty(), "streams.{stream}.retry_schedule must not be empty");
+            anyhow::ensure!(!s.lease.is_zero(), "streams.{stream}.lease must be positive");
+            crate::delivery::Route::parse(&s.route).with_context(|| format!("streams.{stream}.route"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let s: Settings = toml::from_str("").unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8025");
+        assert_eq!(s.database, "sqlite://mailroom.db");
+        assert_eq!(s.streams.marketing.max_age, Duration::from_secs(4 * 24 * 3600));
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let s: Settings = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            [[dkim]]
+            domain = "shop.example"
+            selector = "s1"
+            key = "/etc/mailroom/s1.pem"
+            [streams.marketing]
+            route = "smtp://127.0.0.1:2526"
+            concurrency = 4
+            rate_limit = 50
+            max_age = "5d"
+            retry_schedule = ["10m", "1h"]
+            return_path = "bounces.shop.example"
+            "#,
+        )
+        .unwrap();
+        s.check().unwrap();
+        assert_eq!(s.streams.marketing.retry_delay(1), Duration::from_secs(600));
+        assert_eq!(s.streams.marketing.retry_delay(9), Duration::from_secs(3600));
+        assert_eq!(s.streams.transactional.route, "mx");
+    }
+
+    #[test]
+    fn an_unknown_setting_is_an_error() {
+        assert!(toml::from_str::<Settings>("listn = \"x\"").is_err());
+        let bad: Settings = toml::from_str("[streams.marketing]\nroute = \"ftp://x\"\nconcurrency = 1\nmax_age = \"1d\"\nretry_schedule = [\"1m\"]").unwrap();
+        assert!(bad.check().is_err());
+    }
+}

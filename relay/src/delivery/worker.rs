@@ -1,0 +1,244 @@
+//! One stream's delivery loop: claim due recipients with a lease, deliver
+//! each under a concurrency limit and a rate limit, record outcomes in
+//! batches. Each stream runs its own worker with its own settings and
+//! [`Sender`]: a backlog on one stream never holds up the other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::time::Instant;
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
+
+use super::Outcome;
+use super::smtp::Sender;
+use crate::config::StreamSettings;
+use crate::domain::{EmailAddress, Stream};
+use crate::store::{Claimed, Finish, Store, now_ms};
+
+/// How long an idle worker sleeps at most before looking again; other
+/// processes sharing the database enqueue without notifying this one.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Outcomes recorded per transaction at most.
+const FINISH_BATCH: usize = 256;
+/// How long shutdown waits for deliveries in flight before releasing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+pub struct Worker {
+    pub stream: Stream,
+    pub settings: StreamSettings,
+    pub store: Store,
+    pub sender: Arc<Sender>,
+    /// Woken by the enqueuer when this stream has new mail.
+    pub wake: Arc<Notify>,
+}
+
+type Key = (String, i64);
+
+impl Worker {
+    /// Runs until `shutdown` turns true; then stops claiming, lets deliveries
+    /// in flight finish (up to a grace period) and releases the rest.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let stream = self.stream;
+        let concurrency = self.settings.concurrency;
+        let sem = Arc::new(Semaphore::new(concurrency));
+        let inflight: Arc<Mutex<HashMap<Key, Claimed>>> = Arc::default();
+        let (done_tx, done_rx) = mpsc::channel::<(Claimed, i64, Finish)>(concurrency * 4 + FINISH_BATCH);
+        let finisher = tokio::spawn(finisher(self.store.clone(), done_rx, inflight.clone()).instrument(info_span!("finisher", %stream)));
+        let lease = self.settings.lease.as_millis() as i64;
+        let spacing = (self.settings.rate_limit > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(self.settings.rate_limit)));
+        let mut next_start = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        info!(%stream, concurrency, route = ?self.sender.route(), "worker started");
+
+        while !*shutdown.borrow() {
+            let free = sem.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    p = sem.clone().acquire_owned() => drop(p),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let now = now_ms();
+            let token = uuid::Uuid::now_v7().simple().to_string();
+            let claimed = match self.store.claim(stream, now, now + lease, free, &token).await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(100);
+                    c
+                }
+                Err(e) => {
+                    error!(%stream, error = %e, cause = ?e, "claiming failed; backing off");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                let wait = match self.store.next_due(stream).await {
+                    Ok(Some(t)) => Duration::from_millis((t - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
+                    _ => IDLE_POLL,
+                };
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            debug!(%stream, n = claimed.len(), "claimed");
+            {
+                let mut map = inflight.lock().expect("inflight lock");
+                for c in &claimed {
+                    map.insert((c.message_id.clone(), c.idx), c.clone());
+                }
+            }
+            for c in claimed {
+                if let Some(step) = spacing {
+                    // Rate limit: starts are spaced evenly, no bursts.
+                    next_start = next_start.max(Instant::now());
+                    tokio::time::sleep_until(next_start).await;
+                    next_start += step;
+                }
+                let permit = sem.clone().acquire_owned().await.expect("semaphore never closed");
+                let attempt = Attempt { stream, settings: self.settings.clone(), store: self.store.clone(), sender: self.sender.clone() };
+                let done = done_tx.clone();
+                let span = info_span!("delivery", message_id = %c.message_id, %stream, domain = %c.domain, attempt = c.attempts);
+                tokio::spawn(
+                    async move {
+                        let started = now_ms();
+                        let finish = attempt.deliver(&c).await;
+                        let _ = done.send((c, started, finish)).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+
+        info!(%stream, "worker stopping: waiting for deliveries in flight");
+        let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, sem.acquire_many(all)).await.is_ok();
+        drop(done_tx);
+        let _ = finisher.await;
+        let left: Vec<Claimed> = inflight.lock().expect("inflight lock").drain().map(|(_, c)| c).collect();
+        if !left.is_empty() {
+            warn!(%stream, n = left.len(), drained, "releasing unfinished deliveries");
+            if let Err(e) = self.store.release(&left).await {
+                // Their leases expire by themselves; nothing is lost.
+                error!(%stream, error = %e, "releasing leases failed; they will expire");
+            }
+        }
+        info!(%stream, "worker stopped");
+    }
+}
+
+/// Records outcomes in batches; retries a failed batch with backoff, since
+/// an unrecorded outcome only means a duplicate delivery once the lease ends.
+async fn finisher(store: Store, mut rx: mpsc::Receiver<(Claimed, i64, Finish)>, inflight: Arc<Mutex<HashMap<Key, Claimed>>>) {
+    let mut batch = Vec::with_capacity(FINISH_BATCH);
+    while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match store.finish_batch(&batch).await {
+                Ok(recorded) => {
+                    for ((c, _, f), ok) in batch.iter().zip(recorded) {
+                        if !ok {
+                            warn!(message_id = %c.message_id, idx = c.idx, outcome = ?f, "lease lost before the outcome was recorded");
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    error!(error = %e, cause = ?e, n = batch.len(), "recording outcomes failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        let mut map = inflight.lock().expect("inflight lock");
+        for (c, _, _) in batch.drain(..) {
+            map.remove(&(c.message_id, c.idx));
+        }
+    }
+}
+
+struct Attempt {
+    stream: Stream,
+    settings: StreamSettings,
+    store: Store,
+    sender: Arc<Sender>,
+}
+
+impl Attempt {
+    async fn deliver(&self, c: &Claimed) -> Finish {
+        let now = now_ms();
+        let max_age = self.settings.max_age.as_millis() as i64;
+        if now > c.created_at + max_age {
+            info!("expired before delivery");
+            return Finish::Expired { reply: format!("not delivered within the {} stream's max_age", self.stream) };
+        }
+        let (sender, raw) = match self.store.delivery_payload(&c.message_id).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                error!("message row missing for a queued recipient");
+                return Finish::Expired { reply: "message content missing from the store".into() };
+            }
+            Err(e) => {
+                warn!(error = %e, "loading message failed; will retry");
+                return Finish::Deferred { code: None, reply: format!("store error: {e}"), host: None, retry_at: now + 5_000 };
+            }
+        };
+        // Data read back is parsed again: a row that no longer parses is
+        // failed with its cause, never a panic.
+        let envelope = match self.envelope(c, &sender) {
+            Ok(e) => e,
+            Err(why) => {
+                error!(%why, "stored recipient no longer valid");
+                return Finish::Bounced { code: None, reply: why, host: None };
+            }
+        };
+        let outcome = self.sender.send(&envelope, &raw, &c.domain).await;
+        match outcome {
+            Outcome::Delivered { code, reply, host } => {
+                info!(?code, host = host.as_deref().unwrap_or(""), "delivered");
+                Finish::Delivered { code, reply, host }
+            }
+            Outcome::Bounced { code, reply, host } => {
+                info!(?code, %reply, "bounced");
+                Finish::Bounced { code, reply, host }
+            }
+            Outcome::Deferred { code, reply, host } => {
+                let attempts = u32::try_from(c.attempts).unwrap_or(u32::MAX);
+                let retry_at = now_ms() + self.settings.retry_delay(attempts).as_millis() as i64;
+                if retry_at > c.created_at + max_age {
+                    info!(?code, %reply, "deferred past max_age: expired");
+                    Finish::Expired { reply: format!("gave up after {attempts} attempts (max_age); last reply: {reply}") }
+                } else {
+                    info!(?code, %reply, retry_in_ms = retry_at - now, "deferred");
+                    Finish::Deferred { code, reply, host, retry_at }
+                }
+            }
+        }
+    }
+
+    /// The SMTP envelope: VERP return path `bounces+ID-IDX@RETURN_PATH` so an
+    /// asynchronous bounce names its message and recipient.
+    fn envelope(&self, c: &Claimed, sender: &str) -> Result<Envelope, String> {
+        let rcpt = EmailAddress::parse(&c.address).map_err(|e| format!("stored address {:?}: {e}", c.address))?;
+        let from = EmailAddress::parse(sender).map_err(|e| format!("stored sender {sender:?}: {e}"))?;
+        let rp_domain = if self.settings.return_path.is_empty() {
+            from.domain().to_string()
+        } else {
+            self.settings.return_path.clone()
+        };
+        let return_path = lettre::Address::new(format!("bounces+{}-{}", c.message_id, c.idx), rp_domain)
+            .map_err(|e| format!("return path: {e}"))?;
+        Envelope::new(Some(return_path), vec![rcpt.as_lettre().clone()]).map_err(|e| e.to_string())
+    }
+}

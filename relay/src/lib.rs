@@ -1,0 +1,24 @@
+//! mailroom's relay: a JSON-over-HTTP send API in front of a durable queue
+//! that keeps transactional and marketing mail apart, DKIM-signs every
+//! message and delivers it over SMTP with retries.
+//!
+//! # Layout
+//! - [`domain`]: validated types (addresses, streams, messages); request
+//!   bodies become these at the edge.
+//! - [`compose`]: MIME rendering (lettre) and DKIM signing of a message.
+//! - [`store`]: all SQL, for SQLite and PostgreSQL alike.
+//! - [`queue`]: the group-commit enqueuer between handlers and the store.
+//! - [`delivery`]: per-stream workers, SMTP routes, MX lookup, DKIM keys.
+//! - [`routes`]: the HTTP API (axum).
+//! - [`config`], [`keys`], [`startup`], [`telemetry`].
+
+pub mod compose;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod keys;
+pub mod queue;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,81 @@
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::ValidationError;
+
+/// An API error: `{"error": {"code", "message", "field"}}`. Unexpected
+/// failures become an opaque 500 while the cause chain goes to the log.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), field: None }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// Logs `err` with its chain and answers an opaque 500.
+    pub fn internal(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = err.to_string();
+        let mut src = err.source();
+        while let Some(s) = src {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            src = s.source();
+        }
+        tracing::error!(error = %chain, "{context}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the relay's log")
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut e = json!({"code": self.code, "message": self.message});
+        if let Some(f) = &self.field {
+            e["field"] = json!(f);
+        }
+        json!({ "error": e })
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: e.code, message: e.message, field: Some(e.field) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.to_json())).into_response()
+    }
+}
+
+/// Parses a JSON body, telling malformed JSON (400) from JSON of the wrong
+/// shape (422, naming the field).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let f = if path == "." { None } else { Some(path) };
+                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_request", message: inner.to_string(), field: f }
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not valid JSON: {inner}")),
+        }
+    })
+}

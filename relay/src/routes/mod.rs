@@ -1,0 +1,45 @@
+//! The HTTP API. Handlers parse, check, render and hand the message to the
+//! enqueuer; they never speak SMTP or DNS.
+
+mod auth;
+mod error;
+mod health;
+mod messages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use auth::{Caller, KeyCache};
+pub use error::ApiError;
+
+use crate::config::Settings;
+use crate::delivery::dkim::Signers;
+use crate::queue::Enqueuer;
+use crate::store::Store;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub enqueuer: Enqueuer,
+    pub signers: Arc<Signers>,
+    pub settings: Arc<Settings>,
+    pub keys: Arc<KeyCache>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.max_request_bytes;
+    Router::new()
+        .route("/v1/messages", post(messages::send))
+        .route("/v1/messages/batch", post(messages::send_batch))
+        .route("/v1/messages/{id}", get(messages::get_message))
+        .route("/v1/messages/{id}/raw", get(messages::get_raw))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

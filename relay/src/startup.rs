@@ -1,0 +1,162 @@
+//! Wiring: store, signers, enqueuer, one worker per stream, the HTTP API,
+//! and an orderly shutdown of all of them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::delivery::dkim::{self, Algorithm, Signers};
+use crate::delivery::smtp::Sender;
+use crate::delivery::worker::Worker;
+use crate::delivery::Route;
+use crate::domain::Stream;
+use crate::keys::{self, IssuedKey};
+use crate::queue::{Enqueuer, Wakers};
+use crate::routes::{self, AppState, KeyCache};
+use crate::store::{Store, now_ms};
+
+/// Selector of capture mode's development key.
+pub const DEV_SELECTOR: &str = "mailroom-dev";
+/// How long idempotency keys are remembered.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+pub struct Relay {
+    settings: Settings,
+    store: Store,
+    signers: Signers,
+}
+
+impl Relay {
+    /// Connects and migrates the store and loads the DKIM keys.
+    ///
+    /// # Errors
+    /// The database can't be opened or migrated, or a key file is bad.
+    pub async fn build(settings: Settings) -> anyhow::Result<Relay> {
+        let store = Store::connect(&settings.database)
+            .await
+            .with_context(|| format!("opening database {}", crate::delivery::redact(&settings.database)))?;
+        let mut signers = Signers::load(&settings.dkim)?;
+        if settings.capture {
+            let dev = dkim::generate("mailroom.invalid", DEV_SELECTOR, Algorithm::Ed25519)?;
+            warn!(
+                selector = DEV_SELECTOR,
+                public_key = %dev.dns_value,
+                "capture mode: domains without a configured DKIM key are signed with a development key made for this run"
+            );
+            signers.set_fallback(dev.private_pem, DEV_SELECTOR);
+        }
+        Ok(Relay { settings, store, signers })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// In capture mode on an empty database, makes a key for both streams so
+    /// a new user can send straight away.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn bootstrap_capture_key(&self) -> anyhow::Result<Option<IssuedKey>> {
+        if !self.settings.capture || self.store.count_api_keys().await? > 0 {
+            return Ok(None);
+        }
+        Ok(Some(keys::create(&self.store, "capture-bootstrap", &Stream::ALL).await?))
+    }
+
+    /// Serves the API on `listener` and runs the workers until `shutdown`
+    /// resolves; then stops accepting, lets workers finish or release their
+    /// deliveries, and returns.
+    ///
+    /// # Errors
+    /// A stream's route can't be set up, or the server failed.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Relay { settings, store, signers } = self;
+        let wakers = Arc::new(Wakers::default());
+        let (enqueuer, writer) = Enqueuer::spawn(store.clone(), wakers.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let mut workers = Vec::new();
+        for stream in Stream::ALL {
+            let s = settings.streams.get(stream).clone();
+            let route = if settings.capture { Route::Capture } else { Route::parse(&s.route)? };
+            let sender = Sender::new(route, &settings.hostname, s.smtp_timeout, s.concurrency)
+                .with_context(|| format!("setting up the {stream} stream's route"))?;
+            let worker = Worker { stream, settings: s, store: store.clone(), sender: Arc::new(sender), wake: wakers.get(stream).clone() };
+            workers.push(tokio::spawn(worker.run(stop_rx.clone())));
+        }
+        let housekeeping = tokio::spawn(housekeeping(store.clone(), stop_rx.clone()));
+
+        let state = AppState {
+            store: store.clone(),
+            enqueuer,
+            signers: Arc::new(signers),
+            settings: Arc::new(settings),
+            keys: Arc::new(KeyCache::default()),
+        };
+        let app = routes::router(state);
+        let mut api_stop = stop_rx.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        });
+        tokio::spawn(async move {
+            shutdown.await;
+            info!("shutdown requested: no longer accepting; finishing deliveries");
+            let _ = stop_tx.send(true);
+        });
+        server.await.context("HTTP server failed")?;
+        // The router (and with it every Enqueuer) is gone: the writer commits
+        // what it holds and ends.
+        let _ = writer.await;
+        for w in workers {
+            let _ = w.await;
+        }
+        let _ = housekeeping.await;
+        store.close().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+async fn housekeeping(store: Store, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match store.prune_idempotency(now_ms() - IDEMPOTENCY_TTL.as_millis() as i64).await {
+            Ok(n) if n > 0 => info!(n, "forgot expired idempotency keys"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "pruning idempotency keys failed"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,100 @@
+use super::{Result, Store, StoreError, now_ms};
+use crate::domain::Stream;
+
+/// What is stored of a new API key: never the secret itself.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub streams: Vec<Stream>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub streams: Vec<Stream>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    name: String,
+    streams: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for ApiKeyRecord {
+    type Error = StoreError;
+
+    fn try_from(r: KeyRow) -> Result<Self> {
+        let streams = r
+            .streams
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<Stream>().map_err(|e| StoreError::Corrupt(format!("api key {}: {e}", r.id))))
+            .collect::<Result<_>>()?;
+        Ok(ApiKeyRecord { id: r.id, name: r.name, streams, created_at: r.created_at, revoked_at: r.revoked_at })
+    }
+}
+
+fn join_streams(streams: &[Stream]) -> String {
+    streams.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+}
+
+impl Store {
+    pub async fn insert_api_key(&self, key: &NewApiKey) -> Result<()> {
+        sqlx::query("INSERT INTO api_keys (id, name, secret_hash, streams, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.secret_hash)
+            .bind(join_streams(&key.streams))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The live (not revoked) key whose secret hashes to `secret_hash`.
+    pub async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query_as::<_, KeyRow>(
+            "SELECT id, name, streams, created_at, revoked_at FROM api_keys \
+             WHERE secret_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(ApiKeyRecord::try_from)
+        .transpose()
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        sqlx::query_as::<_, KeyRow>(
+            "SELECT id, name, streams, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(ApiKeyRecord::try_from)
+        .collect()
+    }
+
+    /// Revokes a key by id; false when no live key has that id.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn count_api_keys(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?;
+        Ok(n)
+    }
+}

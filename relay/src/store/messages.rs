@@ -1,0 +1,214 @@
+use super::{Result, Store};
+use crate::domain::{MessageId, RecipientKind, Stream};
+
+/// A message rendered, signed and ready to be committed with its recipients.
+#[derive(Debug, Clone)]
+pub struct PreparedMessage {
+    pub id: MessageId,
+    pub stream: Stream,
+    pub api_key_id: String,
+    pub sender: String,
+    pub subject: String,
+    pub message_id_header: String,
+    /// `domain/selector` of the DKIM signature, if signed.
+    pub dkim: Option<String>,
+    /// JSON array.
+    pub tags: String,
+    /// JSON object.
+    pub metadata: String,
+    /// The final signed bytes.
+    pub raw: Vec<u8>,
+    pub recipients: Vec<PreparedRecipient>,
+    /// The 202 body, saved with an idempotency key so retries get it back.
+    pub response: String,
+    pub idempotency: Option<IdempotencyClaim>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PreparedRecipient {
+    pub kind: RecipientKind,
+    pub address: String,
+    pub domain: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    /// SHA-256 of the request body: the same key with another body is refused.
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Committed; the caller's prepared response stands.
+    Accepted,
+    /// The idempotency key was seen before with the same body: its first answer.
+    Replayed(String),
+    /// The idempotency key was seen before with another body.
+    KeyReused,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRecord {
+    pub id: String,
+    pub stream: String,
+    pub api_key_id: String,
+    pub sender: String,
+    pub subject: String,
+    pub message_id_header: String,
+    pub dkim: Option<String>,
+    pub tags: String,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecipientRecord {
+    pub idx: i64,
+    pub kind: String,
+    pub address: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_reply: Option<String>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRecord {
+    pub idx: i64,
+    pub attempt: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub outcome: String,
+    pub smtp_code: Option<i64>,
+    pub reply: String,
+    pub host: Option<String>,
+}
+
+impl Store {
+    /// Commits a batch of messages and their recipients in one transaction
+    /// (group commit: one fsync for many API calls). Each idempotency key is
+    /// inserted first; a key seen before replays its saved answer instead.
+    ///
+    /// # Errors
+    /// Any database error; then nothing of the batch is stored.
+    pub async fn enqueue_batch(&self, batch: &[PreparedMessage]) -> Result<Vec<EnqueueOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for m in batch {
+            if let Some(claim) = &m.idempotency {
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency (api_key_id, key, request_hash, response, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (api_key_id, key) DO NOTHING",
+                )
+                .bind(&m.api_key_id)
+                .bind(&claim.key)
+                .bind(&claim.request_hash)
+                .bind(&m.response)
+                .bind(m.created_at)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    let (hash, response): (String, String) = sqlx::query_as(
+                        "SELECT request_hash, response FROM idempotency WHERE api_key_id = $1 AND key = $2",
+                    )
+                    .bind(&m.api_key_id)
+                    .bind(&claim.key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    outcomes.push(if hash == claim.request_hash {
+                        EnqueueOutcome::Replayed(response)
+                    } else {
+                        EnqueueOutcome::KeyReused
+                    });
+                    continue;
+                }
+            }
+            let id = m.id.to_string();
+            sqlx::query(
+                "INSERT INTO messages (id, stream, api_key_id, sender, subject, message_id_header, dkim, \
+                 tags, metadata, raw, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&id)
+            .bind(m.stream.as_str())
+            .bind(&m.api_key_id)
+            .bind(&m.sender)
+            .bind(&m.subject)
+            .bind(&m.message_id_header)
+            .bind(&m.dkim)
+            .bind(&m.tags)
+            .bind(&m.metadata)
+            .bind(&m.raw)
+            .bind(m.created_at)
+            .execute(&mut *tx)
+            .await?;
+            for (idx, r) in m.recipients.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO recipients (message_id, idx, stream, kind, address, domain, state, attempts, \
+                     next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7, $7)",
+                )
+                .bind(&id)
+                .bind(idx as i64)
+                .bind(m.stream.as_str())
+                .bind(r.kind.as_str())
+                .bind(&r.address)
+                .bind(&r.domain)
+                .bind(m.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            outcomes.push(EnqueueOutcome::Accepted);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    pub async fn get_message(&self, id: &MessageId) -> Result<Option<MessageRecord>> {
+        Ok(sqlx::query_as::<_, MessageRecord>(
+            "SELECT id, stream, api_key_id, sender, subject, message_id_header, dkim, tags, metadata, created_at \
+             FROM messages WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn get_recipients(&self, id: &MessageId) -> Result<Vec<RecipientRecord>> {
+        Ok(sqlx::query_as::<_, RecipientRecord>(
+            "SELECT idx, kind, address, state, attempts, next_attempt_at, last_reply, updated_at \
+             FROM recipients WHERE message_id = $1 ORDER BY idx",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn get_attempts(&self, id: &MessageId) -> Result<Vec<AttemptRecord>> {
+        Ok(sqlx::query_as::<_, AttemptRecord>(
+            "SELECT idx, attempt, started_at, finished_at, outcome, smtp_code, reply, host \
+             FROM attempts WHERE message_id = $1 ORDER BY idx, attempt",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The stored bytes and the stream they belong to (for scoping).
+    pub async fn get_raw(&self, id: &MessageId) -> Result<Option<(String, Vec<u8>)>> {
+        Ok(sqlx::query_as("SELECT stream, raw FROM messages WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Forgets idempotency keys older than `before_ms`.
+    pub async fn prune_idempotency(&self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}

@@ -1,0 +1,171 @@
+//! All SQL lives here, one function per statement. The same statements run on
+//! SQLite and PostgreSQL through sqlx's `Any` driver (runtime queries, `$n`
+//! placeholders, which both backends accept); where the dialects differ the
+//! function says so and branches on [`Backend`].
+
+mod keys;
+mod messages;
+mod queue;
+
+use std::str::FromStr as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor as _};
+
+pub use keys::{ApiKeyRecord, NewApiKey};
+pub use messages::{
+    AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage, PreparedRecipient,
+    RecipientRecord,
+};
+pub use queue::{Claimed, Finish, QueueDepth};
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("database error")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migrating the database")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored row no longer parses: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The relay's durable store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Milliseconds since the Unix epoch: the store's unit of time.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the database.
+    ///
+    /// # Errors
+    /// The URL is neither SQLite nor PostgreSQL, the database can't be
+    /// reached, or a migration fails.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            // Create the file on first start: the README's first command must just work.
+            let mut url = format!("sqlite:{rest}");
+            if !rest.contains("mode=") {
+                url.push(if rest.contains('?') { '&' } else { '?' });
+                url.push_str("mode=rwc");
+            }
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the one writer; FULL makes a
+                            // commit durable before the API answers 202; the busy
+                            // timeout makes writers queue instead of failing.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect_with(options).await?,
+        };
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator.run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A fresh store for one test: a SQLite file in a temp dir, or, when
+    /// `MAILROOM_TEST_DATABASE_URL` is set, a fresh PostgreSQL schema.
+    pub struct TestStore {
+        pub store: Store,
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    pub async fn sqlite() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        TestStore { store: Store::connect(&url).await.unwrap(), _dir: Some(dir) }
+    }
+
+    /// A store on a schema of its own in the test PostgreSQL, or None (and a
+    /// line saying the test skipped) when no URL is set.
+    pub async fn postgres() -> Option<TestStore> {
+        let Ok(base) = std::env::var("MAILROOM_TEST_DATABASE_URL") else {
+            eprintln!("skipped: MAILROOM_TEST_DATABASE_URL not set, PostgreSQL half of this test not run");
+            return None;
+        };
+        let url = fresh_postgres_schema(&base).await;
+        Some(TestStore { store: Store::connect(&url).await.unwrap(), _dir: None })
+    }
+
+    /// Creates a new schema and returns a URL whose connections use it.
+    pub async fn fresh_postgres_schema(base: &str) -> String {
+        sqlx::any::install_default_drivers();
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let pool = AnyPoolOptions::new().max_connections(1).connect(base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-csearch_path%3D{schema}")
+    }
+
+    /// Both backends that are available here.
+    pub async fn all() -> Vec<TestStore> {
+        let mut v = vec![sqlite().await];
+        v.extend(postgres().await);
+        v
+    }
+}
