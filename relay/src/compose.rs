@@ -1,8 +1,8 @@
 //! Turns a validated [`NewMessage`] into the final bytes: MIME built by
 //! lettre, then DKIM-signed. These bytes are stored and sent unchanged.
 
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
+use lettre::message::{Attachment as LettreAttachment, Body, Mailbox, MultiPart, SinglePart};
 
 use crate::delivery::dkim::Signer;
 use crate::domain::{MessageId, NewMessage};
@@ -57,23 +57,27 @@ pub fn render(msg: &NewMessage, id: &MessageId, signer: Option<&Signer>) -> Resu
     }
 
     let body = match (&msg.text, &msg.html) {
-        (Some(t), Some(h)) => Body::Multi(MultiPart::alternative_plain_html(t.clone(), h.clone())),
-        (Some(t), None) => Body::Single(SinglePart::plain(t.clone())),
-        (None, Some(h)) => Body::Single(SinglePart::html(h.clone())),
+        (Some(t), Some(h)) => Parts::Multi(MultiPart::alternative_plain_html(t.clone(), h.clone())),
+        (Some(t), None) => Parts::Single(SinglePart::plain(t.clone())),
+        (None, Some(h)) => Parts::Single(SinglePart::html(h.clone())),
         (None, None) => return Err(ComposeError::Mime("no text or html body".into())),
     };
     let message = if msg.attachments.is_empty() {
         match body {
-            Body::Multi(m) => b.multipart(m),
-            Body::Single(s) => b.singlepart(s),
+            Parts::Multi(m) => b.multipart(m),
+            Parts::Single(s) => b.singlepart(s),
         }
     } else {
         let mut mixed = match body {
-            Body::Multi(m) => MultiPart::mixed().multipart(m),
-            Body::Single(s) => MultiPart::mixed().singlepart(s),
+            Parts::Multi(m) => MultiPart::mixed().multipart(m),
+            Parts::Single(s) => MultiPart::mixed().singlepart(s),
         };
         for a in &msg.attachments {
-            mixed = mixed.singlepart(LettreAttachment::new(a.filename.clone()).body(a.content.clone(), a.content_type.clone()));
+            // Always base64: lettre would pick 7bit for ASCII-range bytes,
+            // and binary files may hold NULs and bare CRs that 7bit forbids.
+            let body = Body::new_with_encoding(a.content.clone(), ContentTransferEncoding::Base64)
+                .map_err(|_| ComposeError::Mime("attachment could not be base64-encoded".into()))?;
+            mixed = mixed.singlepart(LettreAttachment::new(a.filename.clone()).body(body, a.content_type.clone()));
         }
         b.multipart(mixed)
     }
@@ -87,7 +91,7 @@ pub fn render(msg: &NewMessage, id: &MessageId, signer: Option<&Signer>) -> Resu
     Ok(Rendered { raw, message_id_header, dkim })
 }
 
-enum Body {
+enum Parts {
     Single(SinglePart),
     Multi(MultiPart),
 }

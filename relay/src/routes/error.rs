@@ -72,10 +72,16 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let f = if path == "." { None } else { Some(path) };
+                let f = if path == "." { missing_field(&inner.to_string()) } else { Some(path) };
                 ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_request", message: inner.to_string(), field: f }
             }
             _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not valid JSON: {inner}")),
         }
     })
+}
+
+/// serde reports a missing field at the parent's path; name the field itself.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
 }

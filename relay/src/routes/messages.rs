@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use tracing::Instrument as _;
 
 use super::{ApiError, AppState, Caller};
 use crate::compose;
@@ -123,10 +124,10 @@ pub async fn send(
     let req: SendRequest = super::error::parse_json(&body)?;
     let (prepared, response) = prepare(&state, &caller, req, idem).await?;
     let span = tracing::info_span!("accept", message_id = %prepared.id, stream = %prepared.stream);
-    let _enter = span.enter();
-    match state.enqueuer.enqueue(prepared).await.map_err(enqueue_failed)? {
+    let outcome = state.enqueuer.enqueue(prepared).instrument(span.clone()).await.map_err(enqueue_failed)?;
+    match outcome {
         EnqueueOutcome::Accepted => {
-            tracing::info!(recipients = response["recipients"].as_array().map_or(0, Vec::len), "accepted");
+            span.in_scope(|| tracing::info!(recipients = response["recipients"].as_array().map_or(0, Vec::len), "accepted"));
             Ok((StatusCode::ACCEPTED, Json(response)).into_response())
         }
         EnqueueOutcome::Replayed(saved) => {

@@ -6,6 +6,8 @@
 mod keys;
 mod messages;
 mod queue;
+#[cfg(test)]
+mod tests;
 
 use std::str::FromStr as _;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,0 +1,189 @@
+//! Every statement, on SQLite and (when MAILROOM_TEST_DATABASE_URL is set)
+//! PostgreSQL.
+
+use super::testing;
+use super::*;
+use crate::domain::{MessageId, RecipientKind, Stream};
+
+fn message(stream: Stream, rcpts: &[&str], idem: Option<(&str, &str)>) -> PreparedMessage {
+    PreparedMessage {
+        id: MessageId::new(),
+        stream,
+        api_key_id: "k1".into(),
+        sender: "shop@shop.example".into(),
+        subject: "s".into(),
+        message_id_header: "<x@shop.example>".into(),
+        dkim: None,
+        tags: "[]".into(),
+        metadata: "{}".into(),
+        raw: b"Subject: s\r\n\r\nhi\r\n".to_vec(),
+        recipients: rcpts
+            .iter()
+            .map(|a| PreparedRecipient { kind: RecipientKind::To, address: (*a).into(), domain: "x.example".into() })
+            .collect(),
+        response: "{\"first\":true}".into(),
+        idempotency: idem.map(|(k, h)| IdempotencyClaim { key: k.into(), request_hash: h.into() }),
+        created_at: now_ms(),
+    }
+}
+
+#[tokio::test]
+async fn an_enqueued_message_is_claimed_once_and_finished() {
+    for t in testing::all().await {
+        let s = &t.store;
+        let m = message(Stream::Transactional, &["a@x.example", "b@x.example"], None);
+        assert_eq!(s.enqueue_batch(std::slice::from_ref(&m)).await.unwrap(), vec![EnqueueOutcome::Accepted]);
+        let now = now_ms();
+        let mut c = s.claim(Stream::Transactional, now, now + 60_000, 10, "tok").await.unwrap();
+        c.sort_by_key(|c| c.idx);
+        assert_eq!(c.len(), 2);
+        assert!(c.iter().all(|c| c.attempts == 1 && c.lease_token == "tok"));
+        // Leased rows are not due again until the lease ends.
+        assert!(s.claim(Stream::Transactional, now, now + 60_000, 10, "tok2").await.unwrap().is_empty());
+        assert_eq!(s.queue_depth(Stream::Transactional).await.unwrap().inflight, 2);
+
+        let done = s
+            .finish_batch(&[
+                (c[0].clone(), now, Finish::Delivered { code: Some(250), reply: "ok".into(), host: Some("h".into()) }),
+                (c[1].clone(), now, Finish::Bounced { code: Some(550), reply: "no such user".into(), host: None }),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(done, vec![true, true]);
+        let r = s.get_recipients(&m.id).await.unwrap();
+        assert_eq!(r.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(), ["delivered", "bounced"]);
+        let a = s.get_attempts(&m.id).await.unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].smtp_code, Some(550));
+        assert_eq!(s.queue_depth(Stream::Transactional).await.unwrap(), QueueDepth::default());
+    }
+}
+
+#[tokio::test]
+async fn streams_have_separate_queues() {
+    for t in testing::all().await {
+        let s = &t.store;
+        s.enqueue_batch(&[message(Stream::Marketing, &["m@x.example"], None)]).await.unwrap();
+        let now = now_ms();
+        assert!(s.claim(Stream::Transactional, now, now + 1000, 10, "t").await.unwrap().is_empty());
+        assert_eq!(s.claim(Stream::Marketing, now, now + 1000, 10, "t").await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_lease_that_expires_is_claimed_again_and_the_stale_holder_cannot_finish() {
+    for t in testing::all().await {
+        let s = &t.store;
+        s.enqueue_batch(&[message(Stream::Transactional, &["a@x.example"], None)]).await.unwrap();
+        let now = now_ms();
+        let first = s.claim(Stream::Transactional, now, now + 100, 10, "dead").await.unwrap();
+        assert_eq!(first.len(), 1);
+        // The holder "dies"; once its lease has passed another worker gets the row.
+        let later = now + 200;
+        let second = s.claim(Stream::Transactional, later, later + 60_000, 10, "alive").await.unwrap();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].attempts, 2);
+        let stale = Finish::Delivered { code: Some(250), reply: "late".into(), host: None };
+        assert_eq!(s.finish_batch(&[(first[0].clone(), now, stale)]).await.unwrap(), vec![false]);
+        let ok = Finish::Delivered { code: Some(250), reply: "ok".into(), host: None };
+        assert_eq!(s.finish_batch(&[(second[0].clone(), later, ok)]).await.unwrap(), vec![true]);
+    }
+}
+
+#[tokio::test]
+async fn a_deferred_recipient_waits_until_its_retry_time() {
+    for t in testing::all().await {
+        let s = &t.store;
+        s.enqueue_batch(&[message(Stream::Marketing, &["a@x.example"], None)]).await.unwrap();
+        let now = now_ms();
+        let c = s.claim(Stream::Marketing, now, now + 60_000, 1, "t").await.unwrap();
+        let retry_at = now + 10_000;
+        let f = Finish::Deferred { code: Some(451), reply: "try later".into(), host: None, retry_at };
+        s.finish_batch(&[(c[0].clone(), now, f)]).await.unwrap();
+        assert!(s.claim(Stream::Marketing, now + 5_000, now + 65_000, 1, "t2").await.unwrap().is_empty());
+        assert_eq!(s.next_due(Stream::Marketing).await.unwrap(), Some(retry_at));
+        let again = s.claim(Stream::Marketing, retry_at, retry_at + 60_000, 1, "t3").await.unwrap();
+        assert_eq!(again[0].attempts, 2);
+    }
+}
+
+#[tokio::test]
+async fn released_work_is_due_at_once_and_its_attempt_not_counted() {
+    for t in testing::all().await {
+        let s = &t.store;
+        s.enqueue_batch(&[message(Stream::Transactional, &["a@x.example"], None)]).await.unwrap();
+        let now = now_ms();
+        let c = s.claim(Stream::Transactional, now, now + 600_000, 1, "t").await.unwrap();
+        s.release(&c).await.unwrap();
+        let again = s.claim(Stream::Transactional, now_ms(), now + 600_000, 1, "t2").await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 1);
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() {
+    for t in testing::all().await {
+        let s = &t.store;
+        let first = message(Stream::Transactional, &["a@x.example"], Some(("k", "h1")));
+        let mut retry = message(Stream::Transactional, &["a@x.example"], Some(("k", "h1")));
+        retry.response = "{\"second\":true}".into();
+        let other = message(Stream::Transactional, &["a@x.example"], Some(("k", "h2")));
+        let out = s.enqueue_batch(&[first.clone(), retry.clone(), other]).await.unwrap();
+        assert_eq!(
+            out,
+            vec![EnqueueOutcome::Accepted, EnqueueOutcome::Replayed("{\"first\":true}".into()), EnqueueOutcome::KeyReused]
+        );
+        assert!(s.get_message(&retry.id).await.unwrap().is_none(), "a replay stores nothing");
+        let now = now_ms();
+        assert_eq!(s.claim(Stream::Transactional, now, now + 1000, 10, "t").await.unwrap().len(), 1);
+        assert_eq!(s.prune_idempotency(now + 1).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn raw_bytes_come_back_unchanged() {
+    for t in testing::all().await {
+        let s = &t.store;
+        let mut m = message(Stream::Transactional, &["a@x.example"], None);
+        m.raw = (0..=255u8).collect();
+        s.enqueue_batch(std::slice::from_ref(&m)).await.unwrap();
+        let (stream, raw) = s.get_raw(&m.id).await.unwrap().unwrap();
+        assert_eq!((stream.as_str(), raw), ("transactional", m.raw.clone()));
+        let (sender, raw) = s.delivery_payload(&m.id.to_string()).await.unwrap().unwrap();
+        assert_eq!((sender.as_str(), raw), ("shop@shop.example", m.raw));
+    }
+}
+
+/// Several relay processes share one PostgreSQL: concurrent claimers never
+/// get the same row (FOR UPDATE SKIP LOCKED).
+#[tokio::test]
+async fn concurrent_claimers_on_postgres_never_share_a_row() {
+    let Some(t) = testing::postgres().await else { return };
+    let s = &t.store;
+    let batch: Vec<_> = (0..200).map(|i| message(Stream::Marketing, &[&format!("r{i}@x.example")], None)).collect();
+    s.enqueue_batch(&batch).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let now = now_ms();
+                let c = s.claim(Stream::Marketing, now, now + 600_000, 7, &format!("w{w}")).await.unwrap();
+                if c.is_empty() {
+                    break got;
+                }
+                got.extend(c.into_iter().map(|c| c.message_id));
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((n, all.len()), (200, 200));
+}
