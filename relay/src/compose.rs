@@ -29,7 +29,11 @@ pub struct Rendered {
 ///
 /// # Errors
 /// lettre refused the message, or signing failed.
-pub fn render(msg: &NewMessage, id: &MessageId, signer: Option<&Signer>) -> Result<Rendered, ComposeError> {
+pub fn render(
+    msg: &NewMessage,
+    id: &MessageId,
+    signer: Option<&Signer>,
+) -> Result<Rendered, ComposeError> {
     let domain = msg.from.address().domain();
     let message_id_header = format!("<{id}@{domain}>");
     let mut b = lettre::Message::builder()
@@ -52,7 +56,8 @@ pub fn render(msg: &NewMessage, id: &MessageId, signer: Option<&Signer>) -> Resu
         b = b.reply_to(r.mailbox().clone());
     }
     for h in &msg.headers {
-        let name = HeaderName::new_from_ascii(h.name().to_owned()).map_err(|e| ComposeError::Mime(e.to_string()))?;
+        let name = HeaderName::new_from_ascii(h.name().to_owned())
+            .map_err(|e| ComposeError::Mime(e.to_string()))?;
         b = b.raw_header(HeaderValue::new(name, h.value().to_owned()));
     }
 
@@ -77,7 +82,9 @@ pub fn render(msg: &NewMessage, id: &MessageId, signer: Option<&Signer>) -> Resu
             // and binary files may hold NULs and bare CRs that 7bit forbids.
             let body = Body::new_with_encoding(a.content.clone(), ContentTransferEncoding::Base64)
                 .map_err(|_| ComposeError::Mime("attachment could not be base64-encoded".into()))?;
-            mixed = mixed.singlepart(LettreAttachment::new(a.filename.clone()).body(body, a.content_type.clone()));
+            mixed = mixed.singlepart(
+                LettreAttachment::new(a.filename.clone()).body(body, a.content_type.clone()),
+            );
         }
         b.multipart(mixed)
     }
@@ -85,10 +92,17 @@ pub fn render(msg: &NewMessage, id: &MessageId, signer: Option<&Signer>) -> Resu
 
     let unsigned = message.formatted();
     let (raw, dkim) = match signer {
-        Some(s) => (s.sign(&unsigned).map_err(ComposeError::Sign)?, Some(s.label())),
+        Some(s) => (
+            s.sign(&unsigned).map_err(ComposeError::Sign)?,
+            Some(s.label()),
+        ),
         None => (unsigned, None),
     };
-    Ok(Rendered { raw, message_id_header, dkim })
+    Ok(Rendered {
+        raw,
+        message_id_header,
+        dkim,
+    })
 }
 
 enum Parts {

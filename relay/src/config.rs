@@ -69,7 +69,10 @@ pub struct StreamsSettings {
 
 impl Default for StreamsSettings {
     fn default() -> Self {
-        StreamsSettings { transactional: StreamSettings::transactional(), marketing: StreamSettings::marketing() }
+        StreamsSettings {
+            transactional: StreamSettings::transactional(),
+            marketing: StreamSettings::marketing(),
+        }
     }
 }
 
@@ -123,7 +126,10 @@ pub struct StreamSettings {
 fn duration_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()
-        .map(|s| humantime::parse_duration(s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+        })
         .collect()
 }
 
@@ -147,7 +153,9 @@ impl StreamSettings {
             concurrency: 32,
             rate_limit: 0,
             max_age: Duration::from_secs(2 * 24 * HOUR),
-            retry_schedule: [MIN, 2 * MIN, 5 * MIN, 10 * MIN, 30 * MIN, HOUR].map(Duration::from_secs).to_vec(),
+            retry_schedule: [MIN, 2 * MIN, 5 * MIN, 10 * MIN, 30 * MIN, HOUR]
+                .map(Duration::from_secs)
+                .to_vec(),
             return_path: String::new(),
             lease: default_lease(),
             smtp_timeout: default_smtp_timeout(),
@@ -162,7 +170,9 @@ impl StreamSettings {
             concurrency: 16,
             rate_limit: 0,
             max_age: Duration::from_secs(4 * 24 * HOUR),
-            retry_schedule: [5 * MIN, 30 * MIN, HOUR, 2 * HOUR, 4 * HOUR].map(Duration::from_secs).to_vec(),
+            retry_schedule: [5 * MIN, 30 * MIN, HOUR, 2 * HOUR, 4 * HOUR]
+                .map(Duration::from_secs)
+                .to_vec(),
             return_path: String::new(),
             lease: default_lease(),
             smtp_timeout: default_smtp_timeout(),
@@ -172,7 +182,10 @@ impl StreamSettings {
     /// Delay before the retry that follows attempt number `attempts` (1-based).
     pub fn retry_delay(&self, attempts: u32) -> Duration {
         let i = (attempts.max(1) as usize - 1).min(self.retry_schedule.len().saturating_sub(1));
-        self.retry_schedule.get(i).copied().unwrap_or(Duration::from_secs(5 * MIN))
+        self.retry_schedule
+            .get(i)
+            .copied()
+            .unwrap_or(Duration::from_secs(5 * MIN))
     }
 }
 
@@ -185,7 +198,8 @@ impl Settings {
         let settings: Settings = match path {
             None => Settings::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?
             }
         };
@@ -197,10 +211,20 @@ impl Settings {
     pub fn check(&self) -> anyhow::Result<()> {
         for stream in Stream::ALL {
             let s = self.streams.get(stream);
-            anyhow::ensure!(s.concurrency > 0, "streams.{stream}.concurrency must be at least 1");
-            anyhow::ensure!(!s.retry_schedule.is_empty(), "streams.{stream}.retry_schedule must not be empty");
-            anyhow::ensure!(!s.lease.is_zero(), "streams.{stream}.lease must be positive");
-            crate::delivery::Route::parse(&s.route).with_context(|| format!("streams.{stream}.route"))?;
+            anyhow::ensure!(
+                s.concurrency > 0,
+                "streams.{stream}.concurrency must be at least 1"
+            );
+            anyhow::ensure!(
+                !s.retry_schedule.is_empty(),
+                "streams.{stream}.retry_schedule must not be empty"
+            );
+            anyhow::ensure!(
+                !s.lease.is_zero(),
+                "streams.{stream}.lease must be positive"
+            );
+            crate::delivery::Route::parse(&s.route)
+                .with_context(|| format!("streams.{stream}.route"))?;
         }
         Ok(())
     }
@@ -215,7 +239,10 @@ mod tests {
         let s: Settings = toml::from_str("").unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8025");
         assert_eq!(s.database, "sqlite://mailroom.db");
-        assert_eq!(s.streams.marketing.max_age, Duration::from_secs(4 * 24 * 3600));
+        assert_eq!(
+            s.streams.marketing.max_age,
+            Duration::from_secs(4 * 24 * 3600)
+        );
         s.check().unwrap();
     }
 
@@ -240,7 +267,10 @@ mod tests {
         .unwrap();
         s.check().unwrap();
         assert_eq!(s.streams.marketing.retry_delay(1), Duration::from_secs(600));
-        assert_eq!(s.streams.marketing.retry_delay(9), Duration::from_secs(3600));
+        assert_eq!(
+            s.streams.marketing.retry_delay(9),
+            Duration::from_secs(3600)
+        );
         assert_eq!(s.streams.transactional.route, "mx");
     }
 

@@ -29,7 +29,11 @@ pub fn key_id(key: &str) -> Option<&str> {
 ///
 /// # Errors
 /// The store failed.
-pub async fn create(store: &Store, name: &str, streams: &[Stream]) -> Result<IssuedKey, StoreError> {
+pub async fn create(
+    store: &Store,
+    name: &str,
+    streams: &[Stream],
+) -> Result<IssuedKey, StoreError> {
     let mut rng = rand::rng();
     let mut id = [0u8; 6];
     let mut secret = [0u8; 32];
@@ -40,7 +44,14 @@ pub async fn create(store: &Store, name: &str, streams: &[Stream]) -> Result<Iss
     let mut streams = streams.to_vec();
     streams.sort();
     streams.dedup();
-    store.insert_api_key(&NewApiKey { id: id.clone(), name: name.to_owned(), secret_hash: hash_key(&full), streams }).await?;
+    store
+        .insert_api_key(&NewApiKey {
+            id: id.clone(),
+            name: name.to_owned(),
+            secret_hash: hash_key(&full),
+            streams,
+        })
+        .await?;
     Ok(IssuedKey { id, secret: full })
 }
 
@@ -51,13 +62,39 @@ mod tests {
     #[tokio::test]
     async fn a_created_key_is_found_by_its_hash_and_not_stored_in_clear() {
         for t in crate::store::testing::all().await {
-            let k = create(&t.store, "shop", &[Stream::Marketing, Stream::Transactional, Stream::Marketing]).await.unwrap();
+            let k = create(
+                &t.store,
+                "shop",
+                &[Stream::Marketing, Stream::Transactional, Stream::Marketing],
+            )
+            .await
+            .unwrap();
             assert_eq!(key_id(&k.secret), Some(k.id.as_str()));
-            let found = t.store.find_api_key(&hash_key(&k.secret)).await.unwrap().unwrap();
-            assert_eq!(found.streams, vec![Stream::Transactional, Stream::Marketing]);
-            assert!(t.store.find_api_key(&hash_key("mr_000000000000_nope")).await.unwrap().is_none());
+            let found = t
+                .store
+                .find_api_key(&hash_key(&k.secret))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                found.streams,
+                vec![Stream::Transactional, Stream::Marketing]
+            );
+            assert!(
+                t.store
+                    .find_api_key(&hash_key("mr_000000000000_nope"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
             assert!(t.store.revoke_api_key(&k.id).await.unwrap());
-            assert!(t.store.find_api_key(&hash_key(&k.secret)).await.unwrap().is_none());
+            assert!(
+                t.store
+                    .find_api_key(&hash_key(&k.secret))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
             assert!(!t.store.revoke_api_key(&k.id).await.unwrap());
         }
     }
@@ -65,7 +102,13 @@ mod tests {
     #[test]
     fn malformed_keys_have_no_id() {
         assert_eq!(key_id("mr_abcdefabcdef_x"), Some("abcdefabcdef"));
-        for k in ["", "mr_", "mr_short_x", "xx_abcdefabcdef_x", "mr_abcdefabcdef_"] {
+        for k in [
+            "",
+            "mr_",
+            "mr_short_x",
+            "xx_abcdefabcdef_x",
+            "mr_abcdefabcdef_",
+        ] {
             assert_eq!(key_id(k), None, "{k}");
         }
     }

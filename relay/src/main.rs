@@ -15,7 +15,11 @@ use relay::store::Store;
 use relay::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "mailroom", version, about = "Email deliverability toolkit and transactional mail relay")]
+#[command(
+    name = "mailroom",
+    version,
+    about = "Email deliverability toolkit and transactional mail relay"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -57,7 +61,11 @@ enum Command {
 enum KeysCommand {
     /// Create a key; prints it once, as the last line of stdout.
     Create {
-        #[arg(long, env = "MAILROOM_DATABASE_URL", default_value = "sqlite://mailroom.db")]
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
         database: String,
         #[arg(long)]
         name: String,
@@ -67,12 +75,20 @@ enum KeysCommand {
     },
     /// List keys (ids, names, streams; never secrets).
     List {
-        #[arg(long, env = "MAILROOM_DATABASE_URL", default_value = "sqlite://mailroom.db")]
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
         database: String,
     },
     /// Revoke a key by its id (the part after `mr_`).
     Revoke {
-        #[arg(long, env = "MAILROOM_DATABASE_URL", default_value = "sqlite://mailroom.db")]
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
         database: String,
         id: String,
     },
@@ -95,7 +111,8 @@ enum DkimCommand {
 }
 
 fn parse_stream(s: &str) -> Result<Stream, String> {
-    s.parse().map_err(|e: relay::domain::stream::UnknownStream| e.to_string())
+    s.parse()
+        .map_err(|e: relay::domain::stream::UnknownStream| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -119,7 +136,12 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config, listen, database, capture } => {
+        Command::Serve {
+            config,
+            listen,
+            database,
+            capture,
+        } => {
             let mut settings = Settings::load(config.as_deref())?;
             if let Some(l) = listen {
                 settings.listen = l;
@@ -130,7 +152,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             settings.capture |= capture;
             let relay = Relay::build(settings.clone()).await?;
             if let Some(key) = relay.bootstrap_capture_key().await? {
-                println!("Capture mode, empty database: created an API key for both streams (shown once):");
+                println!(
+                    "Capture mode, empty database: created an API key for both streams (shown once):"
+                );
                 println!("{}", key.secret);
             }
             let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -141,7 +165,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             relay.run(listener, shutdown_signal()).await
         }
         Command::Keys { command } => keys(command).await,
-        Command::Dkim { command: DkimCommand::Keygen { domain, selector, algorithm, out } } => {
+        Command::Dkim {
+            command:
+                DkimCommand::Keygen {
+                    domain,
+                    selector,
+                    algorithm,
+                    out,
+                },
+        } => {
             let key = dkim::generate(&domain, &selector, algorithm)?;
             dkim::write_private_key(&out, &key.private_pem)?;
             println!("Private key written to {}", out.display());
@@ -155,24 +187,45 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { database, name, streams } => {
-            let store = Store::connect(&database).await.context("opening database")?;
+        KeysCommand::Create {
+            database,
+            name,
+            streams,
+        } => {
+            let store = Store::connect(&database)
+                .await
+                .context("opening database")?;
             let key = relay::keys::create(&store, &name, &streams).await?;
             let list: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
-            println!("Created key {} ({name}) for {}. It is shown once; store it now:", key.id, list.join(", "));
+            println!(
+                "Created key {} ({name}) for {}. It is shown once; store it now:",
+                key.id,
+                list.join(", ")
+            );
             println!("{}", key.secret);
         }
         KeysCommand::List { database } => {
-            let store = Store::connect(&database).await.context("opening database")?;
+            let store = Store::connect(&database)
+                .await
+                .context("opening database")?;
             for k in store.list_api_keys().await? {
                 let streams: Vec<&str> = k.streams.iter().map(|s| s.as_str()).collect();
-                let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
                 println!("{}\t{}\t{}\t{}", k.id, k.name, streams.join(","), status);
             }
         }
         KeysCommand::Revoke { database, id } => {
-            let store = Store::connect(&database).await.context("opening database")?;
-            anyhow::ensure!(store.revoke_api_key(&id).await?, "no active key with id {id:?}");
+            let store = Store::connect(&database)
+                .await
+                .context("opening database")?;
+            anyhow::ensure!(
+                store.revoke_api_key(&id).await?,
+                "no active key with id {id:?}"
+            );
             println!("Revoked key {id}");
         }
     }

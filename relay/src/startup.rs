@@ -11,10 +11,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::delivery::Route;
 use crate::delivery::dkim::{self, Algorithm, Signers};
 use crate::delivery::smtp::Sender;
 use crate::delivery::worker::Worker;
-use crate::delivery::Route;
 use crate::domain::Stream;
 use crate::keys::{self, IssuedKey};
 use crate::queue::{Enqueuer, Wakers};
@@ -38,9 +38,12 @@ impl Relay {
     /// # Errors
     /// The database can't be opened or migrated, or a key file is bad.
     pub async fn build(settings: Settings) -> anyhow::Result<Relay> {
-        let store = Store::connect(&settings.database)
-            .await
-            .with_context(|| format!("opening database {}", crate::delivery::redact(&settings.database)))?;
+        let store = Store::connect(&settings.database).await.with_context(|| {
+            format!(
+                "opening database {}",
+                crate::delivery::redact(&settings.database)
+            )
+        })?;
         let mut signers = Signers::load(&settings.dkim)?;
         if settings.capture {
             let dev = dkim::generate("mailroom.invalid", DEV_SELECTOR, Algorithm::Ed25519)?;
@@ -51,7 +54,11 @@ impl Relay {
             );
             signers.set_fallback(dev.private_pem, DEV_SELECTOR);
         }
-        Ok(Relay { settings, store, signers })
+        Ok(Relay {
+            settings,
+            store,
+            signers,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -67,7 +74,9 @@ impl Relay {
         if !self.settings.capture || self.store.count_api_keys().await? > 0 {
             return Ok(None);
         }
-        Ok(Some(keys::create(&self.store, "capture-bootstrap", &Stream::ALL).await?))
+        Ok(Some(
+            keys::create(&self.store, "capture-bootstrap", &Stream::ALL).await?,
+        ))
     }
 
     /// Serves the API on `listener` and runs the workers until `shutdown`
@@ -76,8 +85,16 @@ impl Relay {
     ///
     /// # Errors
     /// A stream's route can't be set up, or the server failed.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Relay { settings, store, signers } = self;
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Relay {
+            settings,
+            store,
+            signers,
+        } = self;
         let wakers = Arc::new(Wakers::default());
         let (enqueuer, writer) = Enqueuer::spawn(store.clone(), wakers.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -85,10 +102,20 @@ impl Relay {
         let mut workers = Vec::new();
         for stream in Stream::ALL {
             let s = settings.streams.get(stream).clone();
-            let route = if settings.capture { Route::Capture } else { Route::parse(&s.route)? };
+            let route = if settings.capture {
+                Route::Capture
+            } else {
+                Route::parse(&s.route)?
+            };
             let sender = Sender::new(route, &settings.hostname, s.smtp_timeout, s.concurrency)
                 .with_context(|| format!("setting up the {stream} stream's route"))?;
-            let worker = Worker { stream, settings: s, store: store.clone(), sender: Arc::new(sender), wake: wakers.get(stream).clone() };
+            let worker = Worker {
+                stream,
+                settings: s,
+                store: store.clone(),
+                sender: Arc::new(sender),
+                wake: wakers.get(stream).clone(),
+            };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
         let housekeeping = tokio::spawn(housekeeping(store.clone(), stop_rx.clone()));
@@ -131,7 +158,10 @@ async fn housekeeping(store: Store, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        match store.prune_idempotency(now_ms() - IDEMPOTENCY_TTL.as_millis() as i64).await {
+        match store
+            .prune_idempotency(now_ms() - IDEMPOTENCY_TTL.as_millis() as i64)
+            .await
+        {
             Ok(n) if n > 0 => info!(n, "forgot expired idempotency keys"),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "pruning idempotency keys failed"),

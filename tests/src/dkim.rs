@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use mail_auth::common::parse::TxtRecordParser as _;
 use mail_auth::common::verify::DomainKey;
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt};
+use mail_auth::{
+    AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt,
+};
 
 /// A TXT "cache" holding the records a test publishes: DKIM is verified
 /// without DNS.
@@ -39,7 +41,10 @@ impl Published {
     pub fn publish(&self, name: &str, value: &str) {
         let key = DomainKey::parse(value.as_bytes()).expect("valid DKIM record");
         let fqdn = format!("{}.", name.trim_end_matches('.'));
-        self.0.lock().unwrap().insert(fqdn.into(), Txt::DomainKey(Arc::new(key)));
+        self.0
+            .lock()
+            .unwrap()
+            .insert(fqdn.into(), Txt::DomainKey(Arc::new(key)));
     }
 
     /// Verifies every DKIM signature of `raw`; returns (domain, selector,
@@ -47,7 +52,9 @@ impl Published {
     pub async fn verify(&self, raw: &[u8]) -> Vec<(String, String, Vec<String>)> {
         let msg = AuthenticatedMessage::parse(raw).expect("parsable message");
         let auth = MessageAuthenticator::new_system_conf().expect("resolver config");
-        let results = auth.verify_dkim(Parameters::new(&msg).with_txt_cache(self)).await;
+        let results = auth
+            .verify_dkim(Parameters::new(&msg).with_txt_cache(self))
+            .await;
         assert!(!results.is_empty(), "no DKIM signature found");
         results
             .iter()

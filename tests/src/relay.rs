@@ -15,7 +15,14 @@ pub fn binary() -> PathBuf {
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "mailroom-relay", "--bin", "mailroom"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "mailroom-relay",
+                    "--bin",
+                    "mailroom",
+                ])
                 .status()
                 .expect("running cargo build");
             assert!(status.success(), "building mailroom failed");
@@ -28,7 +35,10 @@ pub fn binary() -> PathBuf {
 
 /// Runs `mailroom ARGS` to completion; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary()).args(args).output().expect("running mailroom");
+    let out = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("running mailroom");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -50,8 +60,14 @@ pub async fn database(dir: &Path, postgres: bool) -> Option<String> {
     let out = Command::new("psql")
         .args([base.as_str(), "-qc", &format!("CREATE SCHEMA {schema}")])
         .output()
-        .expect("psql (PostgreSQL client) must be installed when MAILROOM_TEST_DATABASE_URL is set");
-    assert!(out.status.success(), "creating schema: {}", String::from_utf8_lossy(&out.stderr));
+        .expect(
+            "psql (PostgreSQL client) must be installed when MAILROOM_TEST_DATABASE_URL is set",
+        );
+    assert!(
+        out.status.success(),
+        "creating schema: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
@@ -59,8 +75,14 @@ pub async fn database(dir: &Path, postgres: bool) -> Option<String> {
 fn rand_suffix() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{t}_{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{t}_{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Creates an API key with `mailroom keys create`; returns the key.
@@ -71,7 +93,11 @@ pub fn create_key(database: &str, name: &str, streams: &[&str]) -> String {
     }
     let (code, out, err) = run_cli(&args);
     assert_eq!(code, 0, "keys create failed: {err}");
-    out.lines().last().expect("key on the last line").trim().to_string()
+    out.lines()
+        .last()
+        .expect("key on the last line")
+        .trim()
+        .to_string()
 }
 
 /// A DKIM key made by `mailroom dkim keygen`: its file and DNS record.
@@ -84,13 +110,25 @@ pub struct DkimKey {
 pub fn keygen(dir: &Path, domain: &str, selector: &str, algorithm: &str) -> DkimKey {
     let path = dir.join(format!("{domain}-{selector}.pem"));
     let (code, out, err) = run_cli(&[
-        "dkim", "keygen", "--domain", domain, "--selector", selector, "--algorithm", algorithm, "--out",
+        "dkim",
+        "keygen",
+        "--domain",
+        domain,
+        "--selector",
+        selector,
+        "--algorithm",
+        algorithm,
+        "--out",
         path.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "keygen failed: {err}");
     let lines: Vec<&str> = out.lines().collect();
     let n = lines.len();
-    DkimKey { path, dns_name: lines[n - 2].to_string(), dns_value: lines[n - 1].to_string() }
+    DkimKey {
+        path,
+        dns_name: lines[n - 2].to_string(),
+        dns_value: lines[n - 1].to_string(),
+    }
 }
 
 /// A running relay process.
@@ -106,7 +144,13 @@ impl Relay {
     /// and waits for its "listening on" line.
     pub fn start(config: &Path, extra: &[&str]) -> Relay {
         let mut child = Command::new(binary())
-            .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -122,7 +166,11 @@ impl Relay {
                     eprintln!("[relay] {line}");
                 }
                 if !sent && let Some(i) = line.find("listening on ") {
-                    let addr = line[i + 13..].split_whitespace().next().unwrap_or("").to_string();
+                    let addr = line[i + 13..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
                     let _ = tx.send(addr);
                     sent = true;
                 }
@@ -133,7 +181,10 @@ impl Relay {
             Err(_) => {
                 let _ = child.kill();
                 let out = child.wait_with_output().unwrap();
-                panic!("relay did not start: {}", String::from_utf8_lossy(&out.stdout));
+                panic!(
+                    "relay did not start: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
             }
         };
         // Anything printed before the listening line (the capture-mode key).
@@ -142,7 +193,10 @@ impl Relay {
             child,
             base: format!("http://{addr}"),
             stdout: stdout_lines,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
         }
     }
 
@@ -164,11 +218,22 @@ impl Relay {
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
-        self.post_raw(path, key, serde_json::to_vec(body).unwrap(), &[]).await
+        self.post_raw(path, key, serde_json::to_vec(body).unwrap(), &[])
+            .await
     }
 
-    pub async fn post_raw(&self, path: &str, key: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body);
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
         if !key.is_empty() {
             req = req.bearer_auth(key);
         }
@@ -178,7 +243,10 @@ impl Relay {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Posts over a bare TCP connection, writing the body while reading the
@@ -187,7 +255,9 @@ impl Relay {
     pub async fn post_streaming(&self, path: &str, key: &str, body: Vec<u8>) -> (u16, Value) {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let addr = self.base.trim_start_matches("http://").to_string();
-        let conn = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
         let (mut r, mut w) = conn.into_split();
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -201,13 +271,26 @@ impl Relay {
         let _ = tokio::time::timeout(Duration::from_secs(60), r.read_to_end(&mut resp)).await;
         writer.abort();
         let text = String::from_utf8_lossy(&resp);
-        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+        )
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (u16, Vec<u8>) {
-        let resp = self.client.get(format!("{}{path}", self.base)).bearer_auth(key).send().await.expect("request");
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
         (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
     }
 
@@ -217,7 +300,13 @@ impl Relay {
     }
 
     /// Polls `GET /v1/messages/{id}` until `done(status)` holds.
-    pub async fn wait_status(&self, id: &str, key: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        key: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let (code, v) = self.get_json(&format!("/v1/messages/{id}"), key).await;
@@ -225,7 +314,10 @@ impl Relay {
             if done(&v) {
                 return v;
             }
-            assert!(tokio::time::Instant::now() < deadline, "message {id} never reached the expected state: {v:#}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {id} never reached the expected state: {v:#}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -239,7 +331,9 @@ impl Relay {
     /// SIGTERM, then waits for the process; returns its exit code. Async, so
     /// the test's own servers (the SMTP sink) keep running meanwhile.
     pub async fn terminate(mut self) -> Option<i32> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {

@@ -48,10 +48,17 @@ impl SmtpSink {
 
     /// Answers each RCPT with `policy(address)` and waits `delay` before
     /// answering each DATA.
-    pub async fn start_with(delay: Duration, policy: impl Fn(&str) -> Reply + Send + Sync + 'static) -> SmtpSink {
+    pub async fn start_with(
+        delay: Duration,
+        policy: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let port = listener.local_addr().unwrap().port();
-        let sink = SmtpSink { port, received: Arc::default(), arrived: Arc::default() };
+        let sink = SmtpSink {
+            port,
+            received: Arc::default(),
+            arrived: Arc::default(),
+        };
         let policy: Policy = Arc::new(policy);
         let s = sink.clone();
         tokio::spawn(async move {
@@ -86,12 +93,20 @@ impl SmtpSink {
                 return self.received();
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("waited {limit:?} for {n} messages; the sink has {}", self.count());
+                panic!(
+                    "waited {limit:?} for {n} messages; the sink has {}",
+                    self.count()
+                );
             }
         }
     }
 
-    async fn session(&self, conn: tokio::net::TcpStream, policy: Policy, delay: Duration) -> std::io::Result<()> {
+    async fn session(
+        &self,
+        conn: tokio::net::TcpStream,
+        policy: Policy,
+        delay: Duration,
+    ) -> std::io::Result<()> {
         let (r, mut w) = conn.into_split();
         let mut r = BufReader::new(r);
         w.write_all(b"220 sink.test ESMTP ready\r\n").await?;
@@ -106,7 +121,8 @@ impl SmtpSink {
             let cmd = line.trim_end().to_string();
             let upper = cmd.to_ascii_uppercase();
             if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                w.write_all(b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n").await?;
+                w.write_all(b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                    .await?;
             } else if upper.starts_with("MAIL FROM:") {
                 mail_from = addr(&cmd[10..]);
                 rcpts.clear();
@@ -139,7 +155,11 @@ impl SmtpSink {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                self.received.lock().unwrap().push(Received { mail_from: mail_from.clone(), rcpt_to: rcpts.clone(), data });
+                self.received.lock().unwrap().push(Received {
+                    mail_from: mail_from.clone(),
+                    rcpt_to: rcpts.clone(),
+                    data,
+                });
                 self.arrived.notify_waiters();
                 w.write_all(b"250 2.0.0 queued as sink\r\n").await?;
             } else if upper == "RSET" {
@@ -151,7 +171,8 @@ impl SmtpSink {
                 w.write_all(b"221 bye\r\n").await?;
                 return Ok(());
             } else {
-                w.write_all(b"502 5.5.2 command not implemented\r\n").await?;
+                w.write_all(b"502 5.5.2 command not implemented\r\n")
+                    .await?;
             }
         }
     }

@@ -40,9 +40,19 @@ async fn setup(postgres: bool, routes: Streams<'_>) -> Option<Setup> {
     dns.publish(&ed.dns_name, &ed.dns_value);
     dns.publish(&rsa.dns_name, &rsa.dns_value);
     let config = dir.path().join("mailroom.toml");
-    std::fs::write(&config, config_text(&database, &ed.path, &rsa.path, &routes)).unwrap();
+    std::fs::write(
+        &config,
+        config_text(&database, &ed.path, &rsa.path, &routes),
+    )
+    .unwrap();
     let key = create_key(&database, "shop", &["transactional", "marketing"]);
-    Some(Setup { dir, database, config, dns, key })
+    Some(Setup {
+        dir,
+        database,
+        config,
+        dns,
+        key,
+    })
 }
 
 fn config_text(database: &str, ed: &Path, rsa: &Path, routes: &Streams<'_>) -> String {
@@ -99,7 +109,18 @@ fn receipt(to: &str) -> Value {
 async fn sends_a_signed_message_that_arrives_intact(postgres: bool) {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let Some(s) = setup(postgres, Streams { transactional: &url, marketing: &url, extra: "" }).await else { return };
+    let Some(s) = setup(
+        postgres,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    else {
+        return;
+    };
     let relay = Relay::start(&s.config, &[]);
     let pdf = b"%PDF-1.4 pretend invoice \x00\x01\x02".to_vec();
     let body = json!({
@@ -122,18 +143,41 @@ async fn sends_a_signed_message_that_arrives_intact(postgres: bool) {
     assert_eq!(code, 202, "{resp}");
     let id = resp["id"].as_str().unwrap().to_string();
     assert_eq!(resp["stream"], "transactional");
-    let statuses: Vec<_> = resp["recipients"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    let statuses: Vec<_> = resp["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["queued"; 3]);
 
     // One SMTP transaction per recipient, each with a VERP return path.
     let got = sink.wait_for(3, WAIT).await;
     let mut rcpts: Vec<String> = got.iter().flat_map(|r| r.rcpt_to.clone()).collect();
     rcpts.sort();
-    assert_eq!(rcpts, ["Alice@Customer.example", "audit@shop.example", "bob@customer.example"]);
+    assert_eq!(
+        rcpts,
+        [
+            "Alice@Customer.example",
+            "audit@shop.example",
+            "bob@customer.example"
+        ]
+    );
     for r in &got {
-        assert!(r.mail_from.starts_with(&format!("bounces+{id}-")), "{}", r.mail_from);
-        assert!(r.mail_from.ends_with("@bounces.shop.example"), "{}", r.mail_from);
-        assert_eq!(r.data, got[0].data, "every recipient gets the same signed bytes");
+        assert!(
+            r.mail_from.starts_with(&format!("bounces+{id}-")),
+            "{}",
+            r.mail_from
+        );
+        assert!(
+            r.mail_from.ends_with("@bounces.shop.example"),
+            "{}",
+            r.mail_from
+        );
+        assert_eq!(
+            r.data, got[0].data,
+            "every recipient gets the same signed bytes"
+        );
     }
     let raw = &got[0].data;
 
@@ -143,24 +187,52 @@ async fn sends_a_signed_message_that_arrives_intact(postgres: bool) {
     let (d, sel, h) = &sigs[0];
     assert_eq!((d.as_str(), sel.as_str()), ("shop.example", "ed1"));
     let h: Vec<String> = h.iter().map(|x| x.to_ascii_lowercase()).collect();
-    for must in ["from", "to", "cc", "subject", "date", "message-id", "mime-version", "content-type", "reply-to", "list-unsubscribe", "list-unsubscribe-post"] {
+    for must in [
+        "from",
+        "to",
+        "cc",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "reply-to",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ] {
         assert!(h.contains(&must.to_string()), "{must} not signed: {h:?}");
     }
-    assert_eq!(h.iter().filter(|x| *x == "from").count(), 2, "From is over-signed");
+    assert_eq!(
+        h.iter().filter(|x| *x == "from").count(),
+        2,
+        "From is over-signed"
+    );
     let text = String::from_utf8_lossy(raw);
     assert!(text.contains("a=ed25519-sha256"), "{text}");
     assert!(text.contains("c=relaxed/relaxed"), "{text}");
 
     // Headers and MIME as asked.
     let m = MessageParser::default().parse(raw).unwrap();
-    assert_eq!(m.from().unwrap().first().unwrap().address(), Some("orders@shop.example"));
+    assert_eq!(
+        m.from().unwrap().first().unwrap().address(),
+        Some("orders@shop.example")
+    );
     assert_eq!(m.from().unwrap().first().unwrap().name(), Some("Shop Team"));
     assert_eq!(m.subject(), Some("Votre reçu — commande #1001"));
-    assert_eq!(m.reply_to().unwrap().first().unwrap().address(), Some("help@shop.example"));
+    assert_eq!(
+        m.reply_to().unwrap().first().unwrap().address(),
+        Some("help@shop.example")
+    );
     assert!(m.bcc().is_none(), "Bcc must not appear in the headers");
-    assert!(!text.contains("audit@shop.example"), "bcc recipient leaked into the message");
+    assert!(
+        !text.contains("audit@shop.example"),
+        "bcc recipient leaked into the message"
+    );
     let mid = m.message_id().unwrap();
-    assert!(mid.ends_with("@shop.example") && mid.starts_with(&id), "{mid}");
+    assert!(
+        mid.ends_with("@shop.example") && mid.starts_with(&id),
+        "{mid}"
+    );
     assert!(m.date().is_some());
     assert_eq!(m.header_raw("X-Campaign").map(str::trim), Some("receipt"));
     assert_eq!(m.body_text(0).unwrap().trim(), "Merci pour votre commande.");
@@ -172,7 +244,9 @@ async fn sends_a_signed_message_that_arrives_intact(postgres: bool) {
     assert_eq!(m.content_type().unwrap().subtype(), Some("mixed"));
 
     // Status and history, then the raw bytes exactly as delivered.
-    let status = relay.wait_status(&id, &s.key, WAIT, |v| v["status"] == "delivered").await;
+    let status = relay
+        .wait_status(&id, &s.key, WAIT, |v| v["status"] == "delivered")
+        .await;
     for r in status["recipients"].as_array().unwrap() {
         assert_eq!(r["status"], "delivered");
         assert_eq!(r["history"][0]["smtp_code"], 250);
@@ -212,7 +286,16 @@ async fn a_sent_message_arrives_signed_and_intact_postgres() {
 async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let s = setup(false, Streams { transactional: &url, marketing: &url, extra: "" }).await.unwrap();
+    let s = setup(
+        false,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    .unwrap();
     let marketing_only = create_key(&s.database, "mkt", &["marketing"]);
     let relay = Relay::start(&s.config, &[]);
     let k = s.key.as_str();
@@ -233,7 +316,12 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
         let (status, resp) = relay.post_raw("/v1/messages", k, body, &[]).await;
         assert_eq!(status, want, "{resp}");
         assert_eq!(resp["error"]["code"], code, "{resp}");
-        assert!(resp["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{resp}");
+        assert!(
+            resp["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{resp}"
+        );
         if let Some(f) = field {
             assert_eq!(resp["error"]["field"], f, "{resp}");
         }
@@ -241,21 +329,51 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
 
     let mut big = json!({"from": "a@shop.example", "to": ["b@x.example"], "subject": "s"});
     big["text"] = json!("x".repeat(11 * 1024 * 1024));
-    let (status, resp) = relay.post_streaming("/v1/messages", k, big.to_string().into_bytes()).await;
-    assert_eq!((status, resp["error"]["code"].as_str()), (413, Some("payload_too_large")), "{resp}");
+    let (status, resp) = relay
+        .post_streaming("/v1/messages", k, big.to_string().into_bytes())
+        .await;
+    assert_eq!(
+        (status, resp["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{resp}"
+    );
 
     // Authentication and scope.
-    let (status, resp) = relay.post("/v1/messages", "", &receipt("a@x.example")).await;
-    assert_eq!((status, resp["error"]["code"].as_str()), (401, Some("unauthorized")));
-    let (status, _) = relay.post("/v1/messages", "mr_000000000000_forged", &receipt("a@x.example")).await;
+    let (status, resp) = relay
+        .post("/v1/messages", "", &receipt("a@x.example"))
+        .await;
+    assert_eq!(
+        (status, resp["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = relay
+        .post(
+            "/v1/messages",
+            "mr_000000000000_forged",
+            &receipt("a@x.example"),
+        )
+        .await;
     assert_eq!(status, 401);
-    let (status, resp) = relay.post("/v1/messages", &marketing_only, &receipt("a@x.example")).await;
-    assert_eq!((status, resp["error"]["code"].as_str()), (403, Some("forbidden_stream")), "{resp}");
-    let (status, _) = relay.get_json("/v1/messages/00000000-0000-0000-0000-000000000000", "mr_000000000000_forged").await;
+    let (status, resp) = relay
+        .post("/v1/messages", &marketing_only, &receipt("a@x.example"))
+        .await;
+    assert_eq!(
+        (status, resp["error"]["code"].as_str()),
+        (403, Some("forbidden_stream")),
+        "{resp}"
+    );
+    let (status, _) = relay
+        .get_json(
+            "/v1/messages/00000000-0000-0000-0000-000000000000",
+            "mr_000000000000_forged",
+        )
+        .await;
     assert_eq!(status, 401);
 
     // Nothing above was queued: exactly the one good message arrives.
-    let (status, ok) = relay.post("/v1/messages", k, &receipt("good@x.example")).await;
+    let (status, ok) = relay
+        .post("/v1/messages", k, &receipt("good@x.example"))
+        .await;
     assert_eq!(status, 202, "{ok}");
     sink.wait_for(1, WAIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -263,7 +381,9 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
 
     // A marketing-only key can't read a transactional message.
     let id = ok["id"].as_str().unwrap();
-    let (status, _) = relay.get_json(&format!("/v1/messages/{id}"), &marketing_only).await;
+    let (status, _) = relay
+        .get_json(&format!("/v1/messages/{id}"), &marketing_only)
+        .await;
     assert_eq!(status, 404);
     let (status, _) = relay.get_json("/v1/messages/not-an-id", k).await;
     assert_eq!(status, 404);
@@ -273,17 +393,33 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
 async fn an_idempotency_key_returns_the_first_answer_and_queues_nothing_new() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let s = setup(false, Streams { transactional: &url, marketing: &url, extra: "" }).await.unwrap();
+    let s = setup(
+        false,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    .unwrap();
     let relay = Relay::start(&s.config, &[]);
     let body = serde_json::to_vec(&receipt("a@x.example")).unwrap();
     let hdr = [("Idempotency-Key", "order-1001-receipt")];
-    let (c1, r1) = relay.post_raw("/v1/messages", &s.key, body.clone(), &hdr).await;
-    let (c2, r2) = relay.post_raw("/v1/messages", &s.key, body.clone(), &hdr).await;
+    let (c1, r1) = relay
+        .post_raw("/v1/messages", &s.key, body.clone(), &hdr)
+        .await;
+    let (c2, r2) = relay
+        .post_raw("/v1/messages", &s.key, body.clone(), &hdr)
+        .await;
     assert_eq!((c1, c2), (202, 202));
     assert_eq!(r1, r2, "a retry gets the first answer");
     let other = serde_json::to_vec(&receipt("b@x.example")).unwrap();
     let (c3, r3) = relay.post_raw("/v1/messages", &s.key, other, &hdr).await;
-    assert_eq!((c3, r3["error"]["code"].as_str()), (422, Some("idempotency_key_reused")));
+    assert_eq!(
+        (c3, r3["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
     sink.wait_for(1, WAIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sink.count(), 1);
@@ -293,23 +429,47 @@ async fn an_idempotency_key_returns_the_first_answer_and_queues_nothing_new() {
 async fn a_batch_answers_per_item_and_one_bad_item_does_not_sink_the_others() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let s = setup(false, Streams { transactional: &url, marketing: &url, extra: "" }).await.unwrap();
+    let s = setup(
+        false,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    .unwrap();
     let relay = Relay::start(&s.config, &[]);
     let items = json!([receipt("a@x.example"), {"from": "a@shop.example", "to": ["bad"], "subject": "s", "text": "t"}, receipt("c@x.example"), {"nonsense": true}]);
     let (code, resp) = relay.post("/v1/messages/batch", &s.key, &items).await;
     assert_eq!(code, 200, "{resp}");
     assert_eq!(resp["accepted"], 2);
     let r = resp["results"].as_array().unwrap();
-    assert_eq!(r.iter().map(|x| x["status"].as_u64().unwrap()).collect::<Vec<_>>(), [202, 422, 202, 422]);
+    assert_eq!(
+        r.iter()
+            .map(|x| x["status"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [202, 422, 202, 422]
+    );
     assert_eq!(r[1]["error"]["field"], "to[0]");
     assert!(r[0]["id"].is_string() && r[2]["id"].is_string());
     let got = sink.wait_for(2, WAIT).await;
     let rcpts: HashSet<_> = got.iter().flat_map(|g| g.rcpt_to.clone()).collect();
-    assert_eq!(rcpts, HashSet::from(["a@x.example".to_string(), "c@x.example".to_string()]));
+    assert_eq!(
+        rcpts,
+        HashSet::from(["a@x.example".to_string(), "c@x.example".to_string()])
+    );
 
-    let too_many: Vec<Value> = (0..501).map(|i| receipt(&format!("r{i}@x.example"))).collect();
-    let (code, resp) = relay.post("/v1/messages/batch", &s.key, &json!(too_many)).await;
-    assert_eq!((code, resp["error"]["code"].as_str()), (422, Some("invalid_batch")));
+    let too_many: Vec<Value> = (0..501)
+        .map(|i| receipt(&format!("r{i}@x.example")))
+        .collect();
+    let (code, resp) = relay
+        .post("/v1/messages/batch", &s.key, &json!(too_many))
+        .await;
+    assert_eq!(
+        (code, resp["error"]["code"].as_str()),
+        (422, Some("invalid_batch"))
+    );
 }
 
 async fn retries_4xx_and_bounces_5xx(postgres: bool) {
@@ -326,26 +486,60 @@ async fn retries_4xx_and_bounces_5xx(postgres: bool) {
     })
     .await;
     let url = sink.url();
-    let Some(s) = setup(postgres, Streams { transactional: &url, marketing: &url, extra: "" }).await else { return };
+    let Some(s) = setup(
+        postgres,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    else {
+        return;
+    };
     let relay = Relay::start(&s.config, &[]);
     let (code, resp) = relay.post("/v1/messages", &s.key, &json!({"from": "orders@shop.example", "to": ["busy@x.example", "gone@x.example"], "subject": "s", "text": "t"})).await;
     assert_eq!(code, 202, "{resp}");
     let id = resp["id"].as_str().unwrap();
     let v = relay
         .wait_status(id, &s.key, WAIT, |v| {
-            v["recipients"].as_array().unwrap().iter().all(|r| r["status"] == "delivered" || r["status"] == "bounced")
+            v["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["status"] == "delivered" || r["status"] == "bounced")
         })
         .await;
     let busy = &v["recipients"][0];
     assert_eq!(busy["status"], "delivered", "{v:#}");
     assert_eq!(busy["attempts"], 3);
-    let outcomes: Vec<_> = busy["history"].as_array().unwrap().iter().map(|h| (h["outcome"].as_str().unwrap(), h["smtp_code"].as_u64().unwrap())).collect();
-    assert_eq!(outcomes, [("deferred", 451), ("deferred", 451), ("delivered", 250)]);
+    let outcomes: Vec<_> = busy["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["outcome"].as_str().unwrap(),
+                h["smtp_code"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("deferred", 451), ("deferred", 451), ("delivered", 250)]
+    );
     let gone = &v["recipients"][1];
     assert_eq!(gone["status"], "bounced");
     assert_eq!(gone["attempts"], 1, "a 5xx is not retried");
     assert_eq!(gone["history"][0]["smtp_code"], 550);
-    assert!(gone["last_reply"].as_str().unwrap().contains("no such user"), "{gone}");
+    assert!(
+        gone["last_reply"]
+            .as_str()
+            .unwrap()
+            .contains("no such user"),
+        "{gone}"
+    );
     assert_eq!(v["status"], "partially_delivered");
 }
 
@@ -377,9 +571,15 @@ async fn an_unreachable_smarthost_defers_then_expires_at_max_age() {
     .unwrap();
     let key = create_key(&database, "k", &["transactional"]);
     let relay = Relay::start(&config, &[]);
-    let (code, resp) = relay.post("/v1/messages", &key, &receipt("a@x.example")).await;
+    let (code, resp) = relay
+        .post("/v1/messages", &key, &receipt("a@x.example"))
+        .await;
     assert_eq!(code, 202, "{resp}");
-    let v = relay.wait_status(resp["id"].as_str().unwrap(), &key, WAIT, |v| v["status"] == "expired").await;
+    let v = relay
+        .wait_status(resp["id"].as_str().unwrap(), &key, WAIT, |v| {
+            v["status"] == "expired"
+        })
+        .await;
     let r = &v["recipients"][0];
     assert!(r["attempts"].as_u64().unwrap() >= 2, "{v:#}");
     assert_eq!(r["history"][0]["outcome"], "deferred");
@@ -391,11 +591,26 @@ async fn a_killed_relay_loses_nothing(postgres: bool) {
     // A slow server, so deliveries are in flight when the relay is killed.
     let sink = SmtpSink::start_with(Duration::from_millis(150), |_| Reply::Accept).await;
     let url = sink.url();
-    let Some(s) = setup(postgres, Streams { transactional: &url, marketing: &url, extra: "" }).await else { return };
+    let Some(s) = setup(
+        postgres,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    else {
+        return;
+    };
     let relay = Relay::start(&s.config, &[]);
     let mut accepted = HashSet::new();
     for i in 0..60 {
-        let stream = if i % 2 == 0 { "transactional" } else { "marketing" };
+        let stream = if i % 2 == 0 {
+            "transactional"
+        } else {
+            "marketing"
+        };
         let mut body = receipt(&format!("r{i}@x.example"));
         body["stream"] = json!(stream);
         let (code, resp) = relay.post("/v1/messages", &s.key, &body).await;
@@ -405,7 +620,10 @@ async fn a_killed_relay_loses_nothing(postgres: bool) {
     sink.wait_for(5, WAIT).await;
     relay.kill();
     let before = sink.count();
-    assert!(before < 60, "the kill came too late to prove anything ({before} delivered)");
+    assert!(
+        before < 60,
+        "the kill came too late to prove anything ({before} delivered)"
+    );
 
     // Restart: leases of the dead process expire and everything is delivered.
     let relay = Relay::start(&s.config, &[]);
@@ -422,12 +640,18 @@ async fn a_killed_relay_loses_nothing(postgres: bool) {
         if accepted.is_subset(&seen) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "lost: {:?}", accepted.difference(&seen).collect::<Vec<_>>());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lost: {:?}",
+            accepted.difference(&seen).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // And the store agrees.
     for id in &accepted {
-        relay.wait_status(id, &s.key, WAIT, |v| v["status"] == "delivered").await;
+        relay
+            .wait_status(id, &s.key, WAIT, |v| v["status"] == "delivered")
+            .await;
     }
 }
 
@@ -445,19 +669,36 @@ async fn a_relay_killed_mid_delivery_loses_nothing_postgres() {
 async fn sigterm_stops_cleanly_and_queued_mail_goes_out_after_restart() {
     let sink = SmtpSink::start_with(Duration::from_millis(300), |_| Reply::Accept).await;
     let url = sink.url();
-    let s = setup(false, Streams { transactional: &url, marketing: &url, extra: "" }).await.unwrap();
+    let s = setup(
+        false,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    .unwrap();
     let relay = Relay::start(&s.config, &[]);
     let mut ids = Vec::new();
     for i in 0..20 {
-        let (code, resp) = relay.post("/v1/messages", &s.key, &receipt(&format!("r{i}@x.example"))).await;
+        let (code, resp) = relay
+            .post("/v1/messages", &s.key, &receipt(&format!("r{i}@x.example")))
+            .await;
         assert_eq!(code, 202);
         ids.push(resp["id"].as_str().unwrap().to_string());
     }
     sink.wait_for(1, WAIT).await;
-    assert_eq!(relay.terminate().await, Some(0), "a clean exit after SIGTERM");
+    assert_eq!(
+        relay.terminate().await,
+        Some(0),
+        "a clean exit after SIGTERM"
+    );
     let relay = Relay::start(&s.config, &[]);
     for id in &ids {
-        relay.wait_status(id, &s.key, WAIT, |v| v["status"] == "delivered").await;
+        relay
+            .wait_status(id, &s.key, WAIT, |v| v["status"] == "delivered")
+            .await;
     }
     // Released, not retried: nothing was delivered twice.
     assert_eq!(sink.count(), 20);
@@ -470,24 +711,45 @@ async fn transactional_mail_is_not_held_up_by_a_marketing_backlog() {
     let slow = SmtpSink::start_with(Duration::from_millis(200), |_| Reply::Accept).await;
     let fast = SmtpSink::start().await;
     let (slow_url, fast_url) = (slow.url(), fast.url());
-    let s = setup(false, Streams { transactional: &fast_url, marketing: &slow_url, extra: "" }).await.unwrap();
+    let s = setup(
+        false,
+        Streams {
+            transactional: &fast_url,
+            marketing: &slow_url,
+            extra: "",
+        },
+    )
+    .await
+    .unwrap();
     let relay = Relay::start(&s.config, &[]);
     let mut queued = 0;
     for b in 0..100 {
         let items: Vec<Value> = (0..500)
             .map(|i| json!({"from": "news@shop.example", "to": [format!("m{b}-{i}@x.example")], "subject": "Sale", "html": "<p>Sale</p>", "stream": "marketing"}))
             .collect();
-        let (code, resp) = relay.post("/v1/messages/batch", &s.key, &json!(items)).await;
+        let (code, resp) = relay
+            .post("/v1/messages/batch", &s.key, &json!(items))
+            .await;
         assert_eq!(code, 200);
         queued += resp["accepted"].as_u64().unwrap();
     }
     assert_eq!(queued, 50_000);
-    let (code, resp) = relay.post("/v1/messages", &s.key, &receipt("customer@x.example")).await;
+    let (code, resp) = relay
+        .post("/v1/messages", &s.key, &receipt("customer@x.example"))
+        .await;
     assert_eq!(code, 202);
-    let v = relay.wait_status(resp["id"].as_str().unwrap(), &s.key, WAIT, |v| v["status"] == "delivered").await;
+    let v = relay
+        .wait_status(resp["id"].as_str().unwrap(), &s.key, WAIT, |v| {
+            v["status"] == "delivered"
+        })
+        .await;
     assert_eq!(v["stream"], "transactional");
     assert_eq!(fast.count(), 1);
-    assert!(slow.count() < 49_000, "the marketing backlog was still queued ({} sent)", slow.count());
+    assert!(
+        slow.count() < 49_000,
+        "the marketing backlog was still queued ({} sent)",
+        slow.count()
+    );
 }
 
 #[tokio::test]
@@ -500,16 +762,28 @@ async fn capture_mode_works_from_an_empty_database_with_no_setup() {
     let lines = relay.read_stdout_lines(2);
     let key = lines.last().expect("a key is printed").clone();
     assert!(key.starts_with("mr_"), "{lines:?}");
-    let (code, resp) = relay.post("/v1/messages", &key, &receipt("someone@example.com")).await;
+    let (code, resp) = relay
+        .post("/v1/messages", &key, &receipt("someone@example.com"))
+        .await;
     assert_eq!(code, 202, "{resp}");
     let id = resp["id"].as_str().unwrap();
-    let v = relay.wait_status(id, &key, WAIT, |v| v["status"] == "delivered").await;
-    assert!(v["recipients"][0]["last_reply"].as_str().unwrap().contains("captured"));
+    let v = relay
+        .wait_status(id, &key, WAIT, |v| v["status"] == "delivered")
+        .await;
+    assert!(
+        v["recipients"][0]["last_reply"]
+            .as_str()
+            .unwrap()
+            .contains("captured")
+    );
     let (code, raw) = relay.get(&format!("/v1/messages/{id}/raw"), &key).await;
     assert_eq!(code, 200);
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("DKIM-Signature:"), "{text}");
-    assert!(text.contains("d=shop.example") && text.contains("s=mailroom-dev"), "{text}");
+    assert!(
+        text.contains("d=shop.example") && text.contains("s=mailroom-dev"),
+        "{text}"
+    );
     drop(relay);
     // A second start on the same database makes no new key.
     let again = Relay::start(&config, &["--capture"]);

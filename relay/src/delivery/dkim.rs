@@ -73,26 +73,40 @@ impl Signer {
         let block = pem::parse(pem_text).context("not a PEM file")?;
         let key = match block.tag() {
             "RSA PRIVATE KEY" => Key::Rsa(Self::builder(
-                RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(block.contents().to_vec().into()))
-                    .map_err(|e| anyhow::anyhow!("not an RSA key: {e}"))?,
+                RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(
+                    block.contents().to_vec().into(),
+                ))
+                .map_err(|e| anyhow::anyhow!("not an RSA key: {e}"))?,
                 domain,
                 selector,
             )),
             "PRIVATE KEY" => match Ed25519Key::from_pkcs8_maybe_unchecked_der(block.contents()) {
                 Ok(k) => Key::Ed25519(Self::builder(k, domain, selector)),
                 Err(_) => Key::Rsa(Self::builder(
-                    RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(block.contents().to_vec().into()))
-                        .map_err(|e| anyhow::anyhow!("neither an Ed25519 nor an RSA key: {e}"))?,
+                    RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(
+                        block.contents().to_vec().into(),
+                    ))
+                    .map_err(|e| anyhow::anyhow!("neither an Ed25519 nor an RSA key: {e}"))?,
                     domain,
                     selector,
                 )),
             },
-            other => anyhow::bail!("unsupported PEM block {other:?}: expected PRIVATE KEY or RSA PRIVATE KEY"),
+            other => anyhow::bail!(
+                "unsupported PEM block {other:?}: expected PRIVATE KEY or RSA PRIVATE KEY"
+            ),
         };
-        Ok(Signer { domain: domain.to_ascii_lowercase(), selector: selector.to_owned(), key })
+        Ok(Signer {
+            domain: domain.to_ascii_lowercase(),
+            selector: selector.to_owned(),
+            key,
+        })
     }
 
-    fn builder<K: mail_auth::common::crypto::SigningKey>(key: K, domain: &str, selector: &str) -> DkimSigner<K, Done> {
+    fn builder<K: mail_auth::common::crypto::SigningKey>(
+        key: K,
+        domain: &str,
+        selector: &str,
+    ) -> DkimSigner<K, Done> {
         DkimSigner::from_key(key)
             .domain(domain.to_ascii_lowercase())
             .selector(selector)
@@ -146,16 +160,21 @@ impl Signers {
     pub fn load(entries: &[DkimSettings]) -> anyhow::Result<Self> {
         let mut by_domain = HashMap::new();
         for e in entries {
-            let text = std::fs::read_to_string(&e.key).with_context(|| format!("reading DKIM key {}", e.key.display()))?;
+            let text = std::fs::read_to_string(&e.key)
+                .with_context(|| format!("reading DKIM key {}", e.key.display()))?;
             let signer = Signer::from_pem(&e.domain, &e.selector, &text)
                 .with_context(|| format!("loading DKIM key {}", e.key.display()))?;
             by_domain.insert((e.domain.to_ascii_lowercase(), e.stream), Arc::new(signer));
         }
-        Ok(Signers { by_domain, ..Default::default() })
+        Ok(Signers {
+            by_domain,
+            ..Default::default()
+        })
     }
 
     pub fn insert(&mut self, stream: Option<Stream>, signer: Signer) {
-        self.by_domain.insert((signer.domain.clone(), stream), Arc::new(signer));
+        self.by_domain
+            .insert((signer.domain.clone(), stream), Arc::new(signer));
     }
 
     /// Signs every otherwise unsigned domain with this key (capture mode only).
@@ -166,8 +185,10 @@ impl Signers {
     /// The signer for mail from `domain` on `stream`: a stream-specific key
     /// first, then the domain's shared key, then the capture fallback.
     pub fn for_domain(&self, domain: &str, stream: Stream) -> Option<Arc<Signer>> {
-        if let Some(s) =
-            self.by_domain.get(&(domain.to_owned(), Some(stream))).or_else(|| self.by_domain.get(&(domain.to_owned(), None)))
+        if let Some(s) = self
+            .by_domain
+            .get(&(domain.to_owned(), Some(stream)))
+            .or_else(|| self.by_domain.get(&(domain.to_owned(), None)))
         {
             return Some(s.clone());
         }
@@ -195,7 +216,11 @@ pub struct GeneratedKey {
 ///
 /// # Errors
 /// The key generator failed.
-pub fn generate(domain: &str, selector: &str, algorithm: Algorithm) -> anyhow::Result<GeneratedKey> {
+pub fn generate(
+    domain: &str,
+    selector: &str,
+    algorithm: Algorithm,
+) -> anyhow::Result<GeneratedKey> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let (private_pem, k, public) = match algorithm {
         Algorithm::Ed25519 => {
@@ -208,7 +233,10 @@ pub fn generate(domain: &str, selector: &str, algorithm: Algorithm) -> anyhow::R
             use rsa::pkcs1::DecodeRsaPublicKey as _;
             use rsa::pkcs8::EncodePublicKey as _;
             let pair = DkimKeyPair::generate_rsa(2048).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let pem = pem::encode(&pem::Pem::new("RSA PRIVATE KEY", pair.private_key().to_vec()));
+            let pem = pem::encode(&pem::Pem::new(
+                "RSA PRIVATE KEY",
+                pair.private_key().to_vec(),
+            ));
             // RFC 6376 §3.6.1: p= holds a SubjectPublicKeyInfo, as openssl writes it.
             let spki = rsa::RsaPublicKey::from_pkcs1_der(pair.public_key())
                 .context("reading generated RSA public key")?
@@ -237,8 +265,11 @@ pub fn write_private_key(out: &Path, pem: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts.open(out).with_context(|| format!("creating {}", out.display()))?;
-    f.write_all(pem.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    let mut f = opts
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    f.write_all(pem.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
 
@@ -253,7 +284,9 @@ mod tests {
             assert_eq!(k.dns_name, "s1._domainkey.shop.example");
             assert!(k.dns_value.starts_with("v=DKIM1; k="), "{}", k.dns_value);
             let signer = Signer::from_pem("shop.example", "s1", &k.private_pem).unwrap();
-            let signed = signer.sign(b"From: a@shop.example\r\nSubject: hi\r\n\r\nbody\r\n").unwrap();
+            let signed = signer
+                .sign(b"From: a@shop.example\r\nSubject: hi\r\n\r\nbody\r\n")
+                .unwrap();
             let text = String::from_utf8(signed).unwrap();
             assert!(text.starts_with("DKIM-Signature:"), "{text}");
             assert!(text.contains("d=shop.example"), "{text}");
@@ -277,10 +310,29 @@ mod tests {
         let mut s = Signers::default();
         let shared = generate("shop.example", "shared", Algorithm::Ed25519).unwrap();
         let mkt = generate("shop.example", "mkt", Algorithm::Ed25519).unwrap();
-        s.insert(None, Signer::from_pem("shop.example", "shared", &shared.private_pem).unwrap());
-        s.insert(Some(Stream::Marketing), Signer::from_pem("shop.example", "mkt", &mkt.private_pem).unwrap());
-        assert_eq!(s.for_domain("shop.example", Stream::Marketing).unwrap().label(), "shop.example/mkt");
-        assert_eq!(s.for_domain("shop.example", Stream::Transactional).unwrap().label(), "shop.example/shared");
-        assert!(s.for_domain("other.example", Stream::Transactional).is_none());
+        s.insert(
+            None,
+            Signer::from_pem("shop.example", "shared", &shared.private_pem).unwrap(),
+        );
+        s.insert(
+            Some(Stream::Marketing),
+            Signer::from_pem("shop.example", "mkt", &mkt.private_pem).unwrap(),
+        );
+        assert_eq!(
+            s.for_domain("shop.example", Stream::Marketing)
+                .unwrap()
+                .label(),
+            "shop.example/mkt"
+        );
+        assert_eq!(
+            s.for_domain("shop.example", Stream::Transactional)
+                .unwrap()
+                .label(),
+            "shop.example/shared"
+        );
+        assert!(
+            s.for_domain("other.example", Stream::Transactional)
+                .is_none()
+        );
     }
 }

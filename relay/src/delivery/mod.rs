@@ -32,7 +32,10 @@ impl Route {
                     .with_context(|| format!("invalid smarthost URL {:?}", redact(url)))?;
                 Ok(Route::Smarthost(url.to_owned()))
             }
-            other => anyhow::bail!("unknown route {:?}: expected \"mx\" or an smtp:// or smtps:// URL", redact(other)),
+            other => anyhow::bail!(
+                "unknown route {:?}: expected \"mx\" or an smtp:// or smtps:// URL",
+                redact(other)
+            ),
         }
     }
 }
@@ -54,11 +57,23 @@ pub fn redact(url: &str) -> String {
 /// The result of one SMTP attempt for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered { code: Option<u16>, reply: String, host: Option<String> },
+    Delivered {
+        code: Option<u16>,
+        reply: String,
+        host: Option<String>,
+    },
     /// 4xx, or the connection/TLS failed: try again later.
-    Deferred { code: Option<u16>, reply: String, host: Option<String> },
+    Deferred {
+        code: Option<u16>,
+        reply: String,
+        host: Option<String>,
+    },
     /// 5xx: permanent for this recipient.
-    Bounced { code: Option<u16>, reply: String, host: Option<String> },
+    Bounced {
+        code: Option<u16>,
+        reply: String,
+        host: Option<String>,
+    },
 }
 
 #[cfg(test)]
@@ -68,7 +83,10 @@ mod tests {
     #[test]
     fn routes_parse() {
         assert_eq!(Route::parse("mx").unwrap(), Route::Mx);
-        assert_eq!(Route::parse("smtp://127.0.0.1:2526").unwrap(), Route::Smarthost("smtp://127.0.0.1:2526".into()));
+        assert_eq!(
+            Route::parse("smtp://127.0.0.1:2526").unwrap(),
+            Route::Smarthost("smtp://127.0.0.1:2526".into())
+        );
         assert!(Route::parse("smtps://u:p@mail.example:465").is_ok());
         let err = Route::parse("http://u:secret@x").unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
@@ -76,7 +94,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("smtps://user:pw@host:465"), "smtps://user:***@host:465");
+        assert_eq!(
+            redact("smtps://user:pw@host:465"),
+            "smtps://user:***@host:465"
+        );
         assert_eq!(redact("smtp://host:25"), "smtp://host:25");
     }
 }

@@ -35,7 +35,12 @@ pub fn order_mx(domain: &str, mut records: Vec<(u16, String)>) -> MxAnswer {
         return MxAnswer::NullMx;
     }
     records.sort_by_key(|(pref, _)| *pref);
-    MxAnswer::Hosts(records.into_iter().map(|(_, h)| h.trim_end_matches('.').to_owned()).collect())
+    MxAnswer::Hosts(
+        records
+            .into_iter()
+            .map(|(_, h)| h.trim_end_matches('.').to_owned())
+            .collect(),
+    )
 }
 
 pub struct MxResolver {
@@ -53,7 +58,10 @@ impl MxResolver {
             .map_err(|e| anyhow::anyhow!("reading system DNS configuration: {e}"))?
             .build()
             .map_err(|e| anyhow::anyhow!("building DNS resolver: {e}"))?;
-        Ok(MxResolver { resolver, cache: Mutex::new(LruCache::new(NonZeroUsize::new(10_000).expect("non-zero"))) })
+        Ok(MxResolver {
+            resolver,
+            cache: Mutex::new(LruCache::new(NonZeroUsize::new(10_000).expect("non-zero"))),
+        })
     }
 
     /// MX hosts for `domain`, from the cache while its TTL lasts.
@@ -83,11 +91,21 @@ impl MxResolver {
             }
             // No MX records (NODATA): the domain itself is the implicit MX.
             // NXDOMAIN falls here too and then fails at connect time.
-            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => (Vec::new(), now + Duration::from_secs(300)),
-            Err(e) => return Err(MxError { domain: domain.to_owned(), message: e.to_string() }),
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => {
+                (Vec::new(), now + Duration::from_secs(300))
+            }
+            Err(e) => {
+                return Err(MxError {
+                    domain: domain.to_owned(),
+                    message: e.to_string(),
+                });
+            }
         };
         let answer = order_mx(domain, records);
-        self.cache.lock().expect("mx cache lock").put(domain.to_owned(), (answer.clone(), valid_until));
+        self.cache
+            .lock()
+            .expect("mx cache lock")
+            .put(domain.to_owned(), (answer.clone(), valid_until));
         Ok(answer)
     }
 }
@@ -98,17 +116,37 @@ mod tests {
 
     #[test]
     fn hosts_come_in_preference_order() {
-        let a = order_mx("x.example", vec![(20, "b.x.example.".into()), (10, "a.x.example.".into()), (20, "c.x.example.".into())]);
-        assert_eq!(a, MxAnswer::Hosts(vec!["a.x.example".into(), "b.x.example".into(), "c.x.example".into()]));
+        let a = order_mx(
+            "x.example",
+            vec![
+                (20, "b.x.example.".into()),
+                (10, "a.x.example.".into()),
+                (20, "c.x.example.".into()),
+            ],
+        );
+        assert_eq!(
+            a,
+            MxAnswer::Hosts(vec![
+                "a.x.example".into(),
+                "b.x.example".into(),
+                "c.x.example".into()
+            ])
+        );
     }
 
     #[test]
     fn no_mx_means_the_domain_itself() {
-        assert_eq!(order_mx("x.example", vec![]), MxAnswer::Hosts(vec!["x.example".into()]));
+        assert_eq!(
+            order_mx("x.example", vec![]),
+            MxAnswer::Hosts(vec!["x.example".into()])
+        );
     }
 
     #[test]
     fn a_null_mx_accepts_no_mail() {
-        assert_eq!(order_mx("x.example", vec![(0, ".".into())]), MxAnswer::NullMx);
+        assert_eq!(
+            order_mx("x.example", vec![(0, ".".into())]),
+            MxAnswer::NullMx
+        );
     }
 }

@@ -32,7 +32,12 @@ pub struct Sender {
 impl Sender {
     /// # Errors
     /// A smarthost URL lettre refuses, or no system DNS configuration for `mx`.
-    pub fn new(route: Route, hello: &str, timeout: Duration, pool_size: usize) -> anyhow::Result<Self> {
+    pub fn new(
+        route: Route,
+        hello: &str,
+        timeout: Duration,
+        pool_size: usize,
+    ) -> anyhow::Result<Self> {
         let hello = ClientId::Domain(hello.to_owned());
         let pool_size = pool_size.clamp(1, 1000) as u32;
         let smarthost = match &route {
@@ -49,7 +54,15 @@ impl Sender {
             Route::Mx => Some(MxResolver::from_system()?),
             _ => None,
         };
-        Ok(Sender { route, hello, timeout, pool_size, smarthost, mx, mx_transports: Mutex::new(HashMap::new()) })
+        Ok(Sender {
+            route,
+            hello,
+            timeout,
+            pool_size,
+            smarthost,
+            mx,
+            mx_transports: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn route(&self) -> &Route {
@@ -59,11 +72,16 @@ impl Sender {
     /// Sends `raw` to one recipient.
     pub async fn send(&self, envelope: &Envelope, raw: &[u8], domain: &str) -> Outcome {
         match &self.route {
-            Route::Capture => {
-                Outcome::Delivered { code: None, reply: "captured (capture mode: not sent)".into(), host: None }
-            }
+            Route::Capture => Outcome::Delivered {
+                code: None,
+                reply: "captured (capture mode: not sent)".into(),
+                host: None,
+            },
             Route::Smarthost(url) => {
-                let t = self.smarthost.as_ref().expect("smarthost transport built with its route");
+                let t = self
+                    .smarthost
+                    .as_ref()
+                    .expect("smarthost transport built with its route");
                 classify(t.send_raw(envelope, raw).await, Some(super::redact(url)))
             }
             Route::Mx => self.send_mx(envelope, raw, domain).await,
@@ -77,13 +95,25 @@ impl Sender {
             Ok(MxAnswer::NullMx) => {
                 return Outcome::Bounced {
                     code: Some(556),
-                    reply: format!("5.1.10 {domain} publishes a null MX and accepts no mail (RFC 7505)"),
+                    reply: format!(
+                        "5.1.10 {domain} publishes a null MX and accepts no mail (RFC 7505)"
+                    ),
                     host: None,
                 };
             }
-            Err(e) => return Outcome::Deferred { code: None, reply: e.to_string(), host: None },
+            Err(e) => {
+                return Outcome::Deferred {
+                    code: None,
+                    reply: e.to_string(),
+                    host: None,
+                };
+            }
         };
-        let mut last = Outcome::Deferred { code: None, reply: format!("no MX host for {domain}"), host: None };
+        let mut last = Outcome::Deferred {
+            code: None,
+            reply: format!("no MX host for {domain}"),
+            host: None,
+        };
         for host in hosts {
             let t = self.mx_transport(&host);
             let outcome = classify(t.send_raw(envelope, raw).await, Some(host.clone()));
@@ -101,7 +131,9 @@ impl Sender {
         let mut map = self.mx_transports.lock().expect("transport map lock");
         map.entry(host.to_owned())
             .or_insert_with(|| {
-                let tls = TlsParameters::new(host.to_owned()).map(Tls::Opportunistic).unwrap_or(Tls::None);
+                let tls = TlsParameters::new(host.to_owned())
+                    .map(Tls::Opportunistic)
+                    .unwrap_or(Tls::None);
                 Transport::builder_dangerous(host)
                     .port(25)
                     .tls(tls)
@@ -116,7 +148,10 @@ impl Sender {
 
 /// lettre's answer as an outcome: 2xx delivered, 5xx bounced, anything else
 /// (4xx, connection, TLS, timeout) deferred.
-pub fn classify(result: Result<lettre::transport::smtp::response::Response, SmtpError>, host: Option<String>) -> Outcome {
+pub fn classify(
+    result: Result<lettre::transport::smtp::response::Response, SmtpError>,
+    host: Option<String>,
+) -> Outcome {
     match result {
         Ok(resp) => Outcome::Delivered {
             code: Some(u16::from(resp.code())),

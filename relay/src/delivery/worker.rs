@@ -45,10 +45,15 @@ impl Worker {
         let concurrency = self.settings.concurrency;
         let sem = Arc::new(Semaphore::new(concurrency));
         let inflight: Arc<Mutex<HashMap<Key, Claimed>>> = Arc::default();
-        let (done_tx, done_rx) = mpsc::channel::<(Claimed, i64, Finish)>(concurrency * 4 + FINISH_BATCH);
-        let finisher = tokio::spawn(finisher(self.store.clone(), done_rx, inflight.clone()).instrument(info_span!("finisher", %stream)));
+        let (done_tx, done_rx) =
+            mpsc::channel::<(Claimed, i64, Finish)>(concurrency * 4 + FINISH_BATCH);
+        let finisher = tokio::spawn(
+            finisher(self.store.clone(), done_rx, inflight.clone())
+                .instrument(info_span!("finisher", %stream)),
+        );
         let lease = self.settings.lease.as_millis() as i64;
-        let spacing = (self.settings.rate_limit > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(self.settings.rate_limit)));
+        let spacing = (self.settings.rate_limit > 0)
+            .then(|| Duration::from_secs_f64(1.0 / f64::from(self.settings.rate_limit)));
         let mut next_start = Instant::now();
         let mut backoff = Duration::from_millis(100);
         info!(%stream, concurrency, route = ?self.sender.route(), "worker started");
@@ -64,7 +69,11 @@ impl Worker {
             }
             let now = now_ms();
             let token = uuid::Uuid::now_v7().simple().to_string();
-            let claimed = match self.store.claim(stream, now, now + lease, free, &token).await {
+            let claimed = match self
+                .store
+                .claim(stream, now, now + lease, free, &token)
+                .await
+            {
                 Ok(c) => {
                     backoff = Duration::from_millis(100);
                     c
@@ -81,7 +90,9 @@ impl Worker {
             };
             if claimed.is_empty() {
                 let wait = match self.store.next_due(stream).await {
-                    Ok(Some(t)) => Duration::from_millis((t - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
+                    Ok(Some(t)) => Duration::from_millis(
+                        (t - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64,
+                    ),
                     _ => IDLE_POLL,
                 };
                 tokio::select! {
@@ -105,8 +116,17 @@ impl Worker {
                     tokio::time::sleep_until(next_start).await;
                     next_start += step;
                 }
-                let permit = sem.clone().acquire_owned().await.expect("semaphore never closed");
-                let attempt = Attempt { stream, settings: self.settings.clone(), store: self.store.clone(), sender: self.sender.clone() };
+                let permit = sem
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
+                let attempt = Attempt {
+                    stream,
+                    settings: self.settings.clone(),
+                    store: self.store.clone(),
+                    sender: self.sender.clone(),
+                };
                 let done = done_tx.clone();
                 let span = info_span!("delivery", message_id = %c.message_id, %stream, domain = %c.domain, attempt = c.attempts);
                 tokio::spawn(
@@ -123,10 +143,17 @@ impl Worker {
 
         info!(%stream, "worker stopping: waiting for deliveries in flight");
         let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, sem.acquire_many(all)).await.is_ok();
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, sem.acquire_many(all))
+            .await
+            .is_ok();
         drop(done_tx);
         let _ = finisher.await;
-        let left: Vec<Claimed> = inflight.lock().expect("inflight lock").drain().map(|(_, c)| c).collect();
+        let left: Vec<Claimed> = inflight
+            .lock()
+            .expect("inflight lock")
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
         if !left.is_empty() {
             warn!(%stream, n = left.len(), drained, "releasing unfinished deliveries");
             if let Err(e) = self.store.release(&left).await {
@@ -140,7 +167,11 @@ impl Worker {
 
 /// Records outcomes in batches; retries a failed batch with backoff, since
 /// an unrecorded outcome only means a duplicate delivery once the lease ends.
-async fn finisher(store: Store, mut rx: mpsc::Receiver<(Claimed, i64, Finish)>, inflight: Arc<Mutex<HashMap<Key, Claimed>>>) {
+async fn finisher(
+    store: Store,
+    mut rx: mpsc::Receiver<(Claimed, i64, Finish)>,
+    inflight: Arc<Mutex<HashMap<Key, Claimed>>>,
+) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
         let mut backoff = Duration::from_millis(50);
@@ -181,17 +212,26 @@ impl Attempt {
         let max_age = self.settings.max_age.as_millis() as i64;
         if now > c.created_at + max_age {
             info!("expired before delivery");
-            return Finish::Expired { reply: format!("not delivered within the {} stream's max_age", self.stream) };
+            return Finish::Expired {
+                reply: format!("not delivered within the {} stream's max_age", self.stream),
+            };
         }
         let (sender, raw) = match self.store.delivery_payload(&c.message_id).await {
             Ok(Some(p)) => p,
             Ok(None) => {
                 error!("message row missing for a queued recipient");
-                return Finish::Expired { reply: "message content missing from the store".into() };
+                return Finish::Expired {
+                    reply: "message content missing from the store".into(),
+                };
             }
             Err(e) => {
                 warn!(error = %e, "loading message failed; will retry");
-                return Finish::Deferred { code: None, reply: format!("store error: {e}"), host: None, retry_at: now + 5_000 };
+                return Finish::Deferred {
+                    code: None,
+                    reply: format!("store error: {e}"),
+                    host: None,
+                    retry_at: now + 5_000,
+                };
             }
         };
         // Data read back is parsed again: a row that no longer parses is
@@ -200,7 +240,11 @@ impl Attempt {
             Ok(e) => e,
             Err(why) => {
                 error!(%why, "stored recipient no longer valid");
-                return Finish::Bounced { code: None, reply: why, host: None };
+                return Finish::Bounced {
+                    code: None,
+                    reply: why,
+                    host: None,
+                };
             }
         };
         let outcome = self.sender.send(&envelope, &raw, &c.domain).await;
@@ -218,10 +262,19 @@ impl Attempt {
                 let retry_at = now_ms() + self.settings.retry_delay(attempts).as_millis() as i64;
                 if retry_at > c.created_at + max_age {
                     info!(?code, %reply, "deferred past max_age: expired");
-                    Finish::Expired { reply: format!("gave up after {attempts} attempts (max_age); last reply: {reply}") }
+                    Finish::Expired {
+                        reply: format!(
+                            "gave up after {attempts} attempts (max_age); last reply: {reply}"
+                        ),
+                    }
                 } else {
                     info!(?code, %reply, retry_in_ms = retry_at - now, "deferred");
-                    Finish::Deferred { code, reply, host, retry_at }
+                    Finish::Deferred {
+                        code,
+                        reply,
+                        host,
+                        retry_at,
+                    }
                 }
             }
         }
@@ -230,15 +283,18 @@ impl Attempt {
     /// The SMTP envelope: VERP return path `bounces+ID-IDX@RETURN_PATH` so an
     /// asynchronous bounce names its message and recipient.
     fn envelope(&self, c: &Claimed, sender: &str) -> Result<Envelope, String> {
-        let rcpt = EmailAddress::parse(&c.address).map_err(|e| format!("stored address {:?}: {e}", c.address))?;
-        let from = EmailAddress::parse(sender).map_err(|e| format!("stored sender {sender:?}: {e}"))?;
+        let rcpt = EmailAddress::parse(&c.address)
+            .map_err(|e| format!("stored address {:?}: {e}", c.address))?;
+        let from =
+            EmailAddress::parse(sender).map_err(|e| format!("stored sender {sender:?}: {e}"))?;
         let rp_domain = if self.settings.return_path.is_empty() {
             from.domain().to_string()
         } else {
             self.settings.return_path.clone()
         };
-        let return_path = lettre::Address::new(format!("bounces+{}-{}", c.message_id, c.idx), rp_domain)
-            .map_err(|e| format!("return path: {e}"))?;
+        let return_path =
+            lettre::Address::new(format!("bounces+{}-{}", c.message_id, c.idx), rp_domain)
+                .map_err(|e| format!("return path: {e}"))?;
         Envelope::new(Some(return_path), vec![rcpt.as_lettre().clone()]).map_err(|e| e.to_string())
     }
 }

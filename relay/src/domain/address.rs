@@ -104,7 +104,8 @@ impl Sender {
             return Err(AddressError::Empty);
         }
         reject_controls(s)?;
-        let mailbox = Mailbox::from_str(s).map_err(|e| AddressError::Invalid(format!("{s:?}: {e}")))?;
+        let mailbox =
+            Mailbox::from_str(s).map_err(|e| AddressError::Invalid(format!("{s:?}: {e}")))?;
         if AsRef::<str>::as_ref(&mailbox.email).len() > 254 {
             return Err(AddressError::TooLong);
         }
@@ -142,19 +143,31 @@ mod tests {
         for (input, want) in [
             ("", AddressError::Empty),
             ("   ", AddressError::Empty),
-            ("a@b.example\r\nBcc: x@y.example", AddressError::ControlCharacter),
+            (
+                "a@b.example\r\nBcc: x@y.example",
+                AddressError::ControlCharacter,
+            ),
             ("a\0@b.example", AddressError::ControlCharacter),
         ] {
             assert_eq!(EmailAddress::parse(input).unwrap_err(), want, "{input:?}");
         }
-        for input in ["no-at-sign", "@no-local.example", "two@@signs.example", "a@", "a b@c.example"] {
+        for input in [
+            "no-at-sign",
+            "@no-local.example",
+            "two@@signs.example",
+            "a@",
+            "a b@c.example",
+        ] {
             assert!(
                 matches!(EmailAddress::parse(input), Err(AddressError::Invalid(_))),
                 "{input:?} should be invalid"
             );
         }
         let long = format!("{}@example.com", "a".repeat(250));
-        assert_eq!(EmailAddress::parse(&long).unwrap_err(), AddressError::TooLong);
+        assert_eq!(
+            EmailAddress::parse(&long).unwrap_err(),
+            AddressError::TooLong
+        );
     }
 
     #[test]

@@ -18,10 +18,26 @@ const MAX_METADATA: usize = 50;
 /// Headers a caller may not set: mailroom writes them itself, and letting a
 /// caller set them would allow spoofing or break the DKIM signature.
 const RESERVED_HEADERS: &[&str] = &[
-    "from", "to", "cc", "bcc", "sender", "reply-to", "subject", "date", "message-id",
-    "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
-    "dkim-signature", "return-path", "received", "arc-seal", "arc-message-signature",
-    "arc-authentication-results", "authentication-results",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "sender",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "content-disposition",
+    "dkim-signature",
+    "return-path",
+    "received",
+    "arc-seal",
+    "arc-message-signature",
+    "arc-authentication-results",
+    "authentication-results",
 ];
 
 /// A field that failed validation: becomes a 422 naming the field.
@@ -37,7 +53,11 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        ValidationError { code, field: field.into(), message: message.into() }
+        ValidationError {
+            code,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     fn address(field: impl Into<String>, err: AddressError) -> Self {
@@ -166,9 +186,16 @@ impl CustomHeader {
             ));
         }
         if value.len() > MAX_HEADER_VALUE {
-            return Err(ValidationError::new("invalid_header", field, "header value is longer than 998 bytes"));
+            return Err(ValidationError::new(
+                "invalid_header",
+                field,
+                "header value is longer than 998 bytes",
+            ));
         }
-        Ok(CustomHeader { name: name.to_owned(), value: value.to_owned() })
+        Ok(CustomHeader {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -220,7 +247,9 @@ fn parse_addresses(field: &str, list: OneOrMany) -> Result<Vec<EmailAddress>, Va
     list.into_vec()
         .iter()
         .enumerate()
-        .map(|(i, s)| EmailAddress::parse(s).map_err(|e| ValidationError::address(format!("{field}[{i}]"), e)))
+        .map(|(i, s)| {
+            EmailAddress::parse(s).map_err(|e| ValidationError::address(format!("{field}[{i}]"), e))
+        })
         .collect()
 }
 
@@ -241,9 +270,9 @@ impl TryFrom<SendRequest> for NewMessage {
     fn try_from(req: SendRequest) -> Result<Self, Self::Error> {
         let stream = match req.stream.as_deref() {
             None => Stream::Transactional,
-            Some(s) => s
-                .parse()
-                .map_err(|e: super::stream::UnknownStream| ValidationError::new("invalid_stream", "stream", e.to_string()))?,
+            Some(s) => s.parse().map_err(|e: super::stream::UnknownStream| {
+                ValidationError::new("invalid_stream", "stream", e.to_string())
+            })?,
         };
         let from = Sender::parse(&req.from).map_err(|e| ValidationError::address("from", e))?;
         let reply_to = req
@@ -257,7 +286,11 @@ impl TryFrom<SendRequest> for NewMessage {
         let bcc = parse_addresses("bcc", req.bcc)?;
         let count = to.len() + cc.len() + bcc.len();
         if count == 0 {
-            return Err(ValidationError::new("missing_recipients", "to", "at least one of to, cc or bcc is required"));
+            return Err(ValidationError::new(
+                "missing_recipients",
+                "to",
+                "at least one of to, cc or bcc is required",
+            ));
         }
         if count > MAX_RECIPIENTS {
             return Err(ValidationError::new(
@@ -269,15 +302,27 @@ impl TryFrom<SendRequest> for NewMessage {
 
         no_controls("subject", &req.subject)?;
         if req.subject.trim().is_empty() {
-            return Err(ValidationError::new("missing_field", "subject", "subject is required"));
+            return Err(ValidationError::new(
+                "missing_field",
+                "subject",
+                "subject is required",
+            ));
         }
         if req.subject.chars().count() > MAX_SUBJECT_CHARS {
-            return Err(ValidationError::new("invalid_field", "subject", "subject is longer than 998 characters"));
+            return Err(ValidationError::new(
+                "invalid_field",
+                "subject",
+                "subject is longer than 998 characters",
+            ));
         }
         let text = req.text.filter(|t| !t.is_empty());
         let html = req.html.filter(|t| !t.is_empty());
         if text.is_none() && html.is_none() {
-            return Err(ValidationError::new("missing_field", "text", "a text or html body is required"));
+            return Err(ValidationError::new(
+                "missing_field",
+                "text",
+                "a text or html body is required",
+            ));
         }
 
         let headers = req
@@ -294,7 +339,11 @@ impl TryFrom<SendRequest> for NewMessage {
             .collect::<Result<Vec<_>, _>>()?;
 
         if req.tags.len() > MAX_TAGS {
-            return Err(ValidationError::new("invalid_field", "tags", format!("at most {MAX_TAGS} tags")));
+            return Err(ValidationError::new(
+                "invalid_field",
+                "tags",
+                format!("at most {MAX_TAGS} tags"),
+            ));
         }
         for (i, t) in req.tags.iter().enumerate() {
             if t.is_empty() || t.len() > 100 || t.chars().any(char::is_control) {
@@ -306,7 +355,11 @@ impl TryFrom<SendRequest> for NewMessage {
             }
         }
         if req.metadata.len() > MAX_METADATA {
-            return Err(ValidationError::new("invalid_field", "metadata", format!("at most {MAX_METADATA} entries")));
+            return Err(ValidationError::new(
+                "invalid_field",
+                "metadata",
+                format!("at most {MAX_METADATA} entries"),
+            ));
         }
         for (k, v) in &req.metadata {
             if k.is_empty() || k.len() > 100 || v.len() > 1000 {
@@ -339,18 +392,44 @@ impl TryFrom<SendRequest> for NewMessage {
 fn parse_attachment(i: usize, a: AttachmentRequest) -> Result<Attachment, ValidationError> {
     let field = |f: &str| format!("attachments[{i}].{f}");
     if a.filename.trim().is_empty() || a.filename.len() > 255 {
-        return Err(ValidationError::new("invalid_field", field("filename"), "filename is 1 to 255 bytes"));
+        return Err(ValidationError::new(
+            "invalid_field",
+            field("filename"),
+            "filename is 1 to 255 bytes",
+        ));
     }
     no_controls(&field("filename"), &a.filename)?;
-    let ct = a.content_type.as_deref().unwrap_or("application/octet-stream");
+    let ct = a
+        .content_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
     no_controls(&field("content_type"), ct)?;
-    let content_type = lettre::message::header::ContentType::parse(ct)
-        .map_err(|e| ValidationError::new("invalid_field", field("content_type"), format!("{ct:?}: {e}")))?;
-    let compact: String = a.content.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let content_type = lettre::message::header::ContentType::parse(ct).map_err(|e| {
+        ValidationError::new(
+            "invalid_field",
+            field("content_type"),
+            format!("{ct:?}: {e}"),
+        )
+    })?;
+    let compact: String = a
+        .content
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     let content = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(compact.trim_end_matches('='))
-        .map_err(|e| ValidationError::new("invalid_base64", field("content"), format!("not valid base64: {e}")))?;
-    Ok(Attachment { filename: a.filename, content_type, content })
+        .map_err(|e| {
+            ValidationError::new(
+                "invalid_base64",
+                field("content"),
+                format!("not valid base64: {e}"),
+            )
+        })?;
+    Ok(Attachment {
+        filename: a.filename,
+        content_type,
+        content,
+    })
 }
 
 /// mailroom's id for an accepted message: a UUIDv7, so ids sort by time.
@@ -413,23 +492,87 @@ mod tests {
         assert_eq!(m.to[0].as_str(), "b@y.example");
     }
 
+    type Patch = Box<dyn Fn(&mut serde_json::Value)>;
+
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, &str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-            ("from", "invalid_address", Box::new(|v| v["from"] = json!("not an address"))),
-            ("to[1]", "invalid_address", Box::new(|v| v["to"] = json!(["a@x.example", "bad"]))),
-            ("to", "missing_recipients", Box::new(|v| v["to"] = json!([]))),
-            ("subject", "header_injection", Box::new(|v| v["subject"] = json!("Hi\r\nBcc: victim@x.example"))),
-            ("subject", "missing_field", Box::new(|v| v["subject"] = json!(" "))),
-            ("stream", "invalid_stream", Box::new(|v| v["stream"] = json!("bulk"))),
-            ("headers.X-Campaign", "header_injection", Box::new(|v| v["headers"] = json!({"X-Campaign": "a\nb"}))),
-            ("headers.From", "reserved_header", Box::new(|v| v["headers"] = json!({"From": "ceo@bank.example"}))),
-            ("headers.Bad Name", "invalid_header", Box::new(|v| v["headers"] = json!({"Bad Name": "x"}))),
-            ("reply_to", "header_injection", Box::new(|v| v["reply_to"] = json!("a@x.example\nBcc: b@y.example"))),
-            ("text", "missing_field", Box::new(|v| { v.as_object_mut().unwrap().remove("text"); })),
-            ("attachments[0].content", "invalid_base64", Box::new(|v| v["attachments"] = json!([{"filename": "a.pdf", "content": "!!!"}]))),
-            ("attachments[0].filename", "header_injection", Box::new(|v| v["attachments"] = json!([{"filename": "a\r\n.pdf", "content": "aGk="}]))),
-            ("attachments[0].content_type", "invalid_field", Box::new(|v| v["attachments"] = json!([{"filename": "a.pdf", "content_type": "nonsense", "content": "aGk="}]))),
+        let cases: Vec<(&str, &str, Patch)> = vec![
+            (
+                "from",
+                "invalid_address",
+                Box::new(|v| v["from"] = json!("not an address")),
+            ),
+            (
+                "to[1]",
+                "invalid_address",
+                Box::new(|v| v["to"] = json!(["a@x.example", "bad"])),
+            ),
+            (
+                "to",
+                "missing_recipients",
+                Box::new(|v| v["to"] = json!([])),
+            ),
+            (
+                "subject",
+                "header_injection",
+                Box::new(|v| v["subject"] = json!("Hi\r\nBcc: victim@x.example")),
+            ),
+            (
+                "subject",
+                "missing_field",
+                Box::new(|v| v["subject"] = json!(" ")),
+            ),
+            (
+                "stream",
+                "invalid_stream",
+                Box::new(|v| v["stream"] = json!("bulk")),
+            ),
+            (
+                "headers.X-Campaign",
+                "header_injection",
+                Box::new(|v| v["headers"] = json!({"X-Campaign": "a\nb"})),
+            ),
+            (
+                "headers.From",
+                "reserved_header",
+                Box::new(|v| v["headers"] = json!({"From": "ceo@bank.example"})),
+            ),
+            (
+                "headers.Bad Name",
+                "invalid_header",
+                Box::new(|v| v["headers"] = json!({"Bad Name": "x"})),
+            ),
+            (
+                "reply_to",
+                "header_injection",
+                Box::new(|v| v["reply_to"] = json!("a@x.example\nBcc: b@y.example")),
+            ),
+            (
+                "text",
+                "missing_field",
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("text");
+                }),
+            ),
+            (
+                "attachments[0].content",
+                "invalid_base64",
+                Box::new(|v| v["attachments"] = json!([{"filename": "a.pdf", "content": "!!!"}])),
+            ),
+            (
+                "attachments[0].filename",
+                "header_injection",
+                Box::new(|v| {
+                    v["attachments"] = json!([{"filename": "a\r\n.pdf", "content": "aGk="}])
+                }),
+            ),
+            (
+                "attachments[0].content_type",
+                "invalid_field",
+                Box::new(|v| {
+                    v["attachments"] = json!([{"filename": "a.pdf", "content_type": "nonsense", "content": "aGk="}])
+                }),
+            ),
         ];
         for (field, code, patch) in cases {
             let err = refused(patch);
@@ -440,8 +583,16 @@ mod tests {
     #[test]
     fn more_than_fifty_recipients_are_refused() {
         let err = refused(|v| {
-            v["to"] = json!((0..40).map(|i| format!("t{i}@x.example")).collect::<Vec<_>>());
-            v["bcc"] = json!((0..11).map(|i| format!("b{i}@x.example")).collect::<Vec<_>>());
+            v["to"] = json!(
+                (0..40)
+                    .map(|i| format!("t{i}@x.example"))
+                    .collect::<Vec<_>>()
+            );
+            v["bcc"] = json!(
+                (0..11)
+                    .map(|i| format!("b{i}@x.example"))
+                    .collect::<Vec<_>>()
+            );
         });
         assert_eq!(err.code, "too_many_recipients");
         assert!(err.message.contains("51"), "{err}");
@@ -450,7 +601,8 @@ mod tests {
     #[test]
     fn attachments_are_decoded() {
         let mut v = valid();
-        v["attachments"] = json!([{"filename": "r.txt", "content_type": "text/plain", "content": "aGVs\nbG8="}]);
+        v["attachments"] =
+            json!([{"filename": "r.txt", "content_type": "text/plain", "content": "aGVs\nbG8="}]);
         let m = NewMessage::try_from(request(v)).unwrap();
         assert_eq!(m.attachments[0].content, b"hello");
     }

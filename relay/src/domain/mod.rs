@@ -6,5 +6,7 @@ pub mod message;
 pub mod stream;
 
 pub use address::{Domain, EmailAddress, Sender};
-pub use message::{Attachment, CustomHeader, MessageId, NewMessage, RecipientKind, ValidationError};
+pub use message::{
+    Attachment, CustomHeader, MessageId, NewMessage, RecipientKind, ValidationError,
+};
 pub use stream::Stream;

@@ -60,12 +60,21 @@ impl Enqueuer {
     /// The store failed, or the writer has stopped.
     pub async fn enqueue(&self, message: PreparedMessage) -> Result<EnqueueOutcome, EnqueueError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send((message, reply)).await.map_err(|_| EnqueueError::ShuttingDown)?;
-        rx.await.map_err(|_| EnqueueError::ShuttingDown)?.map_err(EnqueueError::Store)
+        self.tx
+            .send((message, reply))
+            .await
+            .map_err(|_| EnqueueError::ShuttingDown)?;
+        rx.await
+            .map_err(|_| EnqueueError::ShuttingDown)?
+            .map_err(EnqueueError::Store)
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<(PreparedMessage, Reply)>, wakers: Arc<Wakers>) {
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<(PreparedMessage, Reply)>,
+    wakers: Arc<Wakers>,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (messages, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();

@@ -20,7 +20,9 @@ pub struct KeyCache(Mutex<LruCache<String, (ApiKeyRecord, Instant)>>);
 
 impl Default for KeyCache {
     fn default() -> Self {
-        KeyCache(Mutex::new(LruCache::new(NonZeroUsize::new(1024).expect("non-zero"))))
+        KeyCache(Mutex::new(LruCache::new(
+            NonZeroUsize::new(1024).expect("non-zero"),
+        )))
     }
 }
 
@@ -55,7 +57,10 @@ fn unauthorized(message: &str) -> ApiError {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -80,10 +85,18 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .map_err(|e| ApiError::internal("looking up API key", &e))?
             .ok_or_else(|| {
-                tracing::info!(key_id = crate::keys::key_id(key).unwrap_or("malformed"), "unknown or revoked API key");
+                tracing::info!(
+                    key_id = crate::keys::key_id(key).unwrap_or("malformed"),
+                    "unknown or revoked API key"
+                );
                 unauthorized("unknown or revoked API key")
             })?;
-        state.keys.0.lock().expect("key cache lock").put(hash, (rec.clone(), now));
+        state
+            .keys
+            .0
+            .lock()
+            .expect("key cache lock")
+            .put(hash, (rec.clone(), now));
         Ok(Caller(rec))
     }
 }

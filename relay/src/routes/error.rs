@@ -17,7 +17,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -35,11 +40,19 @@ impl ApiError {
             src = s.source();
         }
         tracing::error!(error = %chain, "{context}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the relay's log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error; see the relay's log",
+        )
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such {what}"),
+        )
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -53,7 +66,12 @@ impl ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: e.code, message: e.message, field: Some(e.field) }
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: e.code,
+            message: e.message,
+            field: Some(e.field),
+        }
     }
 }
 
@@ -72,10 +90,23 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let f = if path == "." { missing_field(&inner.to_string()) } else { Some(path) };
-                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_request", message: inner.to_string(), field: f }
+                let f = if path == "." {
+                    missing_field(&inner.to_string())
+                } else {
+                    Some(path)
+                };
+                ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "invalid_request",
+                    message: inner.to_string(),
+                    field: f,
+                }
             }
-            _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not valid JSON: {inner}")),
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("request body is not valid JSON: {inner}"),
+            ),
         }
     })
 }

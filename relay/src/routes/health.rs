@@ -16,7 +16,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: store unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": "store unreachable"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "reason": "store unreachable"})),
+            )
         }
     }
 }

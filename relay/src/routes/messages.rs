@@ -25,7 +25,11 @@ pub const MAX_BATCH: usize = 500;
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body exceeds the size limit")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body exceeds the size limit",
+            )
         } else {
             ApiError::new(rej.status(), "bad_request", rej.body_text())
         }
@@ -33,10 +37,16 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     let bad = || {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
-            .field("Idempotency-Key")
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+        .field("Idempotency-Key")
     };
     let s = v.to_str().map_err(|_| bad())?;
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
@@ -71,11 +81,21 @@ async fn prepare(
         tokio::task::spawn_blocking(move || compose::render(&msg, &id, signer.as_deref()))
             .await
             .map_err(|e| ApiError::internal("render task", &e))?
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_message", e.to_string()))?
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_message",
+                    e.to_string(),
+                )
+            })?
     };
     let recipients: Vec<PreparedRecipient> = msg
         .recipients()
-        .map(|(kind, a)| PreparedRecipient { kind, address: a.to_string(), domain: a.domain().to_string() })
+        .map(|(kind, a)| PreparedRecipient {
+            kind,
+            address: a.to_string(),
+            domain: a.domain().to_string(),
+        })
         .collect();
     let response = json!({
         "id": id.to_string(),
@@ -104,9 +124,11 @@ async fn prepare(
 
 fn enqueue_failed(e: EnqueueError) -> ApiError {
     match e {
-        EnqueueError::ShuttingDown => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the relay is shutting down; retry")
-        }
+        EnqueueError::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the relay is shutting down; retry",
+        ),
         EnqueueError::Store(e) => ApiError::internal("storing message", &*e),
     }
 }
@@ -119,20 +141,38 @@ pub async fn send(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body)?;
-    let idem = idempotency_key(&headers)?
-        .map(|key| IdempotencyClaim { key, request_hash: hex::encode(Sha256::digest(&body)) });
+    let idem = idempotency_key(&headers)?.map(|key| IdempotencyClaim {
+        key,
+        request_hash: hex::encode(Sha256::digest(&body)),
+    });
     let req: SendRequest = super::error::parse_json(&body)?;
     let (prepared, response) = prepare(&state, &caller, req, idem).await?;
     let span = tracing::info_span!("accept", message_id = %prepared.id, stream = %prepared.stream);
-    let outcome = state.enqueuer.enqueue(prepared).instrument(span.clone()).await.map_err(enqueue_failed)?;
+    let outcome = state
+        .enqueuer
+        .enqueue(prepared)
+        .instrument(span.clone())
+        .await
+        .map_err(enqueue_failed)?;
     match outcome {
         EnqueueOutcome::Accepted => {
-            span.in_scope(|| tracing::info!(recipients = response["recipients"].as_array().map_or(0, Vec::len), "accepted"));
+            span.in_scope(|| {
+                tracing::info!(
+                    recipients = response["recipients"].as_array().map_or(0, Vec::len),
+                    "accepted"
+                )
+            });
             Ok((StatusCode::ACCEPTED, Json(response)).into_response())
         }
         EnqueueOutcome::Replayed(saved) => {
-            let mut resp = (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], saved).into_response();
-            resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            let mut resp = (
+                StatusCode::ACCEPTED,
+                [(header::CONTENT_TYPE, "application/json")],
+                saved,
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(resp)
         }
         EnqueueOutcome::KeyReused => Err(ApiError::new(
@@ -157,7 +197,10 @@ pub async fn send_batch(
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_batch",
-            format!("a batch holds 1 to {MAX_BATCH} messages; got {}", items.len()),
+            format!(
+                "a batch holds 1 to {MAX_BATCH} messages; got {}",
+                items.len()
+            ),
         ));
     }
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
@@ -167,7 +210,12 @@ pub async fn send_batch(
             Ok(r) => r,
             Err(e) => {
                 let field = e.path().to_string();
-                let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", e.into_inner().to_string()).field(field);
+                let err = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    e.into_inner().to_string(),
+                )
+                .field(field);
                 results[i] = item_error(i, err);
                 continue;
             }
@@ -176,7 +224,11 @@ pub async fn send_batch(
         pending.spawn(async move {
             let r = async {
                 let (prepared, response) = prepare(&state, &caller, req, None).await?;
-                state.enqueuer.enqueue(prepared).await.map_err(enqueue_failed)?;
+                state
+                    .enqueuer
+                    .enqueue(prepared)
+                    .await
+                    .map_err(enqueue_failed)?;
                 Ok::<_, ApiError>(response)
             }
             .await;
@@ -197,7 +249,11 @@ pub async fn send_batch(
         };
     }
     tracing::info!(items = results.len(), accepted, "batch accepted");
-    Ok((StatusCode::OK, Json(json!({ "accepted": accepted, "results": results }))).into_response())
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "accepted": accepted, "results": results })),
+    )
+        .into_response())
 }
 
 fn item_error(i: usize, e: ApiError) -> Value {
@@ -208,12 +264,17 @@ fn item_error(i: usize, e: ApiError) -> Value {
 }
 
 fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+        .to_string()
 }
 
 /// `GET /v1/messages/{id}`: status and per-recipient history. A message on
 /// a stream the key can't use is reported as not found.
-pub async fn get_message(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = MessageId::parse(&id).ok_or_else(|| ApiError::not_found("message"))?;
     let m = state
         .store
@@ -222,8 +283,16 @@ pub async fn get_message(State(state): State<AppState>, caller: Caller, Path(id)
         .map_err(|e| ApiError::internal("reading message", &e))?
         .filter(|m| caller.may_read(&m.stream))
         .ok_or_else(|| ApiError::not_found("message"))?;
-    let recipients = state.store.get_recipients(&id).await.map_err(|e| ApiError::internal("reading recipients", &e))?;
-    let attempts = state.store.get_attempts(&id).await.map_err(|e| ApiError::internal("reading attempts", &e))?;
+    let recipients = state
+        .store
+        .get_recipients(&id)
+        .await
+        .map_err(|e| ApiError::internal("reading recipients", &e))?;
+    let attempts = state
+        .store
+        .get_attempts(&id)
+        .await
+        .map_err(|e| ApiError::internal("reading attempts", &e))?;
     let recipients: Vec<Value> = recipients
         .iter()
         .map(|r| {
@@ -272,17 +341,28 @@ pub async fn get_message(State(state): State<AppState>, caller: Caller, Path(id)
 /// One word for the whole message: the recipients' common final state when
 /// they share one, `in_progress` while any is pending, else `partially_delivered`.
 fn summary(recipients: &[Value]) -> String {
-    let states: Vec<&str> = recipients.iter().filter_map(|r| r["status"].as_str()).collect();
+    let states: Vec<&str> = recipients
+        .iter()
+        .filter_map(|r| r["status"].as_str())
+        .collect();
     let pending = |s: &&str| matches!(*s, "queued" | "deferred" | "inflight");
     match states.first() {
-        Some(first) if states.iter().all(|s| s == first) && (*first == "queued" || !pending(first)) => (*first).to_owned(),
+        Some(first)
+            if states.iter().all(|s| s == first) && (*first == "queued" || !pending(first)) =>
+        {
+            (*first).to_owned()
+        }
         _ if states.iter().any(pending) => "in_progress".to_owned(),
         _ => "partially_delivered".to_owned(),
     }
 }
 
 /// `GET /v1/messages/{id}/raw`: the final signed bytes, as delivered.
-pub async fn get_raw(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_raw(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = MessageId::parse(&id).ok_or_else(|| ApiError::not_found("message"))?;
     let (_, raw) = state
         .store

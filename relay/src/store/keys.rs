@@ -36,14 +36,27 @@ impl TryFrom<KeyRow> for ApiKeyRecord {
             .streams
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<Stream>().map_err(|e| StoreError::Corrupt(format!("api key {}: {e}", r.id))))
+            .map(|s| {
+                s.parse::<Stream>()
+                    .map_err(|e| StoreError::Corrupt(format!("api key {}: {e}", r.id)))
+            })
             .collect::<Result<_>>()?;
-        Ok(ApiKeyRecord { id: r.id, name: r.name, streams, created_at: r.created_at, revoked_at: r.revoked_at })
+        Ok(ApiKeyRecord {
+            id: r.id,
+            name: r.name,
+            streams,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+        })
     }
 }
 
 fn join_streams(streams: &[Stream]) -> String {
-    streams.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    streams
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Store {
@@ -85,16 +98,19 @@ impl Store {
 
     /// Revokes a key by id; false when no live key has that id.
     pub async fn revoke_api_key(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
     pub async fn count_api_keys(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n)
     }
 }

@@ -197,10 +197,12 @@ impl Store {
 
     /// The stored bytes and the stream they belong to (for scoping).
     pub async fn get_raw(&self, id: &MessageId) -> Result<Option<(String, Vec<u8>)>> {
-        Ok(sqlx::query_as("SELECT stream, raw FROM messages WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT stream, raw FROM messages WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Forgets idempotency keys older than `before_ms`.

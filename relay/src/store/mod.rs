@@ -17,8 +17,8 @@ use sqlx::{AnyPool, Executor as _};
 
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use messages::{
-    AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage, PreparedRecipient,
-    RecipientRecord,
+    AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage,
+    PreparedRecipient, RecipientRecord,
 };
 pub use queue::{Claimed, Finish, QueueDepth};
 
@@ -55,7 +55,10 @@ pub struct Store {
 
 /// Milliseconds since the Unix epoch: the store's unit of time.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Store {
@@ -100,7 +103,12 @@ impl Store {
                     .connect_with(options)
                     .await?
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect_with(options).await?,
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect_with(options)
+                    .await?
+            }
         };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATOR,
@@ -139,26 +147,41 @@ pub(crate) mod testing {
     pub async fn sqlite() -> TestStore {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        TestStore { store: Store::connect(&url).await.unwrap(), _dir: Some(dir) }
+        TestStore {
+            store: Store::connect(&url).await.unwrap(),
+            _dir: Some(dir),
+        }
     }
 
     /// A store on a schema of its own in the test PostgreSQL, or None (and a
     /// line saying the test skipped) when no URL is set.
     pub async fn postgres() -> Option<TestStore> {
         let Ok(base) = std::env::var("MAILROOM_TEST_DATABASE_URL") else {
-            eprintln!("skipped: MAILROOM_TEST_DATABASE_URL not set, PostgreSQL half of this test not run");
+            eprintln!(
+                "skipped: MAILROOM_TEST_DATABASE_URL not set, PostgreSQL half of this test not run"
+            );
             return None;
         };
         let url = fresh_postgres_schema(&base).await;
-        Some(TestStore { store: Store::connect(&url).await.unwrap(), _dir: None })
+        Some(TestStore {
+            store: Store::connect(&url).await.unwrap(),
+            _dir: None,
+        })
     }
 
     /// Creates a new schema and returns a URL whose connections use it.
     pub async fn fresh_postgres_schema(base: &str) -> String {
         sqlx::any::install_default_drivers();
         let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-        let pool = AnyPoolOptions::new().max_connections(1).connect(base).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(base)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .unwrap();
         pool.close().await;
         let sep = if base.contains('?') { '&' } else { '?' };
         format!("{base}{sep}options=-csearch_path%3D{schema}")

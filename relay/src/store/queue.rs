@@ -18,10 +18,25 @@ pub struct Claimed {
 /// How an attempt ended, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
-    Delivered { code: Option<u16>, reply: String, host: Option<String> },
-    Deferred { code: Option<u16>, reply: String, host: Option<String>, retry_at: i64 },
-    Bounced { code: Option<u16>, reply: String, host: Option<String> },
-    Expired { reply: String },
+    Delivered {
+        code: Option<u16>,
+        reply: String,
+        host: Option<String>,
+    },
+    Deferred {
+        code: Option<u16>,
+        reply: String,
+        host: Option<String>,
+        retry_at: i64,
+    },
+    Bounced {
+        code: Option<u16>,
+        reply: String,
+        host: Option<String>,
+    },
+    Expired {
+        reply: String,
+    },
 }
 
 impl Finish {
@@ -37,7 +52,9 @@ impl Finish {
     fn parts(&self) -> (Option<u16>, &str, Option<&str>) {
         match self {
             Finish::Delivered { code, reply, host }
-            | Finish::Deferred { code, reply, host, .. }
+            | Finish::Deferred {
+                code, reply, host, ..
+            }
             | Finish::Bounced { code, reply, host } => (*code, reply, host.as_deref()),
             Finish::Expired { reply } => (None, reply, None),
         }
@@ -170,10 +187,12 @@ impl Store {
 
     /// The envelope sender and final bytes of a message, for delivery.
     pub async fn delivery_payload(&self, message_id: &str) -> Result<Option<(String, Vec<u8>)>> {
-        Ok(sqlx::query_as("SELECT sender, raw FROM messages WHERE id = $1")
-            .bind(message_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT sender, raw FROM messages WHERE id = $1")
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn queue_depth(&self, stream: Stream) -> Result<QueueDepth> {

@@ -19,10 +19,17 @@ fn message(stream: Stream, rcpts: &[&str], idem: Option<(&str, &str)>) -> Prepar
         raw: b"Subject: s\r\n\r\nhi\r\n".to_vec(),
         recipients: rcpts
             .iter()
-            .map(|a| PreparedRecipient { kind: RecipientKind::To, address: (*a).into(), domain: "x.example".into() })
+            .map(|a| PreparedRecipient {
+                kind: RecipientKind::To,
+                address: (*a).into(),
+                domain: "x.example".into(),
+            })
             .collect(),
         response: "{\"first\":true}".into(),
-        idempotency: idem.map(|(k, h)| IdempotencyClaim { key: k.into(), request_hash: h.into() }),
+        idempotency: idem.map(|(k, h)| IdempotencyClaim {
+            key: k.into(),
+            request_hash: h.into(),
+        }),
         created_at: now_ms(),
     }
 }
@@ -32,30 +39,66 @@ async fn an_enqueued_message_is_claimed_once_and_finished() {
     for t in testing::all().await {
         let s = &t.store;
         let m = message(Stream::Transactional, &["a@x.example", "b@x.example"], None);
-        assert_eq!(s.enqueue_batch(std::slice::from_ref(&m)).await.unwrap(), vec![EnqueueOutcome::Accepted]);
+        assert_eq!(
+            s.enqueue_batch(std::slice::from_ref(&m)).await.unwrap(),
+            vec![EnqueueOutcome::Accepted]
+        );
         let now = now_ms();
-        let mut c = s.claim(Stream::Transactional, now, now + 60_000, 10, "tok").await.unwrap();
+        let mut c = s
+            .claim(Stream::Transactional, now, now + 60_000, 10, "tok")
+            .await
+            .unwrap();
         c.sort_by_key(|c| c.idx);
         assert_eq!(c.len(), 2);
         assert!(c.iter().all(|c| c.attempts == 1 && c.lease_token == "tok"));
         // Leased rows are not due again until the lease ends.
-        assert!(s.claim(Stream::Transactional, now, now + 60_000, 10, "tok2").await.unwrap().is_empty());
-        assert_eq!(s.queue_depth(Stream::Transactional).await.unwrap().inflight, 2);
+        assert!(
+            s.claim(Stream::Transactional, now, now + 60_000, 10, "tok2")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.queue_depth(Stream::Transactional).await.unwrap().inflight,
+            2
+        );
 
         let done = s
             .finish_batch(&[
-                (c[0].clone(), now, Finish::Delivered { code: Some(250), reply: "ok".into(), host: Some("h".into()) }),
-                (c[1].clone(), now, Finish::Bounced { code: Some(550), reply: "no such user".into(), host: None }),
+                (
+                    c[0].clone(),
+                    now,
+                    Finish::Delivered {
+                        code: Some(250),
+                        reply: "ok".into(),
+                        host: Some("h".into()),
+                    },
+                ),
+                (
+                    c[1].clone(),
+                    now,
+                    Finish::Bounced {
+                        code: Some(550),
+                        reply: "no such user".into(),
+                        host: None,
+                    },
+                ),
             ])
             .await
             .unwrap();
         assert_eq!(done, vec![true, true]);
         let r = s.get_recipients(&m.id).await.unwrap();
-        assert_eq!(r.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(), ["delivered", "bounced"]);
+        assert_eq!(
+            r.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(),
+            ["delivered", "bounced"]
+        );
         let a = s.get_attempts(&m.id).await.unwrap();
         assert_eq!(a.len(), 2);
         assert_eq!(a[1].smtp_code, Some(550));
-        assert_eq!(s.queue_depth(Stream::Transactional).await.unwrap(), QueueDepth::default());
+        assert_eq!(
+            s.queue_depth(Stream::Transactional).await.unwrap(),
+            QueueDepth::default()
+        );
     }
 }
 
@@ -63,10 +106,23 @@ async fn an_enqueued_message_is_claimed_once_and_finished() {
 async fn streams_have_separate_queues() {
     for t in testing::all().await {
         let s = &t.store;
-        s.enqueue_batch(&[message(Stream::Marketing, &["m@x.example"], None)]).await.unwrap();
+        s.enqueue_batch(&[message(Stream::Marketing, &["m@x.example"], None)])
+            .await
+            .unwrap();
         let now = now_ms();
-        assert!(s.claim(Stream::Transactional, now, now + 1000, 10, "t").await.unwrap().is_empty());
-        assert_eq!(s.claim(Stream::Marketing, now, now + 1000, 10, "t").await.unwrap().len(), 1);
+        assert!(
+            s.claim(Stream::Transactional, now, now + 1000, 10, "t")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.claim(Stream::Marketing, now, now + 1000, 10, "t")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
 
@@ -74,19 +130,45 @@ async fn streams_have_separate_queues() {
 async fn a_lease_that_expires_is_claimed_again_and_the_stale_holder_cannot_finish() {
     for t in testing::all().await {
         let s = &t.store;
-        s.enqueue_batch(&[message(Stream::Transactional, &["a@x.example"], None)]).await.unwrap();
+        s.enqueue_batch(&[message(Stream::Transactional, &["a@x.example"], None)])
+            .await
+            .unwrap();
         let now = now_ms();
-        let first = s.claim(Stream::Transactional, now, now + 100, 10, "dead").await.unwrap();
+        let first = s
+            .claim(Stream::Transactional, now, now + 100, 10, "dead")
+            .await
+            .unwrap();
         assert_eq!(first.len(), 1);
         // The holder "dies"; once its lease has passed another worker gets the row.
         let later = now + 200;
-        let second = s.claim(Stream::Transactional, later, later + 60_000, 10, "alive").await.unwrap();
+        let second = s
+            .claim(Stream::Transactional, later, later + 60_000, 10, "alive")
+            .await
+            .unwrap();
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].attempts, 2);
-        let stale = Finish::Delivered { code: Some(250), reply: "late".into(), host: None };
-        assert_eq!(s.finish_batch(&[(first[0].clone(), now, stale)]).await.unwrap(), vec![false]);
-        let ok = Finish::Delivered { code: Some(250), reply: "ok".into(), host: None };
-        assert_eq!(s.finish_batch(&[(second[0].clone(), later, ok)]).await.unwrap(), vec![true]);
+        let stale = Finish::Delivered {
+            code: Some(250),
+            reply: "late".into(),
+            host: None,
+        };
+        assert_eq!(
+            s.finish_batch(&[(first[0].clone(), now, stale)])
+                .await
+                .unwrap(),
+            vec![false]
+        );
+        let ok = Finish::Delivered {
+            code: Some(250),
+            reply: "ok".into(),
+            host: None,
+        };
+        assert_eq!(
+            s.finish_batch(&[(second[0].clone(), later, ok)])
+                .await
+                .unwrap(),
+            vec![true]
+        );
     }
 }
 
@@ -94,15 +176,33 @@ async fn a_lease_that_expires_is_claimed_again_and_the_stale_holder_cannot_finis
 async fn a_deferred_recipient_waits_until_its_retry_time() {
     for t in testing::all().await {
         let s = &t.store;
-        s.enqueue_batch(&[message(Stream::Marketing, &["a@x.example"], None)]).await.unwrap();
+        s.enqueue_batch(&[message(Stream::Marketing, &["a@x.example"], None)])
+            .await
+            .unwrap();
         let now = now_ms();
-        let c = s.claim(Stream::Marketing, now, now + 60_000, 1, "t").await.unwrap();
+        let c = s
+            .claim(Stream::Marketing, now, now + 60_000, 1, "t")
+            .await
+            .unwrap();
         let retry_at = now + 10_000;
-        let f = Finish::Deferred { code: Some(451), reply: "try later".into(), host: None, retry_at };
+        let f = Finish::Deferred {
+            code: Some(451),
+            reply: "try later".into(),
+            host: None,
+            retry_at,
+        };
         s.finish_batch(&[(c[0].clone(), now, f)]).await.unwrap();
-        assert!(s.claim(Stream::Marketing, now + 5_000, now + 65_000, 1, "t2").await.unwrap().is_empty());
+        assert!(
+            s.claim(Stream::Marketing, now + 5_000, now + 65_000, 1, "t2")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(s.next_due(Stream::Marketing).await.unwrap(), Some(retry_at));
-        let again = s.claim(Stream::Marketing, retry_at, retry_at + 60_000, 1, "t3").await.unwrap();
+        let again = s
+            .claim(Stream::Marketing, retry_at, retry_at + 60_000, 1, "t3")
+            .await
+            .unwrap();
         assert_eq!(again[0].attempts, 2);
     }
 }
@@ -111,11 +211,19 @@ async fn a_deferred_recipient_waits_until_its_retry_time() {
 async fn released_work_is_due_at_once_and_its_attempt_not_counted() {
     for t in testing::all().await {
         let s = &t.store;
-        s.enqueue_batch(&[message(Stream::Transactional, &["a@x.example"], None)]).await.unwrap();
+        s.enqueue_batch(&[message(Stream::Transactional, &["a@x.example"], None)])
+            .await
+            .unwrap();
         let now = now_ms();
-        let c = s.claim(Stream::Transactional, now, now + 600_000, 1, "t").await.unwrap();
+        let c = s
+            .claim(Stream::Transactional, now, now + 600_000, 1, "t")
+            .await
+            .unwrap();
         s.release(&c).await.unwrap();
-        let again = s.claim(Stream::Transactional, now_ms(), now + 600_000, 1, "t2").await.unwrap();
+        let again = s
+            .claim(Stream::Transactional, now_ms(), now + 600_000, 1, "t2")
+            .await
+            .unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].attempts, 1);
     }
@@ -129,14 +237,30 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
         let mut retry = message(Stream::Transactional, &["a@x.example"], Some(("k", "h1")));
         retry.response = "{\"second\":true}".into();
         let other = message(Stream::Transactional, &["a@x.example"], Some(("k", "h2")));
-        let out = s.enqueue_batch(&[first.clone(), retry.clone(), other]).await.unwrap();
+        let out = s
+            .enqueue_batch(&[first.clone(), retry.clone(), other])
+            .await
+            .unwrap();
         assert_eq!(
             out,
-            vec![EnqueueOutcome::Accepted, EnqueueOutcome::Replayed("{\"first\":true}".into()), EnqueueOutcome::KeyReused]
+            vec![
+                EnqueueOutcome::Accepted,
+                EnqueueOutcome::Replayed("{\"first\":true}".into()),
+                EnqueueOutcome::KeyReused
+            ]
         );
-        assert!(s.get_message(&retry.id).await.unwrap().is_none(), "a replay stores nothing");
+        assert!(
+            s.get_message(&retry.id).await.unwrap().is_none(),
+            "a replay stores nothing"
+        );
         let now = now_ms();
-        assert_eq!(s.claim(Stream::Transactional, now, now + 1000, 10, "t").await.unwrap().len(), 1);
+        assert_eq!(
+            s.claim(Stream::Transactional, now, now + 1000, 10, "t")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(s.prune_idempotency(now + 1).await.unwrap(), 1);
     }
 }
@@ -150,7 +274,11 @@ async fn raw_bytes_come_back_unchanged() {
         s.enqueue_batch(std::slice::from_ref(&m)).await.unwrap();
         let (stream, raw) = s.get_raw(&m.id).await.unwrap().unwrap();
         assert_eq!((stream.as_str(), raw), ("transactional", m.raw.clone()));
-        let (sender, raw) = s.delivery_payload(&m.id.to_string()).await.unwrap().unwrap();
+        let (sender, raw) = s
+            .delivery_payload(&m.id.to_string())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((sender.as_str(), raw), ("shop@shop.example", m.raw));
     }
 }
@@ -159,9 +287,13 @@ async fn raw_bytes_come_back_unchanged() {
 /// get the same row (FOR UPDATE SKIP LOCKED).
 #[tokio::test]
 async fn concurrent_claimers_on_postgres_never_share_a_row() {
-    let Some(t) = testing::postgres().await else { return };
+    let Some(t) = testing::postgres().await else {
+        return;
+    };
     let s = &t.store;
-    let batch: Vec<_> = (0..200).map(|i| message(Stream::Marketing, &[&format!("r{i}@x.example")], None)).collect();
+    let batch: Vec<_> = (0..200)
+        .map(|i| message(Stream::Marketing, &[&format!("r{i}@x.example")], None))
+        .collect();
     s.enqueue_batch(&batch).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..8 {
@@ -170,7 +302,10 @@ async fn concurrent_claimers_on_postgres_never_share_a_row() {
             let mut got = Vec::new();
             loop {
                 let now = now_ms();
-                let c = s.claim(Stream::Marketing, now, now + 600_000, 7, &format!("w{w}")).await.unwrap();
+                let c = s
+                    .claim(Stream::Marketing, now, now + 600_000, 7, &format!("w{w}"))
+                    .await
+                    .unwrap();
                 if c.is_empty() {
                     break got;
                 }
