@@ -109,3 +109,71 @@ enum Parts {
     Single(SinglePart),
     Multi(MultiPart),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::dkim::{Algorithm, generate};
+    use crate::domain::message::SendRequest;
+    use proptest::prelude::*;
+
+    fn signer() -> Signer {
+        Signer::from_pem(
+            "shop.example",
+            "s1",
+            &generate("shop.example", "s1", Algorithm::Ed25519)
+                .unwrap()
+                .private_pem,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_bcc_only_message_renders_without_a_bcc_header() {
+        let req: SendRequest = serde_json::from_value(serde_json::json!({
+            "from": "a@shop.example", "bcc": ["hidden@x.example"], "subject": "s", "text": "t"
+        }))
+        .unwrap();
+        let msg = NewMessage::try_from(req).unwrap();
+        let r = render(&msg, &MessageId::new(), Some(&signer())).unwrap();
+        let text = String::from_utf8(r.raw).unwrap();
+        assert!(!text.contains("hidden@x.example"), "{text}");
+        assert!(text.starts_with("DKIM-Signature:"));
+        assert_eq!(r.dkim.as_deref(), Some("shop.example/s1"));
+    }
+
+    proptest! {
+        /// Whatever strings arrive, validation either refuses them or the
+        /// message renders and signs: never a panic, never a bare CR or LF
+        /// smuggled into the header block.
+        #[test]
+        fn any_request_is_refused_or_renders_safely(
+            name in "\\PC{0,30}",
+            subject in "\\PC{0,200}",
+            text in "\\PC{0,300}",
+            html in "\\PC{0,300}",
+            hname in "[A-Za-z-]{1,20}",
+            hval in "\\PC{0,80}",
+            to in "\\PC{0,40}",
+        ) {
+            let req = serde_json::json!({
+                "from": format!("{name} <a@shop.example>"), "to": [to, "ok@x.example"],
+                "subject": subject, "text": text, "html": html, "headers": {hname: hval},
+            });
+            let Ok(req) = serde_json::from_value::<SendRequest>(req) else { return Ok(()) };
+            let Ok(msg) = NewMessage::try_from(req) else { return Ok(()) };
+            let r = render(&msg, &MessageId::new(), Some(&signer())).unwrap();
+            let raw = r.raw;
+            let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header block ends");
+            let head = &raw[..head_end];
+            for (i, b) in head.iter().enumerate() {
+                if *b == b'\n' {
+                    prop_assert!(i > 0 && head[i - 1] == b'\r', "bare LF in headers");
+                }
+                if *b == b'\r' {
+                    prop_assert!(head.get(i + 1) == Some(&b'\n'), "bare CR in headers");
+                }
+            }
+        }
+    }
+}

@@ -26,6 +26,12 @@ pub struct Settings {
     pub allow_unsigned: bool,
     /// Store the signed message instead of delivering it.
     pub capture: bool,
+    /// DNS servers for MX lookups (`ip:port`); empty: the system's resolver
+    /// configuration (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
+    /// Port for direct MX delivery. 25 on the Internet; other values are for
+    /// test set-ups.
+    pub mx_port: u16,
     pub dkim: Vec<DkimSettings>,
     pub streams: StreamsSettings,
 }
@@ -39,6 +45,8 @@ impl Default for Settings {
             max_request_bytes: 10 * 1024 * 1024,
             allow_unsigned: false,
             capture: false,
+            dns_servers: Vec::new(),
+            mx_port: 25,
             dkim: Vec::new(),
             streams: StreamsSettings::default(),
         }
@@ -121,6 +129,10 @@ pub struct StreamSettings {
     /// SMTP connect/command timeout.
     #[serde(with = "humantime_serde", default = "default_smtp_timeout")]
     pub smtp_timeout: Duration,
+    /// Accept and queue, but deliver nothing until unpaused (incidents,
+    /// reputation trouble, planned sends).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 fn duration_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
@@ -159,6 +171,7 @@ impl StreamSettings {
             return_path: String::new(),
             lease: default_lease(),
             smtp_timeout: default_smtp_timeout(),
+            paused: false,
         }
     }
 
@@ -176,6 +189,7 @@ impl StreamSettings {
             return_path: String::new(),
             lease: default_lease(),
             smtp_timeout: default_smtp_timeout(),
+            paused: false,
         }
     }
 

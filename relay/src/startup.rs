@@ -102,13 +102,24 @@ impl Relay {
         let mut workers = Vec::new();
         for stream in Stream::ALL {
             let s = settings.streams.get(stream).clone();
+            if s.paused {
+                warn!(%stream, "stream paused: accepting and queueing, delivering nothing");
+                continue;
+            }
             let route = if settings.capture {
                 Route::Capture
             } else {
                 Route::parse(&s.route)?
             };
-            let sender = Sender::new(route, &settings.hostname, s.smtp_timeout, s.concurrency)
-                .with_context(|| format!("setting up the {stream} stream's route"))?;
+            let sender = Sender::new(
+                route,
+                &settings.hostname,
+                s.smtp_timeout,
+                s.concurrency,
+                &settings.dns_servers,
+                settings.mx_port,
+            )
+            .with_context(|| format!("setting up the {stream} stream's route"))?;
             let worker = Worker {
                 stream,
                 settings: s,

@@ -8,11 +8,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// The `mailroom` binary, built once per test run.
+/// The `mailroom` binary: `$MAILROOM_BIN` if set (the benchmark points it at
+/// a release build), else the workspace's debug build, built once per run.
 pub fn binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("MAILROOM_BIN") {
+                return PathBuf::from(bin);
+            }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
                 .args([
@@ -320,6 +324,10 @@ impl Relay {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no chance to finish or release anything.

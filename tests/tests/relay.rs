@@ -793,3 +793,89 @@ async fn capture_mode_works_from_an_empty_database_with_no_setup() {
     assert!(out.contains("capture-bootstrap"), "{out}");
     drop(again);
 }
+
+/// Direct MX delivery: the relay asks DNS for the recipient domain's MX
+/// hosts, skips one it can't reach, delivers to the next, and bounces a
+/// domain that publishes a null MX.
+#[tokio::test]
+async fn the_mx_route_follows_preference_order_and_honours_null_mx() {
+    let sink = SmtpSink::start().await;
+    let zone = std::collections::HashMap::from([
+        (
+            "customer.test".to_string(),
+            vec![
+                (20, "localhost.".to_string()),
+                (10, "unreachable.invalid.".to_string()),
+            ],
+        ),
+        ("nomail.test".to_string(), vec![(0, ".".to_string())]),
+    ]);
+    let dns = mailroom_e2e::dns::serve_mx(zone).await;
+    let extra = format!("dns_servers = [\"{dns}\"]\nmx_port = {}\n", sink.port);
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("m.db").display());
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("database = \"{database}\"\nallow_unsigned = true\n{extra}[streams.transactional]\nroute = \"mx\"\nconcurrency = 2\nmax_age = \"1h\"\nretry_schedule = [\"1s\"]\n"),
+    )
+    .unwrap();
+    let key = create_key(&database, "k", &["transactional"]);
+    let relay = Relay::start(&config, &[]);
+    let (code, resp) = relay.post("/v1/messages", &key, &json!({"from": "a@shop.example", "to": ["bob@customer.test", "x@nomail.test"], "subject": "s", "text": "t"})).await;
+    assert_eq!(code, 202, "{resp}");
+    let v = relay
+        .wait_status(resp["id"].as_str().unwrap(), &key, WAIT, |v| {
+            v["status"] != "in_progress" && v["status"] != "queued"
+        })
+        .await;
+    let bob = &v["recipients"][0];
+    assert_eq!(bob["status"], "delivered", "{v:#}");
+    assert_eq!(bob["history"][0]["host"], "localhost");
+    assert_eq!(sink.received()[0].rcpt_to, ["bob@customer.test"]);
+    let null = &v["recipients"][1];
+    assert_eq!(null["status"], "bounced", "{v:#}");
+    assert_eq!(null["history"][0]["smtp_code"], 556);
+}
+
+#[tokio::test]
+async fn a_paused_stream_queues_but_delivers_nothing_while_the_other_runs() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let s = setup(
+        false,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "return_path = \"mkt-bounces.shop.example\"",
+        "return_path = \"mkt-bounces.shop.example\"\npaused = true",
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let relay = Relay::start(&s.config, &[]);
+    let mut news = receipt("reader@x.example");
+    news["stream"] = json!("marketing");
+    let (_, m) = relay.post("/v1/messages", &s.key, &news).await;
+    let (_, t) = relay
+        .post("/v1/messages", &s.key, &receipt("buyer@x.example"))
+        .await;
+    relay
+        .wait_status(t["id"].as_str().unwrap(), &s.key, WAIT, |v| {
+            v["status"] == "delivered"
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, v) = relay
+        .get_json(
+            &format!("/v1/messages/{}", m["id"].as_str().unwrap()),
+            &s.key,
+        )
+        .await;
+    assert_eq!(v["status"], "queued", "{v:#}");
+    assert_eq!(sink.count(), 1);
+}

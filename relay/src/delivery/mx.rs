@@ -1,10 +1,13 @@
 //! MX resolution with hickory-resolver, cached in an LRU that honours TTLs.
 
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::RData;
 use lru::LruCache;
@@ -49,13 +52,35 @@ pub struct MxResolver {
 }
 
 impl MxResolver {
-    /// A resolver on the system configuration (`/etc/resolv.conf`).
+    /// A resolver asking `servers` (UDP, then TCP), or the system's
+    /// configuration (`/etc/resolv.conf`) when `servers` is empty.
     ///
     /// # Errors
     /// The system resolver configuration can't be read.
-    pub fn from_system() -> anyhow::Result<Self> {
-        let resolver = TokioResolver::builder_tokio()
-            .map_err(|e| anyhow::anyhow!("reading system DNS configuration: {e}"))?
+    pub fn new(servers: &[SocketAddr]) -> anyhow::Result<Self> {
+        let builder = if servers.is_empty() {
+            TokioResolver::builder_tokio()
+                .map_err(|e| anyhow::anyhow!("reading system DNS configuration: {e}"))?
+        } else {
+            let name_servers = servers
+                .iter()
+                .map(|addr| {
+                    let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                        .into_iter()
+                        .map(|mut c| {
+                            c.port = addr.port();
+                            c
+                        })
+                        .collect();
+                    NameServerConfig::new(addr.ip(), true, conns)
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(name_servers),
+                TokioRuntimeProvider::default(),
+            )
+        };
+        let resolver = builder
             .build()
             .map_err(|e| anyhow::anyhow!("building DNS resolver: {e}"))?;
         Ok(MxResolver {

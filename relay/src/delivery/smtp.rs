@@ -2,6 +2,7 @@
 //! (`send_raw`), and turns lettre's reply or error into an [`Outcome`].
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub struct Sender {
     hello: ClientId,
     timeout: Duration,
     pool_size: u32,
+    mx_port: u16,
     smarthost: Option<Transport>,
     mx: Option<MxResolver>,
     /// One pooled transport per MX host, so connections are reused per destination.
@@ -37,6 +39,8 @@ impl Sender {
         hello: &str,
         timeout: Duration,
         pool_size: usize,
+        dns_servers: &[SocketAddr],
+        mx_port: u16,
     ) -> anyhow::Result<Self> {
         let hello = ClientId::Domain(hello.to_owned());
         let pool_size = pool_size.clamp(1, 1000) as u32;
@@ -51,7 +55,7 @@ impl Sender {
             _ => None,
         };
         let mx = match &route {
-            Route::Mx => Some(MxResolver::from_system()?),
+            Route::Mx => Some(MxResolver::new(dns_servers)?),
             _ => None,
         };
         Ok(Sender {
@@ -59,6 +63,7 @@ impl Sender {
             hello,
             timeout,
             pool_size,
+            mx_port,
             smarthost,
             mx,
             mx_transports: Mutex::new(HashMap::new()),
@@ -135,7 +140,7 @@ impl Sender {
                     .map(Tls::Opportunistic)
                     .unwrap_or(Tls::None);
                 Transport::builder_dangerous(host)
-                    .port(25)
+                    .port(self.mx_port)
                     .tls(tls)
                     .hello_name(self.hello.clone())
                     .timeout(Some(self.timeout))

@@ -16,7 +16,7 @@ use super::Outcome;
 use super::smtp::Sender;
 use crate::config::StreamSettings;
 use crate::domain::{EmailAddress, Stream};
-use crate::store::{Claimed, Finish, Store, now_ms};
+use crate::store::{Claimed, Finish, Payload, Store, now_ms};
 
 /// How long an idle worker sleeps at most before looking again; other
 /// processes sharing the database enqueue without notifying this one.
@@ -109,7 +109,18 @@ impl Worker {
                     map.insert((c.message_id.clone(), c.idx), c.clone());
                 }
             }
+            let ids: Vec<&str> = claimed.iter().map(|c| c.message_id.as_str()).collect();
+            let payloads = match self.store.delivery_payloads(&ids).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // The leases expire and the rows fall due again.
+                    error!(%stream, error = %e, "loading messages failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
             for c in claimed {
+                let payload = payloads.get(&c.message_id).cloned();
                 if let Some(step) = spacing {
                     // Rate limit: starts are spaced evenly, no bursts.
                     next_start = next_start.max(Instant::now());
@@ -124,7 +135,6 @@ impl Worker {
                 let attempt = Attempt {
                     stream,
                     settings: self.settings.clone(),
-                    store: self.store.clone(),
                     sender: self.sender.clone(),
                 };
                 let done = done_tx.clone();
@@ -132,7 +142,7 @@ impl Worker {
                 tokio::spawn(
                     async move {
                         let started = now_ms();
-                        let finish = attempt.deliver(&c).await;
+                        let finish = attempt.deliver(&c, payload.as_deref()).await;
                         let _ = done.send((c, started, finish)).await;
                         drop(permit);
                     }
@@ -202,12 +212,11 @@ async fn finisher(
 struct Attempt {
     stream: Stream,
     settings: StreamSettings,
-    store: Store,
     sender: Arc<Sender>,
 }
 
 impl Attempt {
-    async fn deliver(&self, c: &Claimed) -> Finish {
+    async fn deliver(&self, c: &Claimed, payload: Option<&Payload>) -> Finish {
         let now = now_ms();
         let max_age = self.settings.max_age.as_millis() as i64;
         if now > c.created_at + max_age {
@@ -216,27 +225,15 @@ impl Attempt {
                 reply: format!("not delivered within the {} stream's max_age", self.stream),
             };
         }
-        let (sender, raw) = match self.store.delivery_payload(&c.message_id).await {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                error!("message row missing for a queued recipient");
-                return Finish::Expired {
-                    reply: "message content missing from the store".into(),
-                };
-            }
-            Err(e) => {
-                warn!(error = %e, "loading message failed; will retry");
-                return Finish::Deferred {
-                    code: None,
-                    reply: format!("store error: {e}"),
-                    host: None,
-                    retry_at: now + 5_000,
-                };
-            }
+        let Some(Payload { sender, raw }) = payload else {
+            error!("message row missing for a queued recipient");
+            return Finish::Expired {
+                reply: "message content missing from the store".into(),
+            };
         };
         // Data read back is parsed again: a row that no longer parses is
         // failed with its cause, never a panic.
-        let envelope = match self.envelope(c, &sender) {
+        let envelope = match self.envelope(c, sender) {
             Ok(e) => e,
             Err(why) => {
                 error!(%why, "stored recipient no longer valid");
@@ -247,7 +244,7 @@ impl Attempt {
                 };
             }
         };
-        let outcome = self.sender.send(&envelope, &raw, &c.domain).await;
+        let outcome = self.sender.send(&envelope, raw, &c.domain).await;
         match outcome {
             Outcome::Delivered { code, reply, host } => {
                 info!(?code, host = host.as_deref().unwrap_or(""), "delivered");

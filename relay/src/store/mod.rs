@@ -20,7 +20,7 @@ pub use messages::{
     AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage,
     PreparedRecipient, RecipientRecord,
 };
-pub use queue::{Claimed, Finish, QueueDepth};
+pub use queue::{Claimed, Finish, Payload, QueueDepth};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

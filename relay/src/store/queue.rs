@@ -1,3 +1,4 @@
+use super::messages::{ROWS_PER_STATEMENT, values_clause};
 use super::{Backend, Result, Store};
 use crate::domain::Stream;
 
@@ -61,6 +62,13 @@ impl Finish {
     }
 }
 
+/// What a delivery sends: the envelope sender and the final bytes.
+#[derive(Debug)]
+pub struct Payload {
+    pub sender: String,
+    pub raw: Vec<u8>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepth {
     /// Due now or waiting for a retry.
@@ -116,48 +124,73 @@ impl Store {
     /// Records the outcome of attempts in one transaction. An outcome whose
     /// lease was lost (expired and re-claimed elsewhere) is not recorded:
     /// the other holder's attempt counts. Returns, per item, whether it was.
+    /// Two statements per batch, not per item (see `enqueue_batch`).
     pub async fn finish_batch(&self, items: &[(Claimed, i64, Finish)]) -> Result<Vec<bool>> {
         let mut tx = self.pool.begin().await?;
-        let mut recorded = Vec::with_capacity(items.len());
         let now = super::now_ms();
-        for (c, started_at, finish) in items {
-            let (code, reply, host) = finish.parts();
-            let next = match finish {
-                Finish::Deferred { retry_at, .. } => Some(*retry_at),
-                _ => None,
-            };
-            let done = sqlx::query(
-                "UPDATE recipients SET state = $1, next_attempt_at = $2, lease_token = NULL, last_reply = $3, \
-                 updated_at = $4 WHERE message_id = $5 AND idx = $6 AND lease_token = $7",
-            )
-            .bind(finish.state())
-            .bind(next)
-            .bind(reply)
-            .bind(now)
-            .bind(&c.message_id)
-            .bind(c.idx)
-            .bind(&c.lease_token)
-            .execute(&mut *tx)
-            .await?;
-            let ok = done.rows_affected() == 1;
-            if ok {
-                sqlx::query(
-                    "INSERT INTO attempts (message_id, idx, attempt, started_at, finished_at, outcome, smtp_code, \
-                     reply, host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&c.message_id)
-                .bind(c.idx)
-                .bind(c.attempts)
-                .bind(started_at)
-                .bind(now)
-                .bind(finish.state())
-                .bind(code.map(i64::from))
-                .bind(reply)
-                .bind(host)
-                .execute(&mut *tx)
-                .await?;
+        let mut recorded = vec![false; items.len()];
+        for (offset, chunk) in items
+            .chunks(ROWS_PER_STATEMENT)
+            .enumerate()
+            .map(|(i, c)| (i * ROWS_PER_STATEMENT, c))
+        {
+            // UPDATE ... FROM a VALUES list: fenced by each row's lease token.
+            let sql = format!(
+                "WITH v (message_id, idx, lease_token, state, next_attempt_at, last_reply) AS (VALUES {}) \
+                 UPDATE recipients SET state = v.state, next_attempt_at = v.next_attempt_at, lease_token = NULL, \
+                 last_reply = v.last_reply, updated_at = ${} FROM v \
+                 WHERE recipients.message_id = v.message_id AND recipients.idx = v.idx \
+                 AND recipients.lease_token = v.lease_token RETURNING recipients.message_id, recipients.idx",
+                values_clause(chunk.len(), 6),
+                chunk.len() * 6 + 1
+            );
+            let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+            for (c, _, finish) in chunk {
+                let next = match finish {
+                    Finish::Deferred { retry_at, .. } => Some(*retry_at),
+                    _ => None,
+                };
+                q = q
+                    .bind(&c.message_id)
+                    .bind(c.idx)
+                    .bind(&c.lease_token)
+                    .bind(finish.state())
+                    .bind(next)
+                    .bind(finish.parts().1);
             }
-            recorded.push(ok);
+            let updated: std::collections::HashSet<(String, i64)> =
+                q.bind(now).fetch_all(&mut *tx).await?.into_iter().collect();
+            let done: Vec<usize> = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, (c, _, _))| updated.contains(&(c.message_id.clone(), c.idx)))
+                .map(|(i, _)| i)
+                .collect();
+            if done.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "INSERT INTO attempts (message_id, idx, attempt, started_at, finished_at, outcome, smtp_code, \
+                 reply, host) VALUES {}",
+                values_clause(done.len(), 9)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in &done {
+                let (c, started_at, finish) = &chunk[i];
+                let (code, reply, host) = finish.parts();
+                q = q
+                    .bind(&c.message_id)
+                    .bind(c.idx)
+                    .bind(c.attempts)
+                    .bind(*started_at)
+                    .bind(now)
+                    .bind(finish.state())
+                    .bind(code.map(i64::from))
+                    .bind(reply)
+                    .bind(host);
+                recorded[offset + i] = true;
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(recorded)
@@ -185,14 +218,28 @@ impl Store {
         Ok(())
     }
 
-    /// The envelope sender and final bytes of a message, for delivery.
-    pub async fn delivery_payload(&self, message_id: &str) -> Result<Option<(String, Vec<u8>)>> {
-        Ok(
-            sqlx::query_as("SELECT sender, raw FROM messages WHERE id = $1")
-                .bind(message_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+    /// The envelope sender and final bytes of each message, for delivery: one
+    /// query for a whole claim.
+    pub async fn delivery_payloads(
+        &self,
+        message_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, std::sync::Arc<Payload>>> {
+        let mut out = std::collections::HashMap::with_capacity(message_ids.len());
+        for chunk in message_ids.chunks(ROWS_PER_STATEMENT) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, sender, raw FROM messages WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, (String, String, Vec<u8>)>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for (id, sender, raw) in q.fetch_all(&self.pool).await? {
+                out.insert(id, std::sync::Arc::new(Payload { sender, raw }));
+            }
+        }
+        Ok(out)
     }
 
     pub async fn queue_depth(&self, stream: Stream) -> Result<QueueDepth> {

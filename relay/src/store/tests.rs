@@ -274,12 +274,16 @@ async fn raw_bytes_come_back_unchanged() {
         s.enqueue_batch(std::slice::from_ref(&m)).await.unwrap();
         let (stream, raw) = s.get_raw(&m.id).await.unwrap().unwrap();
         assert_eq!((stream.as_str(), raw), ("transactional", m.raw.clone()));
-        let (sender, raw) = s
-            .delivery_payload(&m.id.to_string())
+        let id = m.id.to_string();
+        let payloads = s
+            .delivery_payloads(&[id.as_str(), "no-such-id"])
             .await
-            .unwrap()
             .unwrap();
-        assert_eq!((sender.as_str(), raw), ("shop@shop.example", m.raw));
+        assert_eq!(payloads.len(), 1);
+        assert_eq!(
+            (payloads[&id].sender.as_str(), &payloads[&id].raw),
+            ("shop@shop.example", &m.raw)
+        );
     }
 }
 
