@@ -21,6 +21,8 @@ use crate::store::{Claimed, Finish, Payload, Store, now_ms};
 /// How long an idle worker sleeps at most before looking again; other
 /// processes sharing the database enqueue without notifying this one.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long a worker with a few free slots waits for more before claiming.
+const CLAIM_GATHER: Duration = Duration::from_millis(5);
 /// Outcomes recorded per transaction at most.
 const FINISH_BATCH: usize = 256;
 /// How long shutdown waits for deliveries in flight before releasing them.
@@ -56,15 +58,23 @@ impl Worker {
             .then(|| Duration::from_secs_f64(1.0 / f64::from(self.settings.rate_limit)));
         let mut next_start = Instant::now();
         let mut backoff = Duration::from_millis(100);
+        let min_batch = (concurrency / 4).max(1);
         info!(%stream, concurrency, route = ?self.sender.route(), "worker started");
 
         while !*shutdown.borrow() {
+            if sem.available_permits() < min_batch {
+                // Claiming one slot at a time costs a write transaction per
+                // message: wait for one slot, then briefly for a batch.
+                tokio::select! {
+                    _ = async {
+                        drop(sem.acquire().await);
+                        let _ = tokio::time::timeout(CLAIM_GATHER, sem.acquire_many(min_batch as u32)).await;
+                    } => {}
+                    _ = shutdown.changed() => continue,
+                }
+            }
             let free = sem.available_permits();
             if free == 0 {
-                tokio::select! {
-                    p = sem.clone().acquire_owned() => drop(p),
-                    _ = shutdown.changed() => {}
-                }
                 continue;
             }
             let now = now_ms();

@@ -49,7 +49,14 @@ pub enum Backend {
 /// The relay's durable store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Accepting mail: every commit durable before it returns.
     pool: AnyPool,
+    /// Queue bookkeeping (claims, outcomes, releases). On SQLite these
+    /// commits skip the fsync (`synchronous = NORMAL`, still crash-safe in
+    /// WAL mode): losing the last of them to a power cut only means a lease
+    /// that expires or an attempt made again — at-least-once holds — while
+    /// an fsync per claim would cap delivery at the disk's sync rate.
+    bookkeeping: AnyPool,
     backend: Backend,
 }
 
@@ -83,31 +90,17 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = match backend {
-            Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the one writer; FULL makes a
-                            // commit durable before the API answers 202; the busy
-                            // timeout makes writers queue instead of failing.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
-                    .await?
-            }
+        let (pool, bookkeeping) = match backend {
+            Backend::Sqlite => (
+                sqlite_pool(options.clone(), 8, "FULL").await?,
+                sqlite_pool(options, 4, "NORMAL").await?,
+            ),
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
         let migrator = match backend {
@@ -115,7 +108,11 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATOR,
         };
         migrator.run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            bookkeeping,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -130,7 +127,32 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.bookkeeping.close().await;
     }
+}
+
+/// A SQLite pool: WAL lets readers run beside the one writer, `synchronous`
+/// as given (FULL: a commit is on disk before it returns), and a busy
+/// timeout so writers queue instead of failing.
+async fn sqlite_pool(
+    options: AnyConnectOptions,
+    size: u32,
+    synchronous: &'static str,
+) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(size)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                let pragmas = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                     PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;"
+                );
+                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?)
 }
 
 #[cfg(test)]

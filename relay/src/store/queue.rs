@@ -113,7 +113,7 @@ impl Store {
             .bind(now)
             .bind(stream.as_str())
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.bookkeeping)
             .await?;
         for r in &mut rows {
             r.lease_token = lease_token.to_owned();
@@ -126,7 +126,7 @@ impl Store {
     /// the other holder's attempt counts. Returns, per item, whether it was.
     /// Two statements per batch, not per item (see `enqueue_batch`).
     pub async fn finish_batch(&self, items: &[(Claimed, i64, Finish)]) -> Result<Vec<bool>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.bookkeeping.begin().await?;
         let now = super::now_ms();
         let mut recorded = vec![false; items.len()];
         for (offset, chunk) in items
@@ -199,7 +199,7 @@ impl Store {
     /// Gives leased recipients back untried (graceful shutdown): due at once,
     /// and the claim's attempt not counted.
     pub async fn release(&self, claimed: &[Claimed]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.bookkeeping.begin().await?;
         let now = super::now_ms();
         for c in claimed {
             sqlx::query(
@@ -235,7 +235,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for (id, sender, raw) in q.fetch_all(&self.pool).await? {
+            for (id, sender, raw) in q.fetch_all(&self.bookkeeping).await? {
                 out.insert(id, std::sync::Arc::new(Payload { sender, raw }));
             }
         }
@@ -268,7 +268,7 @@ impl Store {
              WHERE stream = $1 AND state IN ('queued', 'deferred', 'inflight')",
         )
         .bind(stream.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.bookkeeping)
         .await?;
         Ok(t)
     }
