@@ -129,6 +129,10 @@ pub struct StreamSettings {
     /// SMTP connect/command timeout.
     #[serde(with = "humantime_serde", default = "default_smtp_timeout")]
     pub smtp_timeout: Duration,
+    /// Local IP address outbound SMTP connections are made from, so each
+    /// stream can have its own sending IP (and reputation). None: the OS picks.
+    #[serde(default)]
+    pub source_address: Option<std::net::IpAddr>,
     /// Accept and queue, but deliver nothing until unpaused (incidents,
     /// reputation trouble, planned sends).
     #[serde(default)]
@@ -171,6 +175,7 @@ impl StreamSettings {
             return_path: String::new(),
             lease: default_lease(),
             smtp_timeout: default_smtp_timeout(),
+            source_address: None,
             paused: false,
         }
     }
@@ -189,6 +194,7 @@ impl StreamSettings {
             return_path: String::new(),
             lease: default_lease(),
             smtp_timeout: default_smtp_timeout(),
+            source_address: None,
             paused: false,
         }
     }

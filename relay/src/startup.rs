@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::config::Settings;
 use crate::delivery::Route;
 use crate::delivery::dkim::{self, Algorithm, Signers};
-use crate::delivery::smtp::Sender;
+use crate::delivery::smtp::{Sender, SenderOptions};
 use crate::delivery::worker::Worker;
 use crate::domain::Stream;
 use crate::keys::{self, IssuedKey};
@@ -113,11 +113,14 @@ impl Relay {
             };
             let sender = Sender::new(
                 route,
-                &settings.hostname,
-                s.smtp_timeout,
-                s.concurrency,
-                &settings.dns_servers,
-                settings.mx_port,
+                SenderOptions {
+                    hello: &settings.hostname,
+                    timeout: s.smtp_timeout,
+                    pool_size: s.concurrency,
+                    source_address: s.source_address,
+                    dns_servers: &settings.dns_servers,
+                    mx_port: settings.mx_port,
+                },
             )
             .with_context(|| format!("setting up the {stream} stream's route"))?;
             let worker = Worker {

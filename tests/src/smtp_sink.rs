@@ -20,6 +20,8 @@ pub enum Reply {
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The client's address: which source IP the relay sent from.
+    pub peer: std::net::SocketAddr,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: Vec<u8>,
@@ -62,10 +64,10 @@ impl SmtpSink {
         let policy: Policy = Arc::new(policy);
         let s = sink.clone();
         tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
+            while let Ok((conn, peer)) = listener.accept().await {
                 let (s, policy) = (s.clone(), policy.clone());
                 tokio::spawn(async move {
-                    let _ = s.session(conn, policy, delay).await;
+                    let _ = s.session(conn, peer, policy, delay).await;
                 });
             }
         });
@@ -104,6 +106,7 @@ impl SmtpSink {
     async fn session(
         &self,
         conn: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
         policy: Policy,
         delay: Duration,
     ) -> std::io::Result<()> {
@@ -156,6 +159,7 @@ impl SmtpSink {
                     tokio::time::sleep(delay).await;
                 }
                 self.received.lock().unwrap().push(Received {
+                    peer,
                     mail_from: mail_from.clone(),
                     rcpt_to: rcpts.clone(),
                     data,

@@ -879,3 +879,46 @@ async fn a_paused_stream_queues_but_delivers_nothing_while_the_other_runs() {
     assert_eq!(v["status"], "queued", "{v:#}");
     assert_eq!(sink.count(), 1);
 }
+
+/// Each stream sends from its own source address, so their IP reputations
+/// stay apart.
+#[tokio::test]
+async fn each_stream_sends_from_its_own_source_address() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let s = setup(
+        false,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "source_address = \"127.0.0.3\"\n",
+        },
+    )
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "return_path = \"bounces.shop.example\"",
+        "return_path = \"bounces.shop.example\"\nsource_address = \"127.0.0.2\"",
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let relay = Relay::start(&s.config, &[]);
+    let mut news = receipt("reader@x.example");
+    news["stream"] = json!("marketing");
+    assert_eq!(relay.post("/v1/messages", &s.key, &news).await.0, 202);
+    assert_eq!(
+        relay
+            .post("/v1/messages", &s.key, &receipt("buyer@x.example"))
+            .await
+            .0,
+        202
+    );
+    let got = sink.wait_for(2, WAIT).await;
+    for r in got {
+        let want = if r.rcpt_to == ["reader@x.example"] {
+            "127.0.0.3"
+        } else {
+            "127.0.0.2"
+        };
+        assert_eq!(r.peer.ip().to_string(), want, "{:?}", r.rcpt_to);
+    }
+}

@@ -1,72 +1,112 @@
-//! Sends stored bytes with lettre's async SMTP transport, unchanged
-//! (`send_raw`), and turns lettre's reply or error into an [`Outcome`].
+//! Sends stored bytes over SMTP, unchanged, on connections mailroom opens
+//! itself and keeps per destination.
+//!
+//! Why not lettre's pooled transport: lettre writes the message body and the
+//! closing `CRLF.CRLF` in two writes and then waits for the reply. On a socket
+//! with Nagle's algorithm on, the second write waits for the first to be
+//! ACKed, and the receiver delays that ACK (40 ms on Linux) because it has
+//! nothing to answer yet: every message stalls ~40 ms. So we open the TCP
+//! connection ourselves — `TCP_NODELAY`, bound to the stream's source address
+//! if one is set — and hand it to lettre's `AsyncSmtpConnection`, which still
+//! speaks the protocol (EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA, dot-stuffing).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::{Error as SmtpError, PoolConfig};
-use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
+use lettre::transport::smtp::response::Response;
+use tokio::net::TcpSocket;
+use tokio::time::timeout;
 
 use super::mx::{MxAnswer, MxResolver};
-use super::{Outcome, Route};
+use super::{Outcome, Route, Smarthost, TlsMode};
 
-type Transport = AsyncSmtpTransport<Tokio1Executor>;
+/// A pooled connection is dropped after this long unused; servers close
+/// idle SMTP sessions after a few minutes anyway.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
-/// One stream's way out: its own route, connections and pool, so the
-/// streams never share a connection.
+/// Where one SMTP session goes.
+#[derive(Debug, Clone)]
+struct Destination {
+    host: String,
+    port: u16,
+    tls: TlsMode,
+    credentials: Option<(String, String)>,
+}
+
+impl Destination {
+    fn key(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Why a send failed before or beside an SMTP reply.
+#[derive(Debug)]
+enum SendError {
+    /// lettre's error: an SMTP reply (with its code) or a protocol/network fault.
+    Smtp(SmtpError),
+    /// Couldn't reach or set up a session with the host.
+    Connect(String),
+    Timeout,
+}
+
+impl SendError {
+    /// No SMTP reply: the host was not talked to (try the next MX).
+    fn unreached(&self) -> bool {
+        match self {
+            SendError::Smtp(e) => e.status().is_none(),
+            SendError::Connect(_) | SendError::Timeout => true,
+        }
+    }
+}
+
+/// One stream's way out: its own route, source address and connections, so
+/// the streams never share a connection or an IP.
 pub struct Sender {
     route: Route,
     hello: ClientId,
     timeout: Duration,
-    pool_size: u32,
+    pool_size: usize,
+    source_address: Option<IpAddr>,
     mx_port: u16,
-    smarthost: Option<Transport>,
     mx: Option<MxResolver>,
-    /// One pooled transport per MX host, so connections are reused per destination.
-    mx_transports: Mutex<HashMap<String, Transport>>,
+    idle: Mutex<HashMap<String, Vec<(AsyncSmtpConnection, Instant)>>>,
+}
+
+/// How a [`Sender`] connects.
+pub struct SenderOptions<'a> {
+    pub hello: &'a str,
+    pub timeout: Duration,
+    /// Idle connections kept per destination.
+    pub pool_size: usize,
+    pub source_address: Option<IpAddr>,
+    pub dns_servers: &'a [SocketAddr],
+    pub mx_port: u16,
 }
 
 impl Sender {
     /// # Errors
-    /// A smarthost URL lettre refuses, or no system DNS configuration for `mx`.
-    pub fn new(
-        route: Route,
-        hello: &str,
-        timeout: Duration,
-        pool_size: usize,
-        dns_servers: &[SocketAddr],
-        mx_port: u16,
-    ) -> anyhow::Result<Self> {
-        let hello = ClientId::Domain(hello.to_owned());
-        let pool_size = pool_size.clamp(1, 1000) as u32;
-        let smarthost = match &route {
-            Route::Smarthost(url) => Some(
-                Transport::from_url(url)?
-                    .hello_name(hello.clone())
-                    .timeout(Some(timeout))
-                    .pool_config(PoolConfig::new().max_size(pool_size))
-                    .build(),
-            ),
-            _ => None,
-        };
+    /// No system DNS configuration for the `mx` route.
+    pub fn new(route: Route, opts: SenderOptions<'_>) -> anyhow::Result<Self> {
         let mx = match &route {
-            Route::Mx => Some(MxResolver::new(dns_servers)?),
+            Route::Mx => Some(MxResolver::new(opts.dns_servers)?),
             _ => None,
         };
         Ok(Sender {
             route,
-            hello,
-            timeout,
-            pool_size,
-            mx_port,
-            smarthost,
+            hello: ClientId::Domain(opts.hello.to_owned()),
+            timeout: opts.timeout,
+            pool_size: opts.pool_size.clamp(1, 1000),
+            source_address: opts.source_address,
+            mx_port: opts.mx_port,
             mx,
-            mx_transports: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::new()),
         })
     }
 
@@ -82,12 +122,12 @@ impl Sender {
                 reply: "captured (capture mode: not sent)".into(),
                 host: None,
             },
-            Route::Smarthost(url) => {
-                let t = self
-                    .smarthost
-                    .as_ref()
-                    .expect("smarthost transport built with its route");
-                classify(t.send_raw(envelope, raw).await, Some(super::redact(url)))
+            Route::Smarthost(s) => {
+                let dest = smarthost_destination(s);
+                classify(
+                    self.send_to(&dest, envelope, raw).await,
+                    Some(s.display.clone()),
+                )
             }
             Route::Mx => self.send_mx(envelope, raw, domain).await,
         }
@@ -120,50 +160,199 @@ impl Sender {
             host: None,
         };
         for host in hosts {
-            let t = self.mx_transport(&host);
-            let outcome = classify(t.send_raw(envelope, raw).await, Some(host.clone()));
-            match outcome {
-                // Only a host we could not talk to sends us to the next MX;
-                // an SMTP answer from any of them is the domain's answer.
-                Outcome::Deferred { code: None, .. } => last = outcome,
-                _ => return outcome,
+            let dest = Destination {
+                host: host.clone(),
+                port: self.mx_port,
+                tls: TlsMode::Opportunistic,
+                credentials: None,
+            };
+            let result = self.send_to(&dest, envelope, raw).await;
+            // Only a host we could not talk to sends us to the next MX; an
+            // SMTP answer from any of them is the domain's answer.
+            let unreached = result.as_ref().err().is_some_and(SendError::unreached);
+            let outcome = classify(result, Some(host));
+            if !unreached {
+                return outcome;
             }
+            last = outcome;
         }
         last
     }
 
-    fn mx_transport(&self, host: &str) -> Transport {
-        let mut map = self.mx_transports.lock().expect("transport map lock");
-        map.entry(host.to_owned())
-            .or_insert_with(|| {
-                let tls = TlsParameters::new(host.to_owned())
-                    .map(Tls::Opportunistic)
-                    .unwrap_or(Tls::None);
-                Transport::builder_dangerous(host)
-                    .port(self.mx_port)
-                    .tls(tls)
-                    .hello_name(self.hello.clone())
-                    .timeout(Some(self.timeout))
-                    .pool_config(PoolConfig::new().max_size(self.pool_size.min(10)))
-                    .build()
+    /// One SMTP transaction on a pooled connection, or a new one. A pooled
+    /// connection the server has meanwhile closed gets one retry on a fresh
+    /// connection, so an idle timeout never costs a deferral.
+    async fn send_to(
+        &self,
+        dest: &Destination,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<Response, SendError> {
+        let key = dest.key();
+        for _ in 0..2 {
+            let (mut conn, reused) = match self.checkout(&key) {
+                Some(c) => (c, true),
+                None => (self.connect(dest).await?, false),
+            };
+            match timeout(self.timeout, conn.send(envelope, raw)).await {
+                Err(_) => return Err(SendError::Timeout),
+                Ok(Ok(resp)) => {
+                    self.checkin(key, conn);
+                    return Ok(resp);
+                }
+                Ok(Err(e)) => {
+                    if reused && e.status().is_none() {
+                        continue;
+                    }
+                    if !conn.has_broken() {
+                        self.checkin(key, conn);
+                    }
+                    return Err(SendError::Smtp(e));
+                }
+            }
+        }
+        Err(SendError::Connect(format!(
+            "{key}: pooled and fresh connection both failed"
+        )))
+    }
+
+    fn checkout(&self, key: &str) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.get_mut(key)?;
+        while let Some((conn, since)) = list.pop() {
+            if since.elapsed() < IDLE_LIMIT && !conn.has_broken() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, key: String, conn: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.entry(key).or_default();
+        if list.len() < self.pool_size {
+            list.push((conn, Instant::now()));
+        }
+    }
+
+    async fn connect(&self, dest: &Destination) -> Result<AsyncSmtpConnection, SendError> {
+        let mut conn = if dest.tls == TlsMode::Wrapper {
+            // Implicit TLS from the first byte: lettre opens this socket itself.
+            let tls = tls_parameters(&dest.host, true)?;
+            AsyncSmtpConnection::connect_tokio1(
+                (dest.host.as_str(), dest.port),
+                Some(self.timeout),
+                &self.hello,
+                Some(tls),
+                self.source_address,
+            )
+            .await
+            .map_err(SendError::Smtp)?
+        } else {
+            let stream = self.tcp_connect(&dest.host, dest.port).await?;
+            let mut conn = timeout(
+                self.timeout,
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello),
+            )
+            .await
+            .map_err(|_| SendError::Timeout)?
+            .map_err(SendError::Smtp)?;
+            match dest.tls {
+                TlsMode::Required | TlsMode::Opportunistic if conn.can_starttls() => {
+                    // Opportunistic TLS to MX hosts doesn't verify certificates,
+                    // as MTAs do (RFC 7435): it still beats plain text.
+                    let tls = tls_parameters(&dest.host, dest.tls == TlsMode::Required)?;
+                    timeout(self.timeout, conn.starttls(tls, &self.hello))
+                        .await
+                        .map_err(|_| SendError::Timeout)?
+                        .map_err(SendError::Smtp)?;
+                }
+                TlsMode::Required => {
+                    return Err(SendError::Connect(format!(
+                        "{} does not offer STARTTLS, which tls=required asks for",
+                        dest.host
+                    )));
+                }
+                _ => {}
+            }
+            conn
+        };
+        if let Some((user, pass)) = &dest.credentials {
+            let creds = Credentials::new(user.clone(), pass.clone());
+            timeout(
+                self.timeout,
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
+            )
+            .await
+            .map_err(|_| SendError::Timeout)?
+            .map_err(SendError::Smtp)?;
+        }
+        Ok(conn)
+    }
+
+    /// A TCP connection with Nagle off, from the source address if set, to
+    /// the first of the host's addresses that answers.
+    async fn tcp_connect(&self, host: &str, port: u16) -> Result<tokio::net::TcpStream, SendError> {
+        let addrs: Vec<SocketAddr> = timeout(self.timeout, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| SendError::Timeout)?
+            .map_err(|e| SendError::Connect(format!("resolving {host}: {e}")))?
+            .filter(|a| {
+                self.source_address
+                    .is_none_or(|s| s.is_ipv4() == a.is_ipv4())
             })
-            .clone()
+            .collect();
+        let mut last = format!("{host}: no address to connect to");
+        for addr in addrs {
+            let attempt = async {
+                let socket = if addr.is_ipv4() {
+                    TcpSocket::new_v4()
+                } else {
+                    TcpSocket::new_v6()
+                }?;
+                if let Some(src) = self.source_address {
+                    socket.bind(SocketAddr::new(src, 0))?;
+                }
+                socket.set_nodelay(true)?;
+                socket.connect(addr).await
+            };
+            match timeout(self.timeout, attempt).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last = format!("connecting to {addr} ({host}): {e}"),
+                Err(_) => last = format!("connecting to {addr} ({host}): timed out"),
+            }
+        }
+        Err(SendError::Connect(last))
     }
 }
 
-/// lettre's answer as an outcome: 2xx delivered, 5xx bounced, anything else
-/// (4xx, connection, TLS, timeout) deferred.
-pub fn classify(
-    result: Result<lettre::transport::smtp::response::Response, SmtpError>,
-    host: Option<String>,
-) -> Outcome {
+fn smarthost_destination(s: &Smarthost) -> Destination {
+    Destination {
+        host: s.host.clone(),
+        port: s.port,
+        tls: s.tls,
+        credentials: s.credentials.clone(),
+    }
+}
+
+fn tls_parameters(host: &str, verify: bool) -> Result<TlsParameters, SendError> {
+    TlsParameters::builder(host.to_owned())
+        .dangerous_accept_invalid_certs(!verify)
+        .dangerous_accept_invalid_hostnames(!verify)
+        .build()
+        .map_err(|e| SendError::Connect(format!("TLS set-up for {host}: {e}")))
+}
+
+/// An attempt's result as an outcome: 2xx delivered, 5xx bounced, anything
+/// else (4xx, connection, TLS, timeout) deferred.
+fn classify(result: Result<Response, SendError>, host: Option<String>) -> Outcome {
     match result {
         Ok(resp) => Outcome::Delivered {
             code: Some(u16::from(resp.code())),
             reply: resp.message().collect::<Vec<_>>().join(" "),
             host,
         },
-        Err(e) => {
+        Err(SendError::Smtp(e)) => {
             let code = e.status().map(u16::from);
             let reply = error_chain(&e);
             if e.is_permanent() {
@@ -172,6 +361,16 @@ pub fn classify(
                 Outcome::Deferred { code, reply, host }
             }
         }
+        Err(SendError::Connect(reply)) => Outcome::Deferred {
+            code: None,
+            reply,
+            host,
+        },
+        Err(SendError::Timeout) => Outcome::Deferred {
+            code: None,
+            reply: "SMTP timeout".into(),
+            host,
+        },
     }
 }
 
