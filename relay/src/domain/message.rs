@@ -233,6 +233,17 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// Bytes of body and attachment content: roughly what rendering will handle.
+    pub fn approx_size(&self) -> usize {
+        self.text.as_ref().map_or(0, String::len)
+            + self.html.as_ref().map_or(0, String::len)
+            + self
+                .attachments
+                .iter()
+                .map(|a| a.content.len())
+                .sum::<usize>()
+    }
+
     /// Every envelope recipient with the header it came from, in request order.
     pub fn recipients(&self) -> impl Iterator<Item = (RecipientKind, &EmailAddress)> {
         self.to
