@@ -22,6 +22,8 @@ pub enum Reply {
 pub struct Received {
     /// The client's address: which source IP the relay sent from.
     pub peer: std::net::SocketAddr,
+    /// Whether the session had switched to TLS (STARTTLS) before DATA.
+    pub tls: bool,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: Vec<u8>,
@@ -33,12 +35,20 @@ impl Received {
     }
 }
 
+/// A byte stream the sink can speak SMTP over: plain TCP, or TLS after STARTTLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 type Policy = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
 
 #[derive(Clone)]
 pub struct SmtpSink {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    /// (user, password) of every AUTH PLAIN the sink was given.
+    auths: Arc<Mutex<Vec<(String, String)>>>,
+    /// Offers STARTTLS with a self-signed certificate for `localhost`.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     arrived: Arc<Notify>,
 }
 
@@ -48,17 +58,48 @@ impl SmtpSink {
         Self::start_with(Duration::ZERO, |_| Reply::Accept).await
     }
 
+    /// Accepts everything and offers STARTTLS (self-signed certificate).
+    pub async fn start_with_starttls() -> SmtpSink {
+        let key =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        let cert = key.cert.der().clone();
+        let pkey = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], pkey)
+            .expect("server config");
+        Self::start_inner(
+            Duration::ZERO,
+            |_| Reply::Accept,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
     /// Answers each RCPT with `policy(address)` and waits `delay` before
     /// answering each DATA.
     pub async fn start_with(
         delay: Duration,
         policy: impl Fn(&str) -> Reply + Send + Sync + 'static,
     ) -> SmtpSink {
+        Self::start_inner(delay, policy, None).await
+    }
+
+    async fn start_inner(
+        delay: Duration,
+        policy: impl Fn(&str) -> Reply + Send + Sync + 'static,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let port = listener.local_addr().unwrap().port();
         let sink = SmtpSink {
             port,
             received: Arc::default(),
+            auths: Arc::default(),
+            tls,
             arrived: Arc::default(),
         };
         let policy: Policy = Arc::new(policy);
@@ -67,7 +108,7 @@ impl SmtpSink {
             while let Ok((conn, peer)) = listener.accept().await {
                 let (s, policy) = (s.clone(), policy.clone());
                 tokio::spawn(async move {
-                    let _ = s.session(conn, peer, policy, delay).await;
+                    let _ = s.session(Box::new(conn), peer, policy, delay, false).await;
                 });
             }
         });
@@ -80,6 +121,10 @@ impl SmtpSink {
 
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    pub fn auths(&self) -> Vec<(String, String)> {
+        self.auths.lock().unwrap().clone()
     }
 
     pub fn count(&self) -> usize {
@@ -103,16 +148,31 @@ impl SmtpSink {
         }
     }
 
-    async fn session(
+    fn session(
         &self,
-        conn: tokio::net::TcpStream,
+        conn: Box<dyn Io>,
         peer: std::net::SocketAddr,
         policy: Policy,
         delay: Duration,
+        tls: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send + '_>> {
+        Box::pin(self.session_inner(conn, peer, policy, delay, tls))
+    }
+
+    async fn session_inner(
+        &self,
+        conn: Box<dyn Io>,
+        peer: std::net::SocketAddr,
+        policy: Policy,
+        delay: Duration,
+        tls: bool,
     ) -> std::io::Result<()> {
-        let (r, mut w) = conn.into_split();
+        let (r, mut w) = tokio::io::split(conn);
         let mut r = BufReader::new(r);
-        w.write_all(b"220 sink.test ESMTP ready\r\n").await?;
+        // After STARTTLS the client sends EHLO again without a new greeting.
+        if !tls {
+            w.write_all(b"220 sink.test ESMTP ready\r\n").await?;
+        }
         let mut mail_from = String::new();
         let mut rcpts: Vec<String> = Vec::new();
         let mut line = String::new();
@@ -124,8 +184,46 @@ impl SmtpSink {
             let cmd = line.trim_end().to_string();
             let upper = cmd.to_ascii_uppercase();
             if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                w.write_all(b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                if self.tls.is_some() && !tls {
+                    w.write_all(b"250-sink.test\r\n250-STARTTLS\r\n").await?;
+                }
+                w.write_all(b"250-sink.test\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SMTPUTF8\r\n")
                     .await?;
+            } else if upper == "STARTTLS"
+                && !tls
+                && let Some(acceptor) = self.tls.clone()
+            {
+                w.write_all(b"220 2.0.0 ready to start TLS\r\n").await?;
+                let plain = r.into_inner().unsplit(w);
+                let stream = acceptor.accept(plain).await?;
+                return self
+                    .session(Box::new(stream), peer, policy, delay, true)
+                    .await;
+            } else if upper.starts_with("AUTH PLAIN") {
+                let mut b64 = cmd[10..].trim().to_string();
+                if b64.is_empty() {
+                    w.write_all(b"334 \r\n").await?;
+                    let mut l = String::new();
+                    r.read_line(&mut l).await?;
+                    b64 = l.trim().to_string();
+                }
+                use base64::Engine as _;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap_or_default();
+                let parts: Vec<String> = raw
+                    .split(|b| *b == 0)
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect();
+                if parts.len() == 3 {
+                    self.auths
+                        .lock()
+                        .unwrap()
+                        .push((parts[1].clone(), parts[2].clone()));
+                    w.write_all(b"235 2.7.0 authenticated\r\n").await?;
+                } else {
+                    w.write_all(b"501 5.5.2 malformed AUTH PLAIN\r\n").await?;
+                }
             } else if upper.starts_with("MAIL FROM:") {
                 mail_from = addr(&cmd[10..]);
                 rcpts.clear();
@@ -160,6 +258,7 @@ impl SmtpSink {
                 }
                 self.received.lock().unwrap().push(Received {
                     peer,
+                    tls,
                     mail_from: mail_from.clone(),
                     rcpt_to: rcpts.clone(),
                     data,

@@ -922,3 +922,108 @@ async fn each_stream_sends_from_its_own_source_address() {
         assert_eq!(r.peer.ip().to_string(), want, "{:?}", r.rcpt_to);
     }
 }
+
+/// A smarthost with credentials in its URL: the relay authenticates (AUTH
+/// PLAIN, URL-decoded user and password) before sending.
+#[tokio::test]
+async fn a_smarthost_with_credentials_gets_auth_plain() {
+    let sink = SmtpSink::start().await;
+    let url = format!(
+        "smtp://relay%40shop.example:s3cr%3At@127.0.0.1:{}",
+        sink.port
+    );
+    let s = setup(
+        false,
+        Streams {
+            transactional: &url,
+            marketing: &url,
+            extra: "",
+        },
+    )
+    .await
+    .unwrap();
+    let relay = Relay::start(&s.config, &[]);
+    let (code, resp) = relay
+        .post("/v1/messages", &s.key, &receipt("a@x.example"))
+        .await;
+    assert_eq!(code, 202, "{resp}");
+    sink.wait_for(1, WAIT).await;
+    assert_eq!(
+        sink.auths(),
+        [("relay@shop.example".to_string(), "s3cr:t".to_string())]
+    );
+    let v = relay
+        .wait_status(resp["id"].as_str().unwrap(), &s.key, WAIT, |v| {
+            v["status"] == "delivered"
+        })
+        .await;
+    let host = v["recipients"][0]["history"][0]["host"].as_str().unwrap();
+    assert!(
+        !host.contains("s3cr"),
+        "the password must not be recorded: {host}"
+    );
+}
+
+/// STARTTLS: taken when offered (MX route, `tls=opportunistic`), with the
+/// certificate unchecked as MTAs do; `tls=required` checks it, so a
+/// self-signed certificate defers the message instead of sending it.
+#[tokio::test]
+async fn starttls_is_used_when_offered_and_required_tls_checks_the_certificate() {
+    let sink = SmtpSink::start_with_starttls().await;
+    let zone = std::collections::HashMap::from([(
+        "tls.test".to_string(),
+        vec![(10, "localhost.".to_string())],
+    )]);
+    let dns = mailroom_e2e::dns::serve_mx(zone).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("m.db").display());
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"{database}\"\nallow_unsigned = true\ndns_servers = [\"{dns}\"]\nmx_port = {port}\n\
+             [streams.transactional]\nroute = \"mx\"\nconcurrency = 2\nmax_age = \"1h\"\nretry_schedule = [\"1h\"]\n\
+             [streams.marketing]\nroute = \"smtp://localhost:{port}?tls=required\"\nconcurrency = 2\nmax_age = \"1d\"\nretry_schedule = [\"1h\"]\n",
+            port = sink.port
+        ),
+    )
+    .unwrap();
+    let key = create_key(&database, "k", &["transactional", "marketing"]);
+    let relay = Relay::start(&config, &[]);
+    let (code, resp) = relay
+        .post("/v1/messages", &key, &receipt("bob@tls.test"))
+        .await;
+    assert_eq!(code, 202, "{resp}");
+    relay
+        .wait_status(resp["id"].as_str().unwrap(), &key, WAIT, |v| {
+            v["status"] == "delivered"
+        })
+        .await;
+    assert!(
+        sink.received()[0].tls,
+        "the MX route should have switched to TLS"
+    );
+
+    let mut news = receipt("reader@x.example");
+    news["stream"] = json!("marketing");
+    let (code, resp) = relay.post("/v1/messages", &key, &news).await;
+    assert_eq!(code, 202, "{resp}");
+    let v = relay
+        .wait_status(resp["id"].as_str().unwrap(), &key, WAIT, |v| {
+            v["recipients"][0]["status"] == "deferred"
+        })
+        .await;
+    let reply = v["recipients"][0]["last_reply"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        reply.contains("certificate") || reply.contains("tls"),
+        "{reply}"
+    );
+    assert_eq!(
+        sink.count(),
+        1,
+        "nothing may be sent over an unverified required-TLS session"
+    );
+}

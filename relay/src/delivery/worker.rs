@@ -54,9 +54,7 @@ impl Worker {
                 .instrument(info_span!("finisher", %stream)),
         );
         let lease = self.settings.lease.as_millis() as i64;
-        let spacing = (self.settings.rate_limit > 0)
-            .then(|| Duration::from_secs_f64(1.0 / f64::from(self.settings.rate_limit)));
-        let mut next_start = Instant::now();
+        let mut pacer = Pacer::new(self.settings.rate_limit);
         let mut backoff = Duration::from_millis(100);
         let min_batch = (concurrency / 4).max(1);
         info!(%stream, concurrency, route = ?self.sender.route(), "worker started");
@@ -73,7 +71,12 @@ impl Worker {
                     _ = shutdown.changed() => continue,
                 }
             }
-            let free = sem.available_permits();
+            // With a rate limit, claim about a second of work at a time, so
+            // claimed rows don't wait out their lease behind the pacer.
+            let free = match self.settings.rate_limit {
+                0 => sem.available_permits(),
+                rate => sem.available_permits().min(rate as usize),
+            };
             if free == 0 {
                 continue;
             }
@@ -125,17 +128,23 @@ impl Worker {
                 Err(e) => {
                     // The leases expire and the rows fall due again.
                     error!(%stream, error = %e, "loading messages failed; backing off");
+                    {
+                        let mut map = inflight.lock().expect("inflight lock");
+                        for c in &claimed {
+                            map.remove(&(c.message_id.clone(), c.idx));
+                        }
+                    }
                     tokio::time::sleep(backoff).await;
                     continue;
                 }
             };
             for c in claimed {
                 let payload = payloads.get(&c.message_id).cloned();
-                if let Some(step) = spacing {
-                    // Rate limit: starts are spaced evenly, no bursts.
-                    next_start = next_start.max(Instant::now());
-                    tokio::time::sleep_until(next_start).await;
-                    next_start += step;
+                // Whatever is not started when shutdown comes stays in
+                // `inflight` and is released below.
+                tokio::select! {
+                    _ = pacer.wait() => {}
+                    _ = shutdown.changed() => break,
                 }
                 let permit = sem
                     .clone()
@@ -182,6 +191,30 @@ impl Worker {
             }
         }
         info!(%stream, "worker stopped");
+    }
+}
+
+/// The stream's rate limit: delivery starts spaced evenly at `rate` per
+/// second, no bursts (a leaky bucket). A rate of 0 never waits.
+struct Pacer {
+    step: Option<Duration>,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(rate: u32) -> Self {
+        Pacer {
+            step: (rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(rate))),
+            next: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        if let Some(step) = self.step {
+            self.next = self.next.max(Instant::now());
+            tokio::time::sleep_until(self.next).await;
+            self.next += step;
+        }
     }
 }
 
@@ -303,5 +336,46 @@ impl Attempt {
             lettre::Address::new(format!("bounces+{}-{}", c.message_id, c.idx), rp_domain)
                 .map_err(|e| format!("return path: {e}"))?;
         Envelope::new(Some(return_path), vec![rcpt.as_lettre().clone()]).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Lower bounds only: a sleep never ends early, so these can't flake.
+    #[tokio::test]
+    async fn the_rate_limit_spaces_starts_evenly_and_saves_up_no_burst() {
+        let mut p = Pacer::new(20);
+        let t0 = Instant::now();
+        for _ in 0..9 {
+            p.wait().await;
+        }
+        // Nine starts at 20/s: the first at once, then every 50 ms.
+        assert!(
+            t0.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            t0.elapsed()
+        );
+        // Idle time is not saved up into a burst.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t1 = Instant::now();
+        p.wait().await;
+        p.wait().await;
+        p.wait().await;
+        assert!(
+            t1.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            t1.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rate_of_zero_means_no_limit() {
+        let mut p = Pacer::new(0);
+        for _ in 0..1000 {
+            p.wait().await;
+        }
+        assert!(p.step.is_none());
     }
 }
