@@ -55,6 +55,34 @@ async fn setup(postgres: bool, routes: Streams<'_>) -> Option<Setup> {
     })
 }
 
+/// Both streams to one smarthost, on SQLite.
+async fn setup_sqlite(url: &str) -> Setup {
+    setup(
+        false,
+        Streams {
+            transactional: url,
+            marketing: url,
+            extra: "",
+        },
+    )
+    .await
+    .expect("SQLite needs no set-up")
+}
+
+impl Setup {
+    /// Adds a setting line to `[streams.STREAM]` of the config.
+    fn add_to_stream(&self, stream: &str, line: &str) {
+        let anchor = match stream {
+            "transactional" => "return_path = \"bounces.shop.example\"",
+            _ => "return_path = \"mkt-bounces.shop.example\"",
+        };
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace(anchor, &format!("{anchor}\n{line}"));
+        std::fs::write(&self.config, text).unwrap();
+    }
+}
+
 fn config_text(database: &str, ed: &Path, rsa: &Path, routes: &Streams<'_>) -> String {
     format!(
         r#"
@@ -286,16 +314,7 @@ async fn a_sent_message_arrives_signed_and_intact_postgres() {
 async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let s = setup(
-        false,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    .unwrap();
+    let s = setup_sqlite(&url).await;
     let marketing_only = create_key(&s.database, "mkt", &["marketing"]);
     let relay = Relay::start(&s.config, &[]);
     let k = s.key.as_str();
@@ -393,16 +412,7 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
 async fn an_idempotency_key_returns_the_first_answer_and_queues_nothing_new() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let s = setup(
-        false,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    .unwrap();
+    let s = setup_sqlite(&url).await;
     let relay = Relay::start(&s.config, &[]);
     let body = serde_json::to_vec(&receipt("a@x.example")).unwrap();
     let hdr = [("Idempotency-Key", "order-1001-receipt")];
@@ -429,16 +439,7 @@ async fn an_idempotency_key_returns_the_first_answer_and_queues_nothing_new() {
 async fn a_batch_answers_per_item_and_one_bad_item_does_not_sink_the_others() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let s = setup(
-        false,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    .unwrap();
+    let s = setup_sqlite(&url).await;
     let relay = Relay::start(&s.config, &[]);
     let items = json!([receipt("a@x.example"), {"from": "a@shop.example", "to": ["bad"], "subject": "s", "text": "t"}, receipt("c@x.example"), {"nonsense": true}]);
     let (code, resp) = relay.post("/v1/messages/batch", &s.key, &items).await;
@@ -669,16 +670,7 @@ async fn a_relay_killed_mid_delivery_loses_nothing_postgres() {
 async fn sigterm_stops_cleanly_and_queued_mail_goes_out_after_restart() {
     let sink = SmtpSink::start_with(Duration::from_millis(300), |_| Reply::Accept).await;
     let url = sink.url();
-    let s = setup(
-        false,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    .unwrap();
+    let s = setup_sqlite(&url).await;
     let relay = Relay::start(&s.config, &[]);
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -842,21 +834,8 @@ async fn the_mx_route_follows_preference_order_and_honours_null_mx() {
 async fn a_paused_stream_queues_but_delivers_nothing_while_the_other_runs() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let s = setup(
-        false,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    .unwrap();
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
-        "return_path = \"mkt-bounces.shop.example\"",
-        "return_path = \"mkt-bounces.shop.example\"\npaused = true",
-    );
-    std::fs::write(&s.config, text).unwrap();
+    let s = setup_sqlite(&url).await;
+    s.add_to_stream("marketing", "paused = true");
     let relay = Relay::start(&s.config, &[]);
     let mut news = receipt("reader@x.example");
     news["stream"] = json!("marketing");
@@ -886,21 +865,9 @@ async fn a_paused_stream_queues_but_delivers_nothing_while_the_other_runs() {
 async fn each_stream_sends_from_its_own_source_address() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let s = setup(
-        false,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "source_address = \"127.0.0.3\"\n",
-        },
-    )
-    .await
-    .unwrap();
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
-        "return_path = \"bounces.shop.example\"",
-        "return_path = \"bounces.shop.example\"\nsource_address = \"127.0.0.2\"",
-    );
-    std::fs::write(&s.config, text).unwrap();
+    let s = setup_sqlite(&url).await;
+    s.add_to_stream("transactional", "source_address = \"127.0.0.2\"");
+    s.add_to_stream("marketing", "source_address = \"127.0.0.3\"");
     let relay = Relay::start(&s.config, &[]);
     let mut news = receipt("reader@x.example");
     news["stream"] = json!("marketing");
@@ -932,16 +899,7 @@ async fn a_smarthost_with_credentials_gets_auth_plain() {
         "smtp://relay%40shop.example:s3cr%3At@127.0.0.1:{}",
         sink.port
     );
-    let s = setup(
-        false,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    .unwrap();
+    let s = setup_sqlite(&url).await;
     let relay = Relay::start(&s.config, &[]);
     let (code, resp) = relay
         .post("/v1/messages", &s.key, &receipt("a@x.example"))
