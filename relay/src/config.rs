@@ -126,7 +126,7 @@ pub struct StreamSettings {
     /// that dies holding a lease loses it after this long.
     #[serde(with = "humantime_serde", default = "default_lease")]
     pub lease: Duration,
-    /// SMTP connect/command timeout.
+    /// Limit for connecting, each set-up step, and one whole transaction.
     #[serde(with = "humantime_serde", default = "default_smtp_timeout")]
     pub smtp_timeout: Duration,
     /// Local IP address outbound SMTP connections are made from, so each

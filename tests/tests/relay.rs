@@ -754,6 +754,13 @@ async fn capture_mode_works_from_an_empty_database_with_no_setup() {
     let lines = relay.read_stdout_lines(2);
     let key = lines.last().expect("a key is printed").clone();
     assert!(key.starts_with("mr_"), "{lines:?}");
+    // Health, readiness and the API description need no key.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        let (code, body) = relay.get_json(path, "").await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let (_, doc) = relay.get_json("/openapi.json", "").await;
+    assert!(doc["paths"]["/v1/messages"]["post"].is_object());
     let (code, resp) = relay
         .post("/v1/messages", &key, &receipt("someone@example.com"))
         .await;

@@ -30,6 +30,16 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
 }
 
+/// The API described for clients and tools; docs/api.md is the prose.
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.max_request_bytes;
     Router::new()
@@ -39,7 +49,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}/raw", get(messages::get_raw))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_is_json_and_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for path in [
+            "/v1/messages",
+            "/v1/messages/batch",
+            "/v1/messages/{id}",
+            "/v1/messages/{id}/raw",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} missing");
+        }
+    }
 }
