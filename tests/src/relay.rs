@@ -19,14 +19,9 @@ pub fn binary() -> PathBuf {
             }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "mailroom-relay",
-                    "--bin",
-                    "mailroom",
-                ])
+                // The whole workspace's binaries: the same feature set as
+                // `cargo test --workspace`, so nothing is compiled twice.
+                .args(["build", "--quiet", "--workspace", "--bins"])
                 .status()
                 .expect("running cargo build");
             assert!(status.success(), "building mailroom failed");
