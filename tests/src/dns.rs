@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::MX;
@@ -13,11 +14,21 @@ use tokio::net::UdpSocket;
 /// Serves `zone` (domain → [(preference, exchange)]) over UDP; every other
 /// question gets an empty answer (NODATA). Returns the server's address.
 pub async fn serve_mx(zone: HashMap<String, Vec<(u16, String)>>) -> SocketAddr {
+    serve_mx_counting(zone).await.0
+}
+
+/// Like [`serve_mx`], also counting the queries it answers.
+pub async fn serve_mx_counting(
+    zone: HashMap<String, Vec<(u16, String)>>,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind dns"));
     let addr = socket.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let counter = queries.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            counter.fetch_add(1, Ordering::SeqCst);
             let Ok(query) = Message::from_vec(&buf[..n]) else {
                 continue;
             };
@@ -47,5 +58,5 @@ pub async fn serve_mx(zone: HashMap<String, Vec<(u16, String)>>) -> SocketAddr {
             }
         }
     });
-    addr
+    (addr, queries)
 }

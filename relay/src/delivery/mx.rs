@@ -167,6 +167,35 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn answers_come_from_dns_once_then_from_the_cache() {
+        let zone = std::collections::HashMap::from([
+            (
+                "shop.test".to_string(),
+                vec![
+                    (20, "mx2.shop.test.".to_string()),
+                    (10, "mx1.shop.test.".to_string()),
+                ],
+            ),
+            ("none.test".to_string(), vec![(0, ".".to_string())]),
+        ]);
+        let (dns, queries) = mailroom_e2e::dns::serve_mx_counting(zone).await;
+        let r = MxResolver::new(&[dns]).unwrap();
+        let want = MxAnswer::Hosts(vec!["mx1.shop.test".into(), "mx2.shop.test".into()]);
+        assert_eq!(r.lookup("shop.test").await.unwrap(), want);
+        let asked = queries.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(asked >= 1);
+        // Within the records' 60 s TTL the second answer is the cached one.
+        assert_eq!(r.lookup("shop.test").await.unwrap(), want);
+        assert_eq!(queries.load(std::sync::atomic::Ordering::SeqCst), asked);
+        assert_eq!(r.lookup("none.test").await.unwrap(), MxAnswer::NullMx);
+        // No MX records at all: the domain itself (RFC 5321 §5.1).
+        assert_eq!(
+            r.lookup("plain.test").await.unwrap(),
+            MxAnswer::Hosts(vec!["plain.test".into()])
+        );
+    }
+
     #[test]
     fn a_null_mx_accepts_no_mail() {
         assert_eq!(
