@@ -55,10 +55,11 @@ async fn setup(postgres: bool, routes: Streams<'_>) -> Option<Setup> {
     })
 }
 
-/// Both streams to one smarthost, on SQLite.
-async fn setup_sqlite(url: &str) -> Setup {
+/// Both streams to one smarthost; None (the test skips) for PostgreSQL when
+/// no test database is configured.
+async fn setup_one_sink(postgres: bool, url: &str) -> Option<Setup> {
     setup(
-        false,
+        postgres,
         Streams {
             transactional: url,
             marketing: url,
@@ -66,7 +67,13 @@ async fn setup_sqlite(url: &str) -> Setup {
         },
     )
     .await
-    .expect("SQLite needs no set-up")
+}
+
+/// Both streams to one smarthost, on SQLite.
+async fn setup_sqlite(url: &str) -> Setup {
+    setup_one_sink(false, url)
+        .await
+        .expect("SQLite needs no set-up")
 }
 
 impl Setup {
@@ -137,16 +144,7 @@ fn receipt(to: &str) -> Value {
 async fn sends_a_signed_message_that_arrives_intact(postgres: bool) {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let Some(s) = setup(
-        postgres,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    else {
+    let Some(s) = setup_one_sink(postgres, &url).await else {
         return;
     };
     let relay = Relay::start(&s.config, &[]);
@@ -487,16 +485,7 @@ async fn retries_4xx_and_bounces_5xx(postgres: bool) {
     })
     .await;
     let url = sink.url();
-    let Some(s) = setup(
-        postgres,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    else {
+    let Some(s) = setup_one_sink(postgres, &url).await else {
         return;
     };
     let relay = Relay::start(&s.config, &[]);
@@ -592,16 +581,7 @@ async fn a_killed_relay_loses_nothing(postgres: bool) {
     // A slow server, so deliveries are in flight when the relay is killed.
     let sink = SmtpSink::start_with(Duration::from_millis(150), |_| Reply::Accept).await;
     let url = sink.url();
-    let Some(s) = setup(
-        postgres,
-        Streams {
-            transactional: &url,
-            marketing: &url,
-            extra: "",
-        },
-    )
-    .await
-    else {
+    let Some(s) = setup_one_sink(postgres, &url).await else {
         return;
     };
     let relay = Relay::start(&s.config, &[]);
