@@ -35,6 +35,22 @@ impl Received {
     }
 }
 
+/// A TLS acceptor with a fresh self-signed certificate for `localhost`.
+fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
+    let key =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let cert = key.cert.der().clone();
+    let pkey = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], pkey)
+        .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// A byte stream the sink can speak SMTP over: plain TCP, or TLS after STARTTLS.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
@@ -49,6 +65,8 @@ pub struct SmtpSink {
     auths: Arc<Mutex<Vec<(String, String)>>>,
     /// Offers STARTTLS with a self-signed certificate for `localhost`.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// TLS from the first byte (an `smtps` server) instead of STARTTLS.
+    implicit_tls: bool,
     arrived: Arc<Notify>,
 }
 
@@ -60,21 +78,22 @@ impl SmtpSink {
 
     /// Accepts everything and offers STARTTLS (self-signed certificate).
     pub async fn start_with_starttls() -> SmtpSink {
-        let key =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
-        let cert = key.cert.der().clone();
-        let pkey = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], pkey)
-            .expect("server config");
         Self::start_inner(
             Duration::ZERO,
             |_| Reply::Accept,
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+            Some(self_signed_acceptor()),
+            false,
+        )
+        .await
+    }
+
+    /// Accepts everything over TLS from the first byte (self-signed certificate).
+    pub async fn start_with_implicit_tls() -> SmtpSink {
+        Self::start_inner(
+            Duration::ZERO,
+            |_| Reply::Accept,
+            Some(self_signed_acceptor()),
+            true,
         )
         .await
     }
@@ -85,13 +104,14 @@ impl SmtpSink {
         delay: Duration,
         policy: impl Fn(&str) -> Reply + Send + Sync + 'static,
     ) -> SmtpSink {
-        Self::start_inner(delay, policy, None).await
+        Self::start_inner(delay, policy, None, false).await
     }
 
     async fn start_inner(
         delay: Duration,
         policy: impl Fn(&str) -> Reply + Send + Sync + 'static,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        implicit_tls: bool,
     ) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let port = listener.local_addr().unwrap().port();
@@ -100,6 +120,7 @@ impl SmtpSink {
             received: Arc::default(),
             auths: Arc::default(),
             tls,
+            implicit_tls,
             arrived: Arc::default(),
         };
         let policy: Policy = Arc::new(policy);
@@ -108,7 +129,16 @@ impl SmtpSink {
             while let Ok((conn, peer)) = listener.accept().await {
                 let (s, policy) = (s.clone(), policy.clone());
                 tokio::spawn(async move {
-                    let _ = s.session(Box::new(conn), peer, policy, delay, false).await;
+                    match (&s.tls, s.implicit_tls) {
+                        (Some(acceptor), true) => {
+                            if let Ok(tls) = acceptor.clone().accept(conn).await {
+                                let _ = s.session(Box::new(tls), peer, policy, delay, true).await;
+                            }
+                        }
+                        _ => {
+                            let _ = s.session(Box::new(conn), peer, policy, delay, false).await;
+                        }
+                    }
                 });
             }
         });
@@ -170,7 +200,7 @@ impl SmtpSink {
         let (r, mut w) = tokio::io::split(conn);
         let mut r = BufReader::new(r);
         // After STARTTLS the client sends EHLO again without a new greeting.
-        if !tls {
+        if !tls || self.implicit_tls {
             w.write_all(b"220 sink.test ESMTP ready\r\n").await?;
         }
         let mut mail_from = String::new();

@@ -972,3 +972,30 @@ async fn starttls_is_used_when_offered_and_required_tls_checks_the_certificate()
         "nothing may be sent over an unverified required-TLS session"
     );
 }
+
+/// `smtps://` speaks TLS from the first byte and checks the certificate:
+/// against a self-signed server the message is deferred, never sent.
+#[tokio::test]
+async fn an_smtps_smarthost_gets_tls_from_the_first_byte_and_a_checked_certificate() {
+    let sink = SmtpSink::start_with_implicit_tls().await;
+    let url = format!("smtps://localhost:{}", sink.port);
+    let s = setup_sqlite(&url).await;
+    let relay = Relay::start(&s.config, &[]);
+    let (code, resp) = relay
+        .post("/v1/messages", &s.key, &receipt("a@x.example"))
+        .await;
+    assert_eq!(code, 202, "{resp}");
+    let v = relay
+        .wait_status(resp["id"].as_str().unwrap(), &s.key, WAIT, |v| {
+            v["recipients"][0]["history"]
+                .as_array()
+                .is_some_and(|h| !h.is_empty())
+        })
+        .await;
+    let reply = v["recipients"][0]["history"][0]["reply"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(reply.contains("certificate"), "{reply}");
+    assert_eq!(sink.count(), 0);
+}
