@@ -55,6 +55,8 @@ impl Worker {
         );
         let lease = self.settings.lease.as_millis() as i64;
         let mut pacer = Pacer::new(self.settings.rate_limit);
+        // Shared by every delivery task rather than cloned into each.
+        let shared_settings = Arc::new(self.settings.clone());
         let mut backoff = Duration::from_millis(100);
         let min_batch = (concurrency / 4).max(1);
         info!(%stream, concurrency, route = ?self.sender.route(), "worker started");
@@ -153,7 +155,7 @@ impl Worker {
                     .expect("semaphore never closed");
                 let attempt = Attempt {
                     stream,
-                    settings: self.settings.clone(),
+                    settings: shared_settings.clone(),
                     sender: self.sender.clone(),
                 };
                 let done = done_tx.clone();
@@ -254,7 +256,7 @@ async fn finisher(
 
 struct Attempt {
     stream: Stream,
-    settings: StreamSettings,
+    settings: Arc<StreamSettings>,
     sender: Arc<Sender>,
 }
 
