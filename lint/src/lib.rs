@@ -1,6 +1,35 @@
-//! mailroom-lint: spam-risk scoring of a campaign's content, preheader and
-//! links before it is sent.
+//! mailroom-lint: spam-risk scoring of an email's content, preheader,
+//! links, images, structure, attachments, compliance and headers.
 //!
-//! Not built yet: this crate holds the workspace slot for the lint issue
-//! (a pure library over a parsed message, the `mailroom lint` command and the
-//! relay's `POST /v1/lint`). Nothing depends on it so far.
+//! ```
+//! let email = lint::Email::parse(b"From: Shop <news@shop.example>\r\nSubject: Hi\r\n\r\nHello").unwrap();
+//! let report = lint::lint(&email, &lint::Options::default());
+//! assert!(report.score >= 0.0);
+//! ```
+//!
+//! [`lint`] is a pure function: no I/O, no clock, no network. Rule ids,
+//! points and thresholds live in [`rules`]; docs/lint-rules.md explains them.
+//!
+//! Layout:
+//! - `rules`: the rule table and the numeric limits.
+//! - `email`: the linter's view of a message, from mail-parser or bare HTML.
+//! - `html`: what a mail client shows — visible/hidden text, links, images.
+//! - `text`: words, disguised words and trigger phrases.
+//! - `checks/`: one module per rule category.
+//! - `report`: findings, score, rating.
+
+mod checks;
+mod email;
+mod html;
+pub mod report;
+pub mod rules;
+mod text;
+
+pub use email::{Attachment, Email, Headers, Mailbox, ParseError};
+pub use report::{Finding, Options, Rating, Report, Stream, Summary};
+pub use rules::{RULES, Rule, Severity};
+
+/// Lints one message.
+pub fn lint(email: &Email, options: &Options) -> Report {
+    checks::run(email, options)
+}

@@ -1,0 +1,152 @@
+//! Compliance of marketing mail: unsubscribe link and headers, postal
+//! address, a reply address that is read, personalization.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::{Context, is_merge_tag};
+use crate::report::Findings;
+use crate::rules::Rule;
+
+const UNSUBSCRIBE_WORDS: &[&str] = &[
+    "unsubscribe",
+    "unsub",
+    "opt out",
+    "opt-out",
+    "optout",
+    "manage preferences",
+    "email preferences",
+    "manage your subscription",
+    "update your preferences",
+    "abmelden",
+    "désinscri",
+    "desinscri",
+    "darse de baja",
+    "cancelar suscripción",
+    "afmelden",
+    "disiscriviti",
+];
+
+/// Street addresses, PO boxes and postcodes in the usual western formats.
+static POSTAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)\b\d{1,5}[a-z]?,?\s+(?:[\p{L}0-9.'-]+\s+){0,4}",
+        r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|square|sq|parkway|pkwy|highway|hwy|terrace|suite)\b",
+        r"|(?i)\bp\.?\s?o\.?\s+box\s+\d+",
+        r"|(?i)\b\p{L}+(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm)\s+\d+",
+        r"|(?i)\b(?:rue|avenue|boulevard|place|via|viale|piazza|calle|plaza|avenida|rua)\s+[\p{L} '-]+,?\s*\d+",
+        r"|\b\d+,?\s+(?:rue|avenue|boulevard|place|via|calle)\b",
+        r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b",
+        r"|\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b",
+        r"|\b\d{4,5}\s+\p{Lu}\p{Ll}+",
+    ))
+    .expect("regex")
+});
+
+static NOREPLY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply|noreply|no[-_.]?response|mailer-daemon)")
+        .expect("regex")
+});
+
+pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
+    let email = cx.email;
+    let has_link = match &cx.html {
+        Some(h) => h.links.iter().any(|l| {
+            l.visible && {
+                let text = l.text.to_lowercase();
+                let href = l.href.to_lowercase();
+                UNSUBSCRIBE_WORDS
+                    .iter()
+                    .any(|w| text.contains(w) || href.contains(w))
+            }
+        }),
+        None => email.text.as_deref().is_some_and(|t| {
+            let t = t.to_lowercase();
+            UNSUBSCRIBE_WORDS.iter().any(|w| t.contains(w)) && t.contains("http")
+        }),
+    };
+    if !has_link && (email.html.is_some() || email.text.is_some()) {
+        out.add(
+            Rule::NoUnsubscribeLink,
+            "No visible unsubscribe link was found in the body.".into(),
+            None,
+        );
+    }
+
+    if let Some(headers) = &email.headers {
+        match &headers.list_unsubscribe {
+            None => out.add(
+                Rule::NoListUnsubscribe,
+                "The message has no List-Unsubscribe header.".into(),
+                None,
+            ),
+            Some(value) => {
+                let https = value.to_ascii_lowercase().contains("<https://");
+                let post = headers
+                    .list_unsubscribe_post
+                    .as_deref()
+                    .is_some_and(|p| p.trim().eq_ignore_ascii_case("List-Unsubscribe=One-Click"));
+                if !(https && post) {
+                    let why = match (https, post) {
+                        (false, _) => "List-Unsubscribe has no https: URI",
+                        _ => "List-Unsubscribe-Post: List-Unsubscribe=One-Click is missing",
+                    };
+                    out.add(Rule::NoOneClick, format!("{why}."), Some(value.clone()));
+                }
+            }
+        }
+    }
+
+    let mut texts = vec![cx.body.as_str()];
+    if let Some(t) = email.text.as_deref() {
+        texts.push(t);
+    }
+    if !texts.iter().any(|t| POSTAL.is_match(t)) {
+        out.add(
+            Rule::NoPostalAddress,
+            "No postal address was recognised in the message.".into(),
+            None,
+        );
+    }
+
+    if let Some(reply) = email.reply_to.as_ref().or(email.from.as_ref())
+        && NOREPLY.is_match(reply.local_part())
+    {
+        out.add(
+            Rule::NoreplyAddress,
+            "Replies go to an address nobody reads.".into(),
+            Some(reply.address.clone()),
+        );
+    }
+
+    let merge_tags = [
+        email.subject.as_deref(),
+        email.html.as_deref(),
+        email.text.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(is_merge_tag);
+    let name_used = email.to.iter().any(|to| {
+        to.name
+            .as_deref()
+            .and_then(|n| n.split_whitespace().next())
+            .filter(|first| first.chars().count() >= 2)
+            .is_some_and(|first| {
+                let first = first.to_lowercase();
+                cx.body.to_lowercase().contains(&first)
+                    || email
+                        .subject
+                        .as_deref()
+                        .is_some_and(|s| s.to_lowercase().contains(&first))
+            })
+    });
+    if !merge_tags && !name_used {
+        out.add(
+            Rule::NoPersonalization,
+            "Nothing in the message is addressed to its reader.".into(),
+            None,
+        );
+    }
+}

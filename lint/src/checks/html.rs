@@ -1,0 +1,79 @@
+//! HTML: hidden, tiny and invisible text; active content; external CSS;
+//! broken markup.
+
+use super::Context;
+use crate::html::Visibility;
+use crate::report::{Findings, clip};
+use crate::rules::Rule;
+
+pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
+    let Some(html) = &cx.html else { return };
+    let exempt = cx.preheader.as_ref().map(|p| &p.blocks);
+    for seg in &html.segments {
+        if exempt.is_some_and(|b| b.contains(&seg.block)) {
+            continue;
+        }
+        let text = seg.text.replace(crate::html::is_spacer, " ");
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let evidence = Some(clip(text, 80));
+        match seg.visibility {
+            Visibility::Visible => {}
+            Visibility::Hidden(how) => out.add(
+                Rule::HiddenText,
+                format!("Text outside the preheader is hidden with {how}."),
+                evidence,
+            ),
+            Visibility::Tiny => out.add(
+                Rule::TinyText,
+                "Text is set in a 0–2px font.".into(),
+                evidence,
+            ),
+            Visibility::Invisible => out.add(
+                Rule::InvisibleColor,
+                "Text has the same colour as its background (or none).".into(),
+                evidence,
+            ),
+        }
+    }
+    let mut active = html.active_elements.clone();
+    active.sort_unstable();
+    active.dedup();
+    for element in active {
+        let (rule, what) = match element {
+            "script" => (Rule::Script, "<script>"),
+            "form" => (Rule::Form, "<form>"),
+            "iframe" => (Rule::Iframe, "<iframe>/<frame>"),
+            _ => (Rule::Embed, "<object>/<embed>/<applet>"),
+        };
+        let n = html
+            .active_elements
+            .iter()
+            .filter(|e| **e == element)
+            .count();
+        out.add(
+            rule,
+            format!("The HTML contains {n} {what} element(s)."),
+            Some(what.into()),
+        );
+    }
+    if !html.stylesheets.is_empty() {
+        out.add(
+            Rule::ExternalStylesheet,
+            "The HTML loads CSS from outside the message.".into(),
+            Some(html.stylesheets.join(", ")),
+        );
+    }
+    if let Some(first) = html.structure_errors.first() {
+        out.add(
+            Rule::MalformedHtml,
+            format!(
+                "The HTML parser had to repair the markup ({} problem(s)).",
+                html.structure_errors.len()
+            ),
+            Some(first.clone()),
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Links: counts, domains, shorteners, IP hosts, plain http, look-alike link
+//! text, redirectors, tracking wrappers and broken hrefs.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use url::{Host, Url};
+
+use super::{COMMON_SITES, Context, SHORTENERS, TRACKERS, is_merge_tag, site};
+use crate::report::Findings;
+use crate::rules::{LIMITS, Rule};
+
+pub(super) struct LinkStats {
+    pub links: usize,
+    pub domains: usize,
+}
+
+static TEXT_URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"https?://[^\s<>"')\]]+"#).expect("regex"));
+/// Text that reads as an address: "www.bank.example", "https://...".
+static LOOKS_LIKE_URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(https?://)?(www\.)?[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}(/\S*)?$")
+        .expect("regex")
+});
+
+struct LinkRef<'a> {
+    href: &'a str,
+    text: &'a str,
+}
+
+pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
+    let links: Vec<LinkRef<'_>> = match &cx.html {
+        Some(h) => h
+            .links
+            .iter()
+            .map(|l| LinkRef {
+                href: &l.href,
+                text: &l.text,
+            })
+            .collect(),
+        None => cx
+            .email
+            .text
+            .as_deref()
+            .map(|t| {
+                TEXT_URL
+                    .find_iter(t)
+                    .map(|m| LinkRef {
+                        href: m.as_str(),
+                        text: "",
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+
+    let mut web = 0;
+    // site → number of links to it
+    let mut sites: BTreeMap<String, usize> = BTreeMap::new();
+    for link in &links {
+        let href = link.href;
+        let lower = href.to_ascii_lowercase();
+        if href.is_empty() || href == "#" {
+            out.add(
+                Rule::EmptyHref,
+                "A link has no destination.".into(),
+                Some(describe(link)),
+            );
+            continue;
+        }
+        if is_merge_tag(href)
+            || lower.starts_with("mailto:")
+            || lower.starts_with("tel:")
+            || lower.starts_with("sms:")
+            || href.starts_with('#')
+        {
+            continue;
+        }
+        if ["javascript:", "vbscript:", "data:"]
+            .iter()
+            .any(|s| lower.starts_with(s))
+        {
+            out.add(
+                Rule::MalformedHref,
+                "A link runs a script or embeds data instead of pointing to a page.".into(),
+                Some(href.into()),
+            );
+            continue;
+        }
+        let url = match Url::parse(href) {
+            Ok(url) => url,
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                out.add(
+                    Rule::RelativeHref,
+                    "A relative link has no site to be relative to in an email.".into(),
+                    Some(href.into()),
+                );
+                continue;
+            }
+            Err(e) => {
+                out.add(
+                    Rule::MalformedHref,
+                    format!("A link can't be parsed: {e}."),
+                    Some(href.into()),
+                );
+                continue;
+            }
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            out.add(
+                Rule::MalformedHref,
+                format!("A link uses the unsupported scheme \"{}:\".", url.scheme()),
+                Some(href.into()),
+            );
+            continue;
+        }
+        web += 1;
+        if url.scheme() == "http" {
+            out.add(
+                Rule::Insecure,
+                "A link uses plain http.".into(),
+                Some(href.into()),
+            );
+        }
+        let host = match url.host() {
+            Some(Host::Domain(d)) => d.to_ascii_lowercase(),
+            Some(Host::Ipv4(_) | Host::Ipv6(_)) => {
+                out.add(
+                    Rule::IpHost,
+                    "A link points to a raw IP address.".into(),
+                    Some(href.into()),
+                );
+                continue;
+            }
+            None => continue,
+        };
+        let link_site = site(&host).unwrap_or_else(|| host.clone());
+        *sites.entry(link_site.clone()).or_default() += 1;
+        if SHORTENERS.contains(host.as_str()) || SHORTENERS.contains(link_site.as_str()) {
+            out.add(
+                Rule::Shortener,
+                format!("A link goes through the URL shortener {host}."),
+                Some(href.into()),
+            );
+        }
+        if TRACKERS.contains(link_site.as_str()) {
+            out.add(
+                Rule::TrackingWrapper,
+                format!("A link is wrapped by the shared tracking domain {link_site}."),
+                Some(href.into()),
+            );
+        }
+        if let Some(target) = embedded_url(&url)
+            && target
+                .host_str()
+                .is_some_and(|t| site(t) != Some(link_site.clone()))
+        {
+            out.add(
+                Rule::OpenRedirect,
+                format!(
+                    "A link on {host} redirects to {}.",
+                    target.host_str().unwrap_or("")
+                ),
+                Some(href.into()),
+            );
+        }
+        if let Some(shown) = shown_site(link.text)
+            && shown != link_site
+        {
+            out.add(
+                Rule::TextMismatch,
+                format!("The link text shows {shown} but the link goes to {link_site}."),
+                Some(format!("{} → {href}", link.text)),
+            );
+        }
+    }
+
+    if web > LIMITS.max_links {
+        out.add(
+            Rule::TooManyLinks,
+            format!("The message has {web} links."),
+            None,
+        );
+    }
+    if sites.len() > LIMITS.max_link_domains {
+        out.add(
+            Rule::ManyLinkDomains,
+            format!("Links go to {} different domains.", sites.len()),
+            Some(sites.keys().cloned().collect::<Vec<_>>().join(", ")),
+        );
+    }
+    if let Some(from) = &cx.from_site {
+        for (s, n) in &sites {
+            if s != from && !COMMON_SITES.contains(s.as_str()) && !TRACKERS.contains(s.as_str()) {
+                out.add(
+                    Rule::UnrelatedDomain,
+                    format!("{n} link(s) go to {s}, which is not the sender's domain {from}."),
+                    Some(s.clone()),
+                );
+            }
+        }
+    }
+    LinkStats {
+        links: web,
+        domains: sites.len(),
+    }
+}
+
+/// A URL carried in the query (`?url=https://...`, `?q=http://...`).
+fn embedded_url(url: &Url) -> Option<Url> {
+    url.query_pairs().find_map(|(_, v)| {
+        let v = v.trim();
+        let lower = v.to_ascii_lowercase();
+        (lower.starts_with("http://") || lower.starts_with("https://"))
+            .then(|| Url::parse(v).ok())
+            .flatten()
+    })
+}
+
+/// The site a link's text claims to go to, when the text is an address.
+fn shown_site(text: &str) -> Option<String> {
+    let text = text.trim().trim_end_matches(['.', ',', '/']);
+    if !LOOKS_LIKE_URL.is_match(text) {
+        return None;
+    }
+    let with_scheme = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("https://{text}")
+    };
+    let url = Url::parse(&with_scheme).ok()?;
+    site(url.host_str()?)
+}
+
+fn describe(link: &LinkRef<'_>) -> String {
+    if link.text.is_empty() {
+        format!("href=\"{}\"", link.href)
+    } else {
+        format!("\"{}\" (href=\"{}\")", link.text, link.href)
+    }
+}

@@ -1,0 +1,132 @@
+//! The checks, one module per rule category, over a shared [`Context`].
+
+mod attachments;
+mod compliance;
+mod content;
+mod headers;
+mod html;
+mod links;
+mod preheader;
+mod structure;
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use crate::email::Email;
+use crate::html::{HtmlFacts, analyse};
+use crate::report::{Findings, Options, Report, Summary};
+use crate::text::{Token, tokens};
+
+pub(crate) use preheader::Preheader;
+
+/// What every check may read, computed once per message.
+pub(crate) struct Context<'a> {
+    pub email: &'a Email,
+    pub html: Option<HtmlFacts>,
+    /// The visible body text: from the HTML when there is HTML, else the
+    /// text part.
+    pub body: String,
+    pub body_tokens: Vec<Token>,
+    /// Registrable domain (eTLD+1) of the From address.
+    pub from_site: Option<String>,
+    pub preheader: Option<Preheader>,
+}
+
+impl Context<'_> {
+    /// Words with at least one letter in the visible body.
+    pub(crate) fn word_count(&self) -> usize {
+        self.body_tokens
+            .iter()
+            .filter(|t| t.norm.chars().any(char::is_alphabetic))
+            .count()
+    }
+}
+
+pub(crate) fn run(email: &Email, options: &Options) -> Report {
+    let html = email.html.as_deref().map(analyse);
+    let body = match &html {
+        Some(facts) => facts.visible_text(),
+        None => email.text.clone().unwrap_or_default(),
+    };
+    let body_tokens = tokens(&body);
+    let from_site = email
+        .from
+        .as_ref()
+        .and_then(|f| f.domain())
+        .and_then(|d| site(&d));
+    let mut cx = Context {
+        email,
+        html,
+        body,
+        body_tokens,
+        from_site,
+        preheader: None,
+    };
+    cx.preheader = preheader::find(&cx);
+
+    let mut out = Findings::new(options.stream);
+    content::check(&cx, &mut out);
+    preheader::check(&cx, &mut out);
+    let link_stats = links::check(&cx, &mut out);
+    html::check(&cx, &mut out);
+    structure::check(&cx, &mut out);
+    attachments::check(&cx, &mut out);
+    if options.stream == crate::Stream::Marketing {
+        compliance::check(&cx, &mut out);
+    }
+    headers::check(&cx, &mut out);
+
+    let summary = Summary {
+        stream: options.stream,
+        subject: email.subject.clone(),
+        preheader: cx.preheader.as_ref().map(|p| p.preview.clone()),
+        words: cx.word_count(),
+        links: link_stats.links,
+        link_domains: link_stats.domains,
+        images: cx
+            .html
+            .as_ref()
+            .map_or(0, |h| h.images.iter().filter(|i| !i.pixel).count()),
+        html_bytes: email.html.as_ref().map_or(0, String::len),
+        attachments: email.attachments.len(),
+    };
+    out.finish(options, summary)
+}
+
+/// The registrable domain (eTLD+1) of a host name, by the public suffix
+/// list: `news.shop.co.uk` → `shop.co.uk`. IDNs are compared in punycode.
+pub(crate) fn site(host: &str) -> Option<String> {
+    let host = host.trim().trim_end_matches('.');
+    let ascii = match url::Host::parse(host).ok()? {
+        url::Host::Domain(d) => d,
+        _ => return None,
+    };
+    let domain = psl::domain_str(&ascii)?;
+    Some(domain.to_string())
+}
+
+/// Loads a one-entry-per-line data list, skipping comments.
+fn data_set(text: &'static str) -> HashSet<&'static str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+pub(crate) static SHORTENERS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| data_set(include_str!("../data/shorteners.txt")));
+pub(crate) static TRACKERS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| data_set(include_str!("../data/tracking-domains.txt")));
+pub(crate) static COMMON_SITES: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| data_set(include_str!("../data/common-sites.txt")));
+
+/// Template merge tags ({{name}}, *|FNAME|*, %%first%%, {$name}, [name]):
+/// a template linted before merging has them where links and names go.
+pub(crate) fn is_merge_tag(s: &str) -> bool {
+    s.contains("{{")
+        || s.contains("*|")
+        || s.contains("%%")
+        || s.contains("{$")
+        || s.contains("${")
+        || s.contains("[[")
+}

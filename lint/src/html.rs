@@ -1,0 +1,651 @@
+//! Reading an HTML body the way a mail client shows it: which text is
+//! visible, which is hidden and how, what the preview shows, the links and
+//! the images.
+//!
+//! The document is parsed with html5ever (through scraper) and walked
+//! iteratively, carrying inherited style on an explicit stack, so a
+//! 10,000-deep document costs heap, not call stack.
+
+use std::collections::HashSet;
+
+use ego_tree::iter::Edge;
+use scraper::{Html, Node, node::Element};
+
+/// How a piece of text is (not) shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visibility {
+    Visible,
+    /// Hidden by CSS or attribute; the reason names the mechanism.
+    Hidden(&'static str),
+    /// 0–2px font.
+    Tiny,
+    /// Same colour as the background, or transparent.
+    Invisible,
+}
+
+/// A run of text in one block with one visibility.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub text: String,
+    pub visibility: Visibility,
+    /// Segments of the same block share this number.
+    pub block: usize,
+    /// Preheader padding characters (&zwnj;, &nbsp; ...) in the raw text.
+    pub spacers: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub href: String,
+    /// Visible text inside the anchor.
+    pub text: String,
+    pub has_image: bool,
+    pub visible: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Image {
+    pub src: String,
+    pub alt: Option<String>,
+    /// 1×1 (or smaller) images: open-tracking pixels, not content.
+    pub pixel: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct HtmlFacts {
+    pub segments: Vec<Segment>,
+    pub links: Vec<Link>,
+    pub images: Vec<Image>,
+    /// Elements no email should carry: script, form, iframe, object ...
+    pub active_elements: Vec<&'static str>,
+    /// External stylesheet hrefs and `@import`s.
+    pub stylesheets: Vec<String>,
+    /// Parse errors that mean broken structure (not a missing doctype).
+    pub structure_errors: Vec<String>,
+}
+
+impl HtmlFacts {
+    /// All visible text, blocks separated by newlines.
+    pub(crate) fn visible_text(&self) -> String {
+        let mut out = String::new();
+        let mut last_block = None;
+        for s in self
+            .segments
+            .iter()
+            .filter(|s| s.visibility == Visibility::Visible)
+        {
+            if !out.is_empty() {
+                out.push(if last_block == Some(s.block) {
+                    ' '
+                } else {
+                    '\n'
+                });
+            }
+            out.push_str(&s.text);
+            last_block = Some(s.block);
+        }
+        out
+    }
+}
+
+const BLOCK_ELEMENTS: &[&str] = &[
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "br",
+    "center",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+];
+
+/// Elements whose text is never shown.
+const SILENT_ELEMENTS: &[&str] = &[
+    "head", "script", "style", "title", "noscript", "template", "textarea", "select",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Background {
+    Colour([u8; 3]),
+    /// A background image: the text colour can't be compared.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    silent: bool,
+    hidden: Option<&'static str>,
+    tiny: bool,
+    /// `None` = transparent.
+    colour: Option<[u8; 3]>,
+    background: Background,
+    anchor: Option<usize>,
+}
+
+impl Frame {
+    fn root() -> Frame {
+        Frame {
+            silent: false,
+            hidden: None,
+            tiny: false,
+            colour: Some([0, 0, 0]),
+            // Mail clients render on white unless told otherwise.
+            background: Background::Colour([255, 255, 255]),
+            anchor: None,
+        }
+    }
+
+    fn visibility(&self) -> Visibility {
+        if let Some(reason) = self.hidden {
+            return Visibility::Hidden(reason);
+        }
+        if self.tiny {
+            return Visibility::Tiny;
+        }
+        match (self.colour, self.background) {
+            (None, _) => Visibility::Invisible,
+            (Some(fg), Background::Colour(bg)) if close(fg, bg) => Visibility::Invisible,
+            _ => Visibility::Visible,
+        }
+    }
+}
+
+fn close(a: [u8; 3], b: [u8; 3]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 12)
+}
+
+/// Splits a CSS declaration list ("a: b; c: url(x;y)") into lower-cased
+/// property/value pairs. Quotes and parentheses are respected so a `;`
+/// inside `url(...)` doesn't split a declaration.
+pub(crate) fn declarations(css: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut quote = None;
+    let mut start = 0;
+    let bytes = css.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(b),
+            (None, b'(') => depth += 1,
+            (None, b')') => depth = depth.saturating_sub(1),
+            (None, b';') if depth == 0 => {
+                push_declaration(&css[start..i], &mut out);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    push_declaration(&css[start..], &mut out);
+    out
+}
+
+fn push_declaration(decl: &str, out: &mut Vec<(String, String)>) {
+    if let Some((prop, value)) = decl.split_once(':') {
+        let value = value.trim().to_ascii_lowercase();
+        let value = value.trim_end_matches("!important").trim().to_string();
+        out.push((prop.trim().to_ascii_lowercase(), value));
+    }
+}
+
+fn parse_colour(value: &str) -> Option<Option<[u8; 3]>> {
+    let value = value.trim();
+    if value == "transparent" {
+        return Some(None);
+    }
+    let c = csscolorparser::parse(value).ok()?;
+    if c.a < 0.05 {
+        return Some(None);
+    }
+    let [r, g, b, _] = c.to_rgba8();
+    Some(Some([r, g, b]))
+}
+
+/// Size in CSS pixels of a font-size value; `None` when relative to
+/// something we don't track (keywords, percentages of unknown parents).
+fn font_px(value: &str) -> Option<f64> {
+    let value = value.trim();
+    let (num, unit) = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .map_or((value, ""), |i| value.split_at(i));
+    let n: f64 = num.parse().ok()?;
+    Some(match unit.trim() {
+        "" | "px" => n,
+        "pt" => n * 4.0 / 3.0,
+        "em" | "rem" => n * 16.0,
+        "%" => n * 0.16,
+        _ => return None,
+    })
+}
+
+fn length_is_zero(value: &str) -> bool {
+    font_px(value).is_some_and(|px| px <= 0.0)
+}
+
+fn hides(decls: &[(String, String)]) -> Option<&'static str> {
+    let get = |name: &str| {
+        decls
+            .iter()
+            .rev()
+            .find(|(p, _)| p == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if get("display") == Some("none") {
+        return Some("display:none");
+    }
+    if matches!(get("visibility"), Some("hidden" | "collapse")) {
+        return Some("visibility:hidden");
+    }
+    if get("opacity")
+        .and_then(|o| o.parse::<f64>().ok())
+        .is_some_and(|o| o < 0.05)
+    {
+        return Some("opacity:0");
+    }
+    let clipped = get("overflow") == Some("hidden");
+    let zero = |p| get(p).is_some_and(length_is_zero);
+    if clipped && (zero("max-height") || zero("height") || zero("max-width") || zero("width")) {
+        return Some("zero size with overflow:hidden");
+    }
+    let far = |p| get(p).and_then(font_px).is_some_and(|px| px <= -500.0);
+    if (get("position") == Some("absolute") && (far("left") || far("top"))) || far("text-indent") {
+        return Some("moved off-screen");
+    }
+    None
+}
+
+/// Classes that top-level rules of `<style>` blocks hide. Rules inside
+/// `@media` are skipped: they apply only to some screens.
+fn hidden_classes(css: &str, out: &mut HashSet<String>) {
+    let css = strip_comments(css);
+    let mut depth = 0usize;
+    let mut selector_start = 0;
+    let mut selector = "";
+    let mut body_start = 0;
+    for (i, c) in css.char_indices() {
+        match c {
+            '{' => {
+                if depth == 0 {
+                    selector = css[selector_start..i].trim();
+                    body_start = i + 1;
+                }
+                depth += 1;
+            }
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    if !selector.starts_with('@')
+                        && hides(&declarations(&css[body_start..i])).is_some()
+                    {
+                        for sel in selector.split(',') {
+                            let sel = sel.trim();
+                            // Only simple `.class` / `tag.class` selectors.
+                            if let Some((_, class)) = sel.split_once('.')
+                                && !class.is_empty()
+                                && class
+                                    .chars()
+                                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                            {
+                                out.insert(class.to_string());
+                            }
+                        }
+                    }
+                    selector_start = i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn strip_comments(css: &str) -> String {
+    let mut out = String::with_capacity(css.len());
+    let mut rest = css;
+    while let Some(start) = rest.find("/*") {
+        out.push_str(&rest[..start]);
+        rest = rest[start + 2..]
+            .find("*/")
+            .map_or("", |end| &rest[start + 2 + end + 2..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+struct Walker {
+    facts: HtmlFacts,
+    stack: Vec<Frame>,
+    hidden_classes: HashSet<String>,
+    block: usize,
+}
+
+impl Walker {
+    fn open(&mut self, el: &Element) {
+        let name = el.name();
+        let mut frame = *self.stack.last().unwrap_or(&Frame::root());
+        if SILENT_ELEMENTS.contains(&name) {
+            frame.silent = true;
+        }
+        if BLOCK_ELEMENTS.contains(&name) {
+            self.block += 1;
+        }
+        match name {
+            "script" => self.facts.active_elements.push("script"),
+            "form" => self.facts.active_elements.push("form"),
+            "iframe" | "frame" | "frameset" => self.facts.active_elements.push("iframe"),
+            "object" | "embed" | "applet" => self.facts.active_elements.push("object"),
+            "link" => {
+                let rel = el.attr("rel").unwrap_or_default().to_ascii_lowercase();
+                if rel.split_whitespace().any(|r| r == "stylesheet") {
+                    self.facts
+                        .stylesheets
+                        .push(el.attr("href").unwrap_or_default().to_string());
+                }
+            }
+            _ => {}
+        }
+        if el.attr("hidden").is_some() {
+            frame.hidden.get_or_insert("hidden attribute");
+        }
+        if el.classes().any(|c| self.hidden_classes.contains(c)) {
+            frame
+                .hidden
+                .get_or_insert("display:none from a <style> class");
+        }
+        if let Some(colour) = el.attr("color").and_then(parse_colour) {
+            frame.colour = colour;
+        }
+        if let Some(Some(bg)) = el.attr("bgcolor").and_then(parse_colour) {
+            frame.background = Background::Colour(bg);
+        }
+        if el.attr("background").is_some() {
+            frame.background = Background::Unknown;
+        }
+        let mut pixel = false;
+        if let Some(style) = el.attr("style") {
+            let decls = declarations(style);
+            if let Some(reason) = hides(&decls) {
+                frame.hidden.get_or_insert(reason);
+            }
+            for (prop, value) in &decls {
+                match prop.as_str() {
+                    "color" => {
+                        if let Some(c) = parse_colour(value) {
+                            frame.colour = c;
+                        }
+                    }
+                    "background-color" => match parse_colour(value) {
+                        Some(Some(c)) => frame.background = Background::Colour(c),
+                        Some(None) => {}
+                        None => frame.background = Background::Unknown,
+                    },
+                    "background" => {
+                        if value.contains("url(") || value.contains("gradient") {
+                            frame.background = Background::Unknown;
+                        } else if let Some(Some(c)) =
+                            value.split_whitespace().find_map(parse_colour)
+                        {
+                            frame.background = Background::Colour(c);
+                        }
+                    }
+                    "background-image" if value != "none" => {
+                        frame.background = Background::Unknown;
+                    }
+                    "font-size" => {
+                        if let Some(px) = font_px(value) {
+                            frame.tiny = px <= crate::rules::LIMITS.tiny_font_px;
+                        }
+                    }
+                    "width" | "height" => pixel |= font_px(value).is_some_and(|px| px <= 1.0),
+                    _ => {}
+                }
+            }
+        }
+        match name {
+            "a" | "area" => {
+                if let Some(href) = el.attr("href") {
+                    frame.anchor = Some(self.facts.links.len());
+                    self.facts.links.push(Link {
+                        href: href.trim().to_string(),
+                        text: String::new(),
+                        has_image: false,
+                        visible: frame.visibility() == Visibility::Visible,
+                    });
+                }
+            }
+            "img" => {
+                let tiny_attr = |a| {
+                    el.attr(a)
+                        .and_then(|v| v.trim_end_matches("px").trim().parse::<f64>().ok())
+                        .is_some_and(|v| v <= 1.0)
+                };
+                pixel |= tiny_attr("width") || tiny_attr("height");
+                if let Some(i) = frame.anchor {
+                    self.facts.links[i].has_image = true;
+                }
+                self.facts.images.push(Image {
+                    src: el.attr("src").unwrap_or_default().trim().to_string(),
+                    alt: el.attr("alt").map(str::to_string),
+                    pixel: pixel || frame.hidden.is_some(),
+                });
+            }
+            _ => {}
+        }
+        self.stack.push(frame);
+    }
+
+    fn close(&mut self, el: &Element) {
+        if BLOCK_ELEMENTS.contains(&el.name()) {
+            self.block += 1;
+        }
+        self.stack.pop();
+    }
+
+    fn text(&mut self, text: &str, in_style: bool) {
+        let frame = *self.stack.last().unwrap_or(&Frame::root());
+        if frame.silent {
+            if in_style {
+                hidden_classes(text, &mut self.hidden_classes);
+                if text.contains("@import") {
+                    self.facts.stylesheets.push("@import".into());
+                }
+            }
+            return;
+        }
+        let spacers = text.chars().filter(|c| is_spacer(*c)).count();
+        let squashed = crate::text::squash(text);
+        if squashed.is_empty() {
+            return;
+        }
+        let visibility = frame.visibility();
+        if let Some(i) = frame.anchor
+            && visibility == Visibility::Visible
+        {
+            let link = &mut self.facts.links[i];
+            if !link.text.is_empty() {
+                link.text.push(' ');
+            }
+            link.text.push_str(&squashed);
+        }
+        match self.facts.segments.last_mut() {
+            Some(last) if last.block == self.block && last.visibility == visibility => {
+                last.text.push(' ');
+                last.text.push_str(&squashed);
+                last.spacers += spacers;
+            }
+            _ => self.facts.segments.push(Segment {
+                text: squashed,
+                visibility,
+                block: self.block,
+                spacers,
+            }),
+        }
+    }
+}
+
+/// Characters templates repeat after a preheader so the inbox preview
+/// ends there instead of running on into the body.
+pub(crate) fn is_spacer(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00A0}'
+            | '\u{00AD}'
+            | '\u{034F}'
+            | '\u{2007}'
+            | '\u{200B}'
+            | '\u{200C}'
+            | '\u{200D}'
+            | '\u{2060}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Walks the document once and collects what the checks need.
+pub(crate) fn analyse(html: &str) -> HtmlFacts {
+    let doc = Html::parse_document(html);
+    let mut walker = Walker {
+        facts: HtmlFacts::default(),
+        stack: Vec::with_capacity(64),
+        hidden_classes: HashSet::new(),
+        block: 0,
+    };
+    walker.facts.structure_errors = doc
+        .errors
+        .iter()
+        .filter(|e| is_structure_error(e))
+        .take(20)
+        .map(|e| e.to_string())
+        .collect();
+    let mut in_style = false;
+    for edge in doc.tree.root().traverse() {
+        match edge {
+            Edge::Open(node) => match node.value() {
+                Node::Element(el) => {
+                    in_style = el.name() == "style";
+                    walker.open(el);
+                }
+                Node::Text(t) => walker.text(t, in_style),
+                _ => {}
+            },
+            Edge::Close(node) => {
+                if let Node::Element(el) = node.value() {
+                    in_style = false;
+                    walker.close(el);
+                }
+            }
+        }
+    }
+    walker.facts
+}
+
+/// html5ever reports many things; only mis-nested and unclosed elements
+/// say the markup is broken. A missing doctype or an unknown attribute
+/// doesn't change how clients render it.
+fn is_structure_error(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("end tag") || e.contains("closing") || e.contains("unexpected open element")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visibilities(html: &str) -> Vec<(String, Visibility)> {
+        analyse(html)
+            .segments
+            .into_iter()
+            .map(|s| (s.text, s.visibility))
+            .collect()
+    }
+
+    #[test]
+    fn hidden_tiny_and_invisible_text_is_told_apart() {
+        let segs = visibilities(
+            r#"<body><p>Shown</p>
+               <div style="display:none">gone</div>
+               <p style="font-size:1px">small</p>
+               <p style="color:#fff">white on white</p>
+               <div style="background-color:#000"><span style="color:white">white on black</span></div>
+               <div style="background:url(x.png)"><span style="color:#fff">on image</span></div>
+               <p style="max-height:0;overflow:hidden">collapsed</p></body>"#,
+        );
+        let v = |t: &str| segs.iter().find(|(s, _)| s == t).unwrap().1;
+        assert_eq!(v("Shown"), Visibility::Visible);
+        assert_eq!(v("gone"), Visibility::Hidden("display:none"));
+        assert_eq!(v("small"), Visibility::Tiny);
+        assert_eq!(v("white on white"), Visibility::Invisible);
+        assert_eq!(v("white on black"), Visibility::Visible);
+        assert_eq!(v("on image"), Visibility::Visible);
+        assert_eq!(
+            v("collapsed"),
+            Visibility::Hidden("zero size with overflow:hidden")
+        );
+    }
+
+    #[test]
+    fn classes_hidden_by_a_style_block_are_hidden_but_media_queries_are_not() {
+        let segs = visibilities(
+            r#"<style>/* x */ .preheader { display: none !important; }
+               @media (max-width: 600px) { .desktop { display:none } }</style>
+               <span class="preheader">preview</span><p class="desktop">wide</p>"#,
+        );
+        assert!(matches!(segs[0].1, Visibility::Hidden(_)));
+        assert_eq!(segs[1].1, Visibility::Visible);
+    }
+
+    #[test]
+    fn links_images_and_active_elements_are_collected() {
+        let facts = analyse(
+            r#"<a href=" https://shop.example/a ">Shop <b>now</b></a>
+               <a href="https://x.example"><img src="p.png"></a>
+               <img src="t.gif" width="1" height="1" alt="">
+               <script>alert(1)</script><form></form><iframe></iframe>
+               <link rel="stylesheet" href="https://cdn.example/s.css">"#,
+        );
+        assert_eq!(facts.links[0].href, "https://shop.example/a");
+        assert_eq!(facts.links[0].text, "Shop now");
+        assert!(facts.links[1].has_image);
+        assert_eq!(facts.images.len(), 2);
+        assert!(facts.images[1].pixel);
+        assert_eq!(facts.active_elements, ["script", "form", "iframe"]);
+        assert_eq!(facts.stylesheets, ["https://cdn.example/s.css"]);
+    }
+
+    #[test]
+    fn declarations_respect_parentheses_and_quotes() {
+        let d = declarations("background: url('a;b.png'); COLOR: Red !important;");
+        assert_eq!(d[0], ("background".into(), "url('a;b.png')".into()));
+        assert_eq!(d[1], ("color".into(), "red".into()));
+    }
+}
