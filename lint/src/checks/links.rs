@@ -55,7 +55,9 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
             .unwrap_or_default(),
     };
 
-    let mut web = 0;
+    // Distinct web URLs: the same product linked from its image and its
+    // button is one link to a reader and to a filter.
+    let mut web = std::collections::HashSet::new();
     // site → number of links to it
     let mut sites: BTreeMap<String, usize> = BTreeMap::new();
     for link in &links {
@@ -115,7 +117,7 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
             );
             continue;
         }
-        web += 1;
+        web.insert(href);
         if url.scheme() == "http" {
             out.add(
                 Rule::Insecure,
@@ -176,10 +178,11 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
         }
     }
 
+    let web = web.len();
     if web > LIMITS.max_links {
         out.add(
             Rule::TooManyLinks,
-            format!("The message has {web} links."),
+            format!("The message links to {web} different URLs."),
             None,
         );
     }
@@ -192,7 +195,11 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
     }
     if let Some(from) = &cx.from_site {
         for (s, n) in &sites {
-            if s != from && !COMMON_SITES.contains(s.as_str()) && !TRACKERS.contains(s.as_str()) {
+            if s != from
+                && !COMMON_SITES.contains(s.as_str())
+                && !TRACKERS.contains(s.as_str())
+                && !SHORTENERS.contains(s.as_str())
+            {
                 out.add(
                     Rule::UnrelatedDomain,
                     format!("{n} link(s) go to {s}, which is not the sender's domain {from}."),

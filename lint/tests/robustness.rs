@@ -1,0 +1,113 @@
+//! Any input is safe: arbitrary bytes and hostile HTML never panic, deep
+//! nesting doesn't overflow the stack and huge messages finish.
+
+use lint::{Email, Options, Stream, lint};
+use proptest::prelude::*;
+
+fn lint_both_streams(email: &Email) {
+    for stream in [Stream::Marketing, Stream::Transactional] {
+        let report = lint(
+            email,
+            &Options {
+                stream,
+                ..Options::default()
+            },
+        );
+        assert!(report.score >= 0.0 && report.score.is_finite());
+        let sum: f64 = report.findings.iter().map(|f| f.points).sum();
+        assert!((sum - report.score).abs() < 0.05 * report.findings.len() as f64 + 0.01);
+    }
+}
+
+/// Pieces of markup and text that exercise the HTML walker's odd corners.
+fn html_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("<div>".to_string()),
+        Just("</div>".to_string()),
+        Just("<table><tr><td>".to_string()),
+        Just("</td></tr></table>".to_string()),
+        Just("<b><i>".to_string()),
+        Just("</b>".to_string()),
+        Just("<a href=\"https://x.example/?u=https://y.example\">".to_string()),
+        Just("<a href=\"http://[::1]/\">".to_string()),
+        Just("<a href=\"javascript:x\">".to_string()),
+        Just("</a>".to_string()),
+        Just("<img src=x>".to_string()),
+        Just("<span style=\"display:none;font-size:0;color:#fff;background:url(x\">".to_string()),
+        Just("<style>.p{display:none}@media{.q{".to_string()),
+        Just("</style>".to_string()),
+        Just("<script>".to_string()),
+        Just("&zwnj;&nbsp;".to_string()),
+        Just("<!--".to_string()),
+        Just("<p class=p>".to_string()),
+        "[ -~]{0,20}",
+        "\\PC{0,12}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        if let Ok(email) = Email::parse(&bytes) {
+            lint_both_streams(&email);
+        }
+    }
+
+    #[test]
+    fn arbitrary_messages_with_headers_never_panic(
+        subject in "\\PC{0,80}",
+        from in "\\PC{0,40}",
+        body in "\\PC{0,400}",
+    ) {
+        let raw = format!(
+            "From: {from}\r\nReply-To: {from}\r\nSubject: {subject}\r\nContent-Type: text/html\r\n\r\n{body}"
+        );
+        if let Ok(email) = Email::parse(raw.as_bytes()) {
+            lint_both_streams(&email);
+        }
+    }
+
+    #[test]
+    fn hostile_html_never_panics(pieces in proptest::collection::vec(html_piece(), 0..80)) {
+        lint_both_streams(&Email::from_html(pieces.concat()));
+    }
+}
+
+#[test]
+fn ten_thousand_deep_nesting_does_not_overflow_the_stack() {
+    for open in [
+        "<div>",
+        "<b>",
+        "<table><tr><td>",
+        "<span style=\"color:#fff\">",
+        "<a href=\"https://x.example\">",
+        "<font size=1>",
+    ] {
+        let html = format!("{}text{}", open.repeat(10_000), "</div>".repeat(10_000));
+        let email = Email::from_html(html);
+        // A small stack: recursion proportional to depth would overflow it.
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || lint_both_streams(&email))
+            .unwrap()
+            .join()
+            .unwrap_or_else(|_| panic!("linting 10,000 x {open} panicked"));
+    }
+}
+
+#[test]
+fn a_twenty_megabyte_message_is_linted() {
+    let paragraph = "<p>Plenty of ordinary text about boots, jackets and socks, with a \
+                     <a href=\"https://shop.example/p\">link</a> now and then.</p>\r\n";
+    let mut raw = String::from(
+        "From: Shop <news@shop.example>\r\nSubject: Big\r\nContent-Type: text/html\r\n\r\n",
+    );
+    while raw.len() < 20 * 1024 * 1024 {
+        raw.push_str(paragraph);
+    }
+    let email = Email::parse(raw.as_bytes()).unwrap();
+    let report = lint(&email, &Options::default());
+    assert!(report.rule_ids().contains(&"structure.gmail-clipping"));
+}
