@@ -173,7 +173,8 @@ impl Findings {
     }
 
     pub(crate) fn finish(mut self, options: &Options, summary: Summary) -> Report {
-        let score = round(self.findings.iter().map(|f| f.points).sum());
+        // `+ 0.0`: an empty f64 sum is -0.0, which would print as "-0.0".
+        let score = round(self.findings.iter().map(|f| f.points).sum::<f64>() + 0.0);
         // Most severe and costly first: that is the order to fix them in.
         self.findings.sort_by(|a, b| {
             b.severity

@@ -67,12 +67,69 @@ pub struct DkimSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "StreamsPatch")]
 pub struct StreamsSettings {
-    #[serde(default = "StreamSettings::transactional")]
     pub transactional: StreamSettings,
-    #[serde(default = "StreamSettings::marketing")]
     pub marketing: StreamSettings,
+}
+
+/// `[streams.*]` as written in the file: each key optional and laid over
+/// that stream's own defaults, so `[streams.marketing]` with one line
+/// changes one thing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamsPatch {
+    #[serde(default)]
+    transactional: StreamPatch,
+    #[serde(default)]
+    marketing: StreamPatch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamPatch {
+    route: Option<String>,
+    concurrency: Option<usize>,
+    rate_limit: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "some_duration_list")]
+    retry_schedule: Option<Vec<Duration>>,
+    return_path: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    smtp_timeout: Option<Duration>,
+    source_address: Option<std::net::IpAddr>,
+    paused: Option<bool>,
+    lint_max_score: Option<f64>,
+}
+
+impl StreamPatch {
+    fn over(self, base: StreamSettings) -> StreamSettings {
+        StreamSettings {
+            route: self.route.unwrap_or(base.route),
+            concurrency: self.concurrency.unwrap_or(base.concurrency),
+            rate_limit: self.rate_limit.unwrap_or(base.rate_limit),
+            max_age: self.max_age.unwrap_or(base.max_age),
+            retry_schedule: self.retry_schedule.unwrap_or(base.retry_schedule),
+            return_path: self.return_path.unwrap_or(base.return_path),
+            lease: self.lease.unwrap_or(base.lease),
+            smtp_timeout: self.smtp_timeout.unwrap_or(base.smtp_timeout),
+            source_address: self.source_address.or(base.source_address),
+            paused: self.paused.unwrap_or(base.paused),
+            lint_max_score: self.lint_max_score.or(base.lint_max_score),
+        }
+    }
+}
+
+impl From<StreamsPatch> for StreamsSettings {
+    fn from(p: StreamsPatch) -> Self {
+        StreamsSettings {
+            transactional: p.transactional.over(StreamSettings::transactional()),
+            marketing: p.marketing.over(StreamSettings::marketing()),
+        }
+    }
 }
 
 impl Default for StreamsSettings {
@@ -100,8 +157,8 @@ impl StreamsSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One stream's settings; see docs/configuration.md.
+#[derive(Debug, Clone)]
 pub struct StreamSettings {
     /// `"mx"` to deliver to each recipient domain's MX hosts, or a smarthost
     /// URL: `smtp://host:port` (plain), `smtp://host:587?tls=required`
@@ -110,33 +167,28 @@ pub struct StreamSettings {
     /// Deliveries in flight at once for this stream.
     pub concurrency: usize,
     /// Messages per second this stream may start; 0 means no limit.
-    #[serde(default)]
     pub rate_limit: u32,
     /// A recipient not delivered within this age of acceptance expires.
-    #[serde(with = "humantime_serde")]
     pub max_age: Duration,
     /// Delay before retry n (1-based); the last entry repeats.
-    #[serde(deserialize_with = "duration_list")]
     pub retry_schedule: Vec<Duration>,
     /// Domain of the envelope sender (Return-Path), e.g. `bounces.shop.example`.
     /// Empty: the From address's domain.
-    #[serde(default)]
     pub return_path: String,
     /// How long a claimed recipient stays leased to one worker. A process
     /// that dies holding a lease loses it after this long.
-    #[serde(with = "humantime_serde", default = "default_lease")]
     pub lease: Duration,
     /// Limit for connecting, each set-up step, and one whole transaction.
-    #[serde(with = "humantime_serde", default = "default_smtp_timeout")]
     pub smtp_timeout: Duration,
     /// Local IP address outbound SMTP connections are made from, so each
     /// stream can have its own sending IP (and reputation). None: the OS picks.
-    #[serde(default)]
     pub source_address: Option<std::net::IpAddr>,
     /// Accept and queue, but deliver nothing until unpaused (incidents,
     /// reputation trouble, planned sends).
-    #[serde(default)]
     pub paused: bool,
+    /// Refuse (422, with the lint report) messages whose spam-risk score is
+    /// above this. None: no lint gate. See docs/lint-rules.md for scores.
+    pub lint_max_score: Option<f64>,
 }
 
 fn duration_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
@@ -147,6 +199,12 @@ fn duration_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>
                 .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
         })
         .collect()
+}
+
+fn some_duration_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Duration>>, D::Error> {
+    duration_list(d).map(Some)
 }
 
 fn default_lease() -> Duration {
@@ -177,6 +235,7 @@ impl StreamSettings {
             smtp_timeout: default_smtp_timeout(),
             source_address: None,
             paused: false,
+            lint_max_score: None,
         }
     }
 
@@ -196,6 +255,7 @@ impl StreamSettings {
             smtp_timeout: default_smtp_timeout(),
             source_address: None,
             paused: false,
+            lint_max_score: None,
         }
     }
 
@@ -242,6 +302,10 @@ impl Settings {
             anyhow::ensure!(
                 !s.lease.is_zero(),
                 "streams.{stream}.lease must be positive"
+            );
+            anyhow::ensure!(
+                s.lint_max_score.is_none_or(|m| m.is_finite() && m >= 0.0),
+                "streams.{stream}.lint_max_score must be a number of at least 0"
             );
             crate::delivery::Route::parse(&s.route)
                 .with_context(|| format!("streams.{stream}.route"))?;
@@ -292,6 +356,22 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(s.streams.transactional.route, "mx");
+    }
+
+    #[test]
+    fn a_partial_stream_table_keeps_that_streams_defaults() {
+        let s: Settings =
+            toml::from_str("[streams.marketing]\nlint_max_score = 4.5\nrate_limit = 50").unwrap();
+        s.check().unwrap();
+        assert_eq!(s.streams.marketing.lint_max_score, Some(4.5));
+        assert_eq!(s.streams.marketing.rate_limit, 50);
+        let defaults = StreamSettings::marketing();
+        assert_eq!(s.streams.marketing.max_age, defaults.max_age);
+        assert_eq!(s.streams.marketing.retry_schedule, defaults.retry_schedule);
+        assert_eq!(s.streams.transactional.lint_max_score, None);
+        let bad: Settings = toml::from_str("[streams.marketing]\nlint_max_score = -1").unwrap();
+        assert!(bad.check().is_err());
+        assert!(toml::from_str::<Settings>("[streams.marketing]\nroute_x = 1").is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`queue`]: the group-commit enqueuer between handlers and the store.
 //! - [`delivery`]: per-stream workers, SMTP routes, MX lookup, DKIM keys.
 //! - [`routes`]: the HTTP API (axum).
+//! - [`linting`]: `mailroom lint` inputs and printers; the pre-send gate
+//!   uses the lint crate through it.
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
 
 pub mod compose;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod keys;
+pub mod linting;
 pub mod queue;
 pub mod routes;
 pub mod startup;

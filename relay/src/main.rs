@@ -1,5 +1,6 @@
 //! `mailroom`: parses the command line, sets up logging, calls into the
-//! library crates and maps the result to an exit code (0 ok, 2 error).
+//! library crates and maps the result to an exit code (0 ok, 1 "found
+//! something" — a lint score over the threshold —, 2 error).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +56,38 @@ enum Command {
         #[command(subcommand)]
         command: DkimCommand,
     },
+    /// Score emails for spam risk before sending them (exit 0: all at or
+    /// under the threshold, 1: some above, 2: a file couldn't be read).
+    Lint {
+        /// Stream rules to apply [default: the JSON message's stream, else
+        /// marketing].
+        #[arg(long, value_parser = parse_stream)]
+        stream: Option<Stream>,
+        #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+        format: LintFormat,
+        /// Exit 1 when any file scores above this.
+        #[arg(long, default_value_t = 5.0, value_parser = parse_score)]
+        fail_above: f64,
+        /// .eml messages, .html bodies or the relay's JSON messages; `-`
+        /// reads stdin.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LintFormat {
+    /// For people: grouped by severity, coloured on a terminal.
+    Text,
+    /// One JSON object per file per line.
+    Json,
+}
+
+fn parse_score(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("{s:?} is not a score (a number of at least 0)")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -118,6 +151,15 @@ fn parse_stream(s: &str) -> Result<Stream, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
+    if let Command::Lint {
+        stream,
+        format,
+        fail_above,
+        files,
+    } = cli.command
+    {
+        return lint_files(stream, format, fail_above, &files);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -165,6 +207,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             relay.run(listener, shutdown_signal()).await
         }
         Command::Keys { command } => keys(command).await,
+        Command::Lint { .. } => unreachable!("handled before the runtime starts"),
         Command::Dkim {
             command:
                 DkimCommand::Keygen {
@@ -230,4 +273,73 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `mailroom lint`: every file is linted even when one fails to read.
+fn lint_files(
+    stream: Option<Stream>,
+    format: LintFormat,
+    fail_above: f64,
+    files: &[String],
+) -> ExitCode {
+    use relay::linting;
+    use std::io::{Read as _, Write as _};
+
+    let mut out = anstream::stdout().lock();
+    let mut unreadable = false;
+    let mut above = false;
+    for (i, file) in files.iter().enumerate() {
+        let bytes = if file == "-" {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).map(|_| buf)
+        } else {
+            std::fs::read(file)
+        };
+        let name = if file == "-" {
+            "<stdin>"
+        } else {
+            file.as_str()
+        };
+        let input = match bytes {
+            Ok(bytes) => linting::read_input(file, &bytes).map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        let input = match input {
+            Ok(input) => input,
+            Err(e) => {
+                eprintln!("error: {name}: {e:#}");
+                unreadable = true;
+                continue;
+            }
+        };
+        let stream = stream.or(input.stream).unwrap_or(Stream::Marketing);
+        let options = lint::Options {
+            stream: linting::lint_stream(stream),
+            threshold: fail_above,
+        };
+        let report = lint::lint(&input.email, &options);
+        above |= !report.passed;
+        let written = match format {
+            LintFormat::Json => writeln!(out, "{}", linting::json_line(name, &report)),
+            LintFormat::Text => {
+                let gap = if i > 0 { writeln!(out) } else { Ok(()) };
+                gap.and_then(|()| linting::write_text(&mut out, name, &report))
+            }
+        };
+        if let Err(e) = written {
+            // A closed pipe (`| head`) ends the output, it isn't a failure.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                break;
+            }
+            eprintln!("error: writing output: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if unreadable {
+        ExitCode::from(2)
+    } else if above {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -262,16 +262,26 @@ fn emoji(cx: &Context<'_>, subject: &str, out: &mut Findings) {
     }
 }
 
-/// A little of the text around a match, for evidence.
+/// A little of the text around a match, whole words, for evidence.
 fn context(text: &str, start: usize, end: usize) -> String {
-    let from = text[..start]
-        .char_indices()
-        .rev()
-        .nth(30)
-        .map_or(0, |(i, _)| i);
-    let to = text[end..]
+    let before = &text[..start];
+    let mut from = before.char_indices().rev().nth(30).map_or(0, |(i, _)| i);
+    if from > 0 {
+        // Start at a word, not inside one.
+        from = before[from..]
+            .find(char::is_whitespace)
+            .map_or(from, |i| from + i);
+    }
+    let after = &text[end..];
+    let mut to = after
         .char_indices()
         .nth(30)
         .map_or(text.len(), |(i, _)| end + i);
+    if to < text.len() {
+        to = text[..to]
+            .rfind(char::is_whitespace)
+            .filter(|&i| i >= end)
+            .unwrap_or(to);
+    }
     clip(&crate::text::squash(&text[from..to]), 120)
 }

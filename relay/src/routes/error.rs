@@ -13,6 +13,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// An extra top-level member of the body, e.g. `("report", {...})` for
+    /// a message the lint gate refused.
+    pub detail: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -22,11 +25,17 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            detail: None,
         }
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    pub fn detail(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.detail = Some((key, value));
         self
     }
 
@@ -60,7 +69,11 @@ impl ApiError {
         if let Some(f) = &self.field {
             e["field"] = json!(f);
         }
-        json!({ "error": e })
+        let mut body = json!({ "error": e });
+        if let Some((key, value)) = &self.detail {
+            body[*key] = value.clone();
+        }
+        body
     }
 }
 
@@ -71,6 +84,7 @@ impl From<ValidationError> for ApiError {
             code: e.code,
             message: e.message,
             field: Some(e.field),
+            detail: None,
         }
     }
 }
@@ -100,6 +114,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
                     code: "invalid_request",
                     message: inner.to_string(),
                     field: f,
+                    detail: None,
                 }
             }
             _ => ApiError::new(

@@ -13,9 +13,10 @@ use sha2::{Digest as _, Sha256};
 use tracing::Instrument as _;
 
 use super::{ApiError, AppState, Caller};
-use crate::compose;
+use crate::compose::{self, Rendered};
 use crate::domain::message::SendRequest;
-use crate::domain::{MessageId, NewMessage};
+use crate::domain::{MessageId, NewMessage, Stream};
+use crate::linting;
 use crate::queue::EnqueueError;
 use crate::store::{EnqueueOutcome, IdempotencyClaim, PreparedMessage, PreparedRecipient, now_ms};
 
@@ -26,7 +27,7 @@ const INLINE_RENDER_LIMIT: usize = 64 * 1024;
 /// Most messages in one batch call.
 pub const MAX_BATCH: usize = 500;
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -100,6 +101,7 @@ async fn prepare(
             e.to_string(),
         )
     })?;
+    let rendered = lint_gate(state, msg.stream, rendered).await?;
     let recipients: Vec<PreparedRecipient> = msg
         .recipients()
         .map(|(kind, a)| PreparedRecipient {
@@ -131,6 +133,41 @@ async fn prepare(
         created_at: now_ms(),
     };
     Ok((prepared, response))
+}
+
+/// Refuses a message that scores above its stream's `lint_max_score`,
+/// answering 422 with the report so the sender sees what to fix.
+async fn lint_gate(
+    state: &AppState,
+    stream: Stream,
+    mut rendered: Rendered,
+) -> Result<Rendered, ApiError> {
+    let Some(max) = state.settings.streams.get(stream).lint_max_score else {
+        return Ok(rendered);
+    };
+    // Parsing HTML is CPU work of a millisecond or more: off the async threads.
+    let raw = std::mem::take(&mut rendered.raw);
+    let (raw, report) = tokio::task::spawn_blocking(move || {
+        let report = linting::lint_rendered(&raw, stream, max);
+        (raw, report)
+    })
+    .await
+    .map_err(|e| ApiError::internal("lint task", &e))?;
+    rendered.raw = raw;
+    let report = report.map_err(|e| ApiError::internal("linting a rendered message", &e))?;
+    if report.passed {
+        return Ok(rendered);
+    }
+    tracing::info!(%stream, score = report.score, max, "refused by the lint gate");
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "lint_failed",
+        format!(
+            "the message scores {:.1} for spam risk, above the {stream} stream's limit of {max:.1}; see the report",
+            report.score
+        ),
+    )
+    .detail("report", serde_json::to_value(&report).expect("reports serialize")))
 }
 
 fn enqueue_failed(e: EnqueueError) -> ApiError {

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod health;
+mod lint;
 mod messages;
 
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/batch", post(messages::send_batch))
         .route("/v1/messages/{id}", get(messages::get_message))
         .route("/v1/messages/{id}/raw", get(messages::get_raw))
+        .route("/v1/lint", post(lint::lint))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi))
@@ -66,6 +68,7 @@ mod tests {
             "/v1/messages/batch",
             "/v1/messages/{id}",
             "/v1/messages/{id}/raw",
+            "/v1/lint",
             "/healthz",
             "/readyz",
         ] {
