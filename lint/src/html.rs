@@ -6,6 +6,7 @@
 //! iteratively, carrying inherited style on an explicit stack, so a
 //! 10,000-deep document costs heap, not call stack.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use ego_tree::iter::Edge;
@@ -186,9 +187,9 @@ fn close(a: [u8; 3], b: [u8; 3]) -> bool {
 }
 
 /// Splits a CSS declaration list ("a: b; c: url(x;y)") into lower-cased
-/// property/value pairs. Quotes and parentheses are respected so a `;`
+/// property/value pairs, keeping the properties that affect visibility. Quotes and parentheses are respected so a `;`
 /// inside `url(...)` doesn't split a declaration.
-pub(crate) fn declarations(css: &str) -> Vec<(String, String)> {
+pub(crate) fn declarations(css: &str) -> Vec<(&'static str, Cow<'_, str>)> {
     let mut out = Vec::new();
     let mut depth = 0usize;
     let mut quote = None;
@@ -212,12 +213,56 @@ pub(crate) fn declarations(css: &str) -> Vec<(String, String)> {
     out
 }
 
-fn push_declaration(decl: &str, out: &mut Vec<(String, String)>) {
-    if let Some((prop, value)) = decl.split_once(':') {
-        let value = value.trim().to_ascii_lowercase();
-        let value = value.trim_end_matches("!important").trim().to_string();
-        out.push((prop.trim().to_ascii_lowercase(), value));
+/// The properties that decide whether text shows; the rest (margins,
+/// fonts, borders: most of an email's CSS) are skipped without allocating.
+fn visibility_property(prop: &str) -> Option<&'static str> {
+    Some(match prop {
+        "display" => "display",
+        "visibility" => "visibility",
+        "opacity" => "opacity",
+        "overflow" => "overflow",
+        "max-height" => "max-height",
+        "height" => "height",
+        "max-width" => "max-width",
+        "width" => "width",
+        "position" => "position",
+        "left" => "left",
+        "top" => "top",
+        "text-indent" => "text-indent",
+        "color" => "color",
+        "background" => "background",
+        "background-color" => "background-color",
+        "background-image" => "background-image",
+        "font-size" => "font-size",
+        _ => return None,
+    })
+}
+
+fn push_declaration<'a>(decl: &'a str, out: &mut Vec<(&'static str, Cow<'a, str>)>) {
+    let Some((prop, value)) = decl.split_once(':') else {
+        return;
+    };
+    let prop = prop.trim();
+    let known = if prop.bytes().any(|b| b.is_ascii_uppercase()) {
+        visibility_property(&prop.to_ascii_lowercase())
+    } else {
+        visibility_property(prop)
+    };
+    let Some(known) = known else {
+        return;
+    };
+    let mut value = value.trim();
+    let len = value.len();
+    if len >= 10 && value[len - 10..].eq_ignore_ascii_case("!important") {
+        value = value[..len - 10].trim_end();
     }
+    // Values are nearly always written in lower case already.
+    let value = if value.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(value.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(value)
+    };
+    out.push((known, value));
 }
 
 fn parse_colour(value: &str) -> Option<Option<[u8; 3]>> {
@@ -254,13 +299,13 @@ fn length_is_zero(value: &str) -> bool {
     font_px(value).is_some_and(|px| px <= 0.0)
 }
 
-fn hides(decls: &[(String, String)]) -> Option<&'static str> {
+fn hides(decls: &[(&'static str, Cow<'_, str>)]) -> Option<&'static str> {
     let get = |name: &str| {
         decls
             .iter()
             .rev()
-            .find(|(p, _)| p == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(p, _)| *p == name)
+            .map(|(_, v)| v.as_ref())
     };
     if get("display") == Some("none") {
         return Some("display:none");
@@ -350,9 +395,52 @@ struct Walker {
     block: usize,
 }
 
+/// The attributes the walker reads, found in one pass over the element's
+/// attributes rather than one scan per lookup.
+#[derive(Default)]
+struct Attrs<'a> {
+    hidden: bool,
+    class: Option<&'a str>,
+    color: Option<&'a str>,
+    bgcolor: Option<&'a str>,
+    background: bool,
+    style: Option<&'a str>,
+    href: Option<&'a str>,
+    rel: Option<&'a str>,
+    src: Option<&'a str>,
+    alt: Option<&'a str>,
+    width: Option<&'a str>,
+    height: Option<&'a str>,
+}
+
+impl<'a> Attrs<'a> {
+    fn of(el: &'a Element) -> Attrs<'a> {
+        let mut a = Attrs::default();
+        for (name, value) in el.attrs() {
+            match name {
+                "hidden" => a.hidden = true,
+                "class" => a.class = Some(value),
+                "color" => a.color = Some(value),
+                "bgcolor" => a.bgcolor = Some(value),
+                "background" => a.background = true,
+                "style" => a.style = Some(value),
+                "href" => a.href = Some(value),
+                "rel" => a.rel = Some(value),
+                "src" => a.src = Some(value),
+                "alt" => a.alt = Some(value),
+                "width" => a.width = Some(value),
+                "height" => a.height = Some(value),
+                _ => {}
+            }
+        }
+        a
+    }
+}
+
 impl Walker {
     fn open(&mut self, el: &Element) {
         let name = el.name();
+        let attrs = Attrs::of(el);
         let mut frame = *self.stack.last().unwrap_or(&Frame::root());
         if SILENT_ELEMENTS.contains(&name) {
             frame.silent = true;
@@ -366,40 +454,46 @@ impl Walker {
             "iframe" | "frame" | "frameset" => self.facts.active_elements.push("iframe"),
             "object" | "embed" | "applet" => self.facts.active_elements.push("object"),
             "link" => {
-                let rel = el.attr("rel").unwrap_or_default().to_ascii_lowercase();
+                let rel = attrs.rel.unwrap_or_default().to_ascii_lowercase();
                 if rel.split_whitespace().any(|r| r == "stylesheet") {
                     self.facts
                         .stylesheets
-                        .push(el.attr("href").unwrap_or_default().to_string());
+                        .push(attrs.href.unwrap_or_default().to_string());
                 }
             }
             _ => {}
         }
-        if el.attr("hidden").is_some() {
+        if attrs.hidden {
             frame.hidden.get_or_insert("hidden attribute");
         }
-        if el.classes().any(|c| self.hidden_classes.contains(c)) {
+        if !self.hidden_classes.is_empty()
+            && attrs.class.is_some_and(|c| {
+                c.split_whitespace()
+                    .any(|c| self.hidden_classes.contains(c))
+            })
+        {
             frame
                 .hidden
                 .get_or_insert("display:none from a <style> class");
         }
-        if let Some(colour) = el.attr("color").and_then(parse_colour) {
+        if let Some(colour) = attrs.color.and_then(parse_colour) {
             frame.colour = colour;
         }
-        if let Some(Some(bg)) = el.attr("bgcolor").and_then(parse_colour) {
+        if let Some(Some(bg)) = attrs.bgcolor.and_then(parse_colour) {
             frame.background = Background::Colour(bg);
         }
-        if el.attr("background").is_some() {
+        if attrs.background {
             frame.background = Background::Unknown;
         }
         let mut pixel = false;
-        if let Some(style) = el.attr("style") {
+        if let Some(style) = attrs.style {
             let decls = declarations(style);
             if let Some(reason) = hides(&decls) {
                 frame.hidden.get_or_insert(reason);
             }
             for (prop, value) in &decls {
-                match prop.as_str() {
+                let value = value.as_ref();
+                match *prop {
                     "color" => {
                         if let Some(c) = parse_colour(value) {
                             frame.colour = c;
@@ -434,7 +528,7 @@ impl Walker {
         }
         match name {
             "a" | "area" => {
-                if let Some(href) = el.attr("href") {
+                if let Some(href) = attrs.href {
                     frame.anchor = Some(self.facts.links.len());
                     self.facts.links.push(Link {
                         href: href.trim().to_string(),
@@ -445,18 +539,17 @@ impl Walker {
                 }
             }
             "img" => {
-                let tiny_attr = |a| {
-                    el.attr(a)
-                        .and_then(|v| v.trim_end_matches("px").trim().parse::<f64>().ok())
+                let tiny_attr = |a: Option<&str>| {
+                    a.and_then(|v| v.trim_end_matches("px").trim().parse::<f64>().ok())
                         .is_some_and(|v| v <= 1.0)
                 };
-                pixel |= tiny_attr("width") || tiny_attr("height");
+                pixel |= tiny_attr(attrs.width) || tiny_attr(attrs.height);
                 if let Some(i) = frame.anchor {
                     self.facts.links[i].has_image = true;
                 }
                 self.facts.images.push(Image {
-                    src: el.attr("src").unwrap_or_default().trim().to_string(),
-                    alt: el.attr("alt").map(str::to_string),
+                    src: attrs.src.unwrap_or_default().trim().to_string(),
+                    alt: attrs.alt.map(str::to_string),
                     pixel: pixel || frame.hidden.is_some(),
                 });
             }
@@ -483,34 +576,42 @@ impl Walker {
             }
             return;
         }
-        let spacers = text.chars().filter(|c| is_spacer(*c)).count();
-        let squashed = crate::text::squash(text);
-        if squashed.is_empty() {
+        if text.trim().is_empty() {
             return;
         }
+        let spacers = text.chars().filter(|c| is_spacer(*c)).count();
         let visibility = frame.visibility();
         if let Some(i) = frame.anchor
             && visibility == Visibility::Visible
         {
-            let link = &mut self.facts.links[i];
-            if !link.text.is_empty() {
-                link.text.push(' ');
-            }
-            link.text.push_str(&squashed);
+            push_words(&mut self.facts.links[i].text, text);
         }
         match self.facts.segments.last_mut() {
             Some(last) if last.block == self.block && last.visibility == visibility => {
-                last.text.push(' ');
-                last.text.push_str(&squashed);
+                push_words(&mut last.text, text);
                 last.spacers += spacers;
             }
-            _ => self.facts.segments.push(Segment {
-                text: squashed,
-                visibility,
-                block: self.block,
-                spacers,
-            }),
+            _ => {
+                let mut segment = Segment {
+                    text: String::with_capacity(text.len()),
+                    visibility,
+                    block: self.block,
+                    spacers,
+                };
+                push_words(&mut segment.text, text);
+                self.facts.segments.push(segment);
+            }
         }
+    }
+}
+
+/// Appends `text` to `out` with whitespace runs collapsed to one space.
+fn push_words(out: &mut String, text: &str) {
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
     }
 }
 
@@ -644,8 +745,9 @@ mod tests {
 
     #[test]
     fn declarations_respect_parentheses_and_quotes() {
-        let d = declarations("background: url('a;b.png'); COLOR: Red !important;");
-        assert_eq!(d[0], ("background".into(), "url('a;b.png')".into()));
-        assert_eq!(d[1], ("color".into(), "red".into()));
+        let d = declarations("background: url('a;b.png'); margin: 0; COLOR: Red !important;");
+        assert_eq!(d[0], ("background", Cow::from("url('a;b.png')")));
+        assert_eq!(d[1], ("color", Cow::from("red")));
+        assert_eq!(d.len(), 2, "margin is not a visibility property");
     }
 }

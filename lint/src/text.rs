@@ -8,16 +8,50 @@ use aho_corasick::{AhoCorasick, Anchored, Input, MatchKind, StartKind};
 use unicode_properties::{GeneralCategory, UnicodeEmoji, UnicodeGeneralCategory};
 use unicode_security::MixedScript;
 
-/// A word of the original text and its normalised form.
+/// A word of the original text and where its normalised form is.
 #[derive(Debug, Clone)]
 pub(crate) struct Token {
     /// Byte range in the original text.
     pub span: Range<usize>,
-    /// Lower-case, look-alikes folded, leetspeak undone.
-    pub norm: String,
+    /// Byte range of the normal form (lower-case, look-alikes folded,
+    /// leetspeak undone) in [`Words::norm`].
+    pub norm: Range<usize>,
     /// The normal form needed leetspeak, look-alike folding or the joining
     /// of spaced-out letters.
     pub disguised: bool,
+}
+
+/// The words of a text. The normal forms are kept in one string, separated
+/// by single spaces, which is also what the phrase matcher searches: one
+/// allocation per text instead of one per word.
+#[derive(Debug, Default)]
+pub(crate) struct Words {
+    pub norm: String,
+    pub tokens: Vec<Token>,
+}
+
+impl Words {
+    pub(crate) fn norm_of(&self, t: &Token) -> &str {
+        &self.norm[t.norm.clone()]
+    }
+
+    fn push(&mut self, span: Range<usize>, word: &str) -> bool {
+        let start = self.begin();
+        let disguised = normalise_word(word, &mut self.norm);
+        self.tokens.push(Token {
+            span,
+            norm: start..self.norm.len(),
+            disguised,
+        });
+        disguised
+    }
+
+    fn begin(&mut self) -> usize {
+        if !self.norm.is_empty() {
+            self.norm.push(' ');
+        }
+        self.norm.len()
+    }
 }
 
 /// Characters that stand for letters inside a word ("FR33", "$ave").
@@ -43,6 +77,9 @@ fn is_mark(c: char) -> bool {
 
 /// Letters that belong to the word even though they are not alphanumeric.
 fn is_word_char(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || matches!(c, '$' | '@' | '|');
+    }
     c.is_alphanumeric() || is_mark(c) || matches!(c, '$' | '@' | '€' | '|')
 }
 
@@ -51,9 +88,14 @@ fn is_latin_extended(c: char) -> bool {
     ('\u{C0}'..='\u{24F}').contains(&c) || ('\u{1E00}'..='\u{1EFF}').contains(&c)
 }
 
-fn normalise_word(word: &str) -> (String, bool) {
+/// Appends the normal form of `word` to `norm`; true if it was disguised.
+fn normalise_word(word: &str, norm: &mut String) -> bool {
+    if word.bytes().all(|b| b.is_ascii_alphabetic()) {
+        // The common case, and nothing to undo.
+        norm.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        return false;
+    }
     let has_letter = word.chars().any(char::is_alphabetic);
-    let mut norm = String::with_capacity(word.len());
     let mut disguised = false;
     for c in word.chars() {
         if c.is_ascii() {
@@ -81,12 +123,12 @@ fn normalise_word(word: &str) -> (String, bool) {
             }
         }
     }
-    (norm, disguised)
+    disguised
 }
 
 /// Splits text into words. Single letters spaced out with separators
 /// ("f r e e", "f.r.e.e") are joined back into one disguised word.
-pub(crate) fn tokens(text: &str) -> Vec<Token> {
+pub(crate) fn tokens(text: &str) -> Words {
     let mut raw: Vec<Range<usize>> = Vec::new();
     let mut start = None;
     for (i, c) in text.char_indices() {
@@ -103,7 +145,10 @@ pub(crate) fn tokens(text: &str) -> Vec<Token> {
         raw.push(s..text.len());
     }
 
-    let mut out = Vec::with_capacity(raw.len());
+    let mut words = Words {
+        norm: String::with_capacity(text.len()),
+        tokens: Vec::with_capacity(raw.len()),
+    };
     let mut i = 0;
     while i < raw.len() {
         let single = |r: &Range<usize>| {
@@ -122,28 +167,22 @@ pub(crate) fn tokens(text: &str) -> Vec<Token> {
             j += 1;
         }
         if j - i >= 3 {
-            let span = raw[i].start..raw[j - 1].end;
-            let mut norm = String::new();
+            let start = words.begin();
             for r in &raw[i..j] {
-                norm.push_str(&normalise_word(&text[r.clone()]).0);
+                normalise_word(&text[r.clone()], &mut words.norm);
             }
-            out.push(Token {
-                span,
-                norm,
+            words.tokens.push(Token {
+                span: raw[i].start..raw[j - 1].end,
+                norm: start..words.norm.len(),
                 disguised: true,
             });
             i = j;
             continue;
         }
-        let (norm, disguised) = normalise_word(&text[raw[i].clone()]);
-        out.push(Token {
-            span: raw[i].clone(),
-            norm,
-            disguised,
-        });
+        words.push(raw[i].clone(), &text[raw[i].clone()]);
         i += 1;
     }
-    out
+    words
 }
 
 /// A weighted trigger phrase from `data/phrases.txt`.
@@ -170,16 +209,7 @@ pub(crate) static PHRASES: LazyLock<PhraseList> = LazyLock::new(|| {
         })
         .collect();
     // Patterns go through the same normalisation as the text they match.
-    let patterns: Vec<String> = phrases
-        .iter()
-        .map(|p| {
-            tokens(p.text)
-                .into_iter()
-                .map(|t| t.norm)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
+    let patterns: Vec<String> = phrases.iter().map(|p| tokens(p.text).norm).collect();
     let automaton = AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostLongest)
         .start_kind(StartKind::Anchored)
@@ -197,26 +227,21 @@ pub(crate) struct PhraseHit {
 }
 
 /// Finds trigger phrases on word boundaries, longest first, without overlap.
-pub(crate) fn find_phrases(tokens: &[Token]) -> Vec<PhraseHit> {
+pub(crate) fn find_phrases(words: &Words) -> Vec<PhraseHit> {
     let list = &*PHRASES;
-    let mut hay = String::new();
-    let mut starts = Vec::with_capacity(tokens.len());
-    for t in tokens {
-        if !hay.is_empty() {
-            hay.push(' ');
-        }
-        starts.push(hay.len());
-        hay.push_str(&t.norm);
-    }
+    let hay = words.norm.as_str();
+    let tokens = &words.tokens;
     let mut hits = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
-        let input = Input::new(&hay).range(starts[i]..).anchored(Anchored::Yes);
+        let input = Input::new(hay)
+            .range(tokens[i].norm.start..)
+            .anchored(Anchored::Yes);
         if let Some(m) = list.automaton.find(input) {
             let end = m.end();
             // Must end on a word boundary: "free" must not match "freedom".
             if end == hay.len() || hay.as_bytes()[end] == b' ' {
-                let last = starts.partition_point(|&s| s < end);
+                let last = tokens.partition_point(|t| t.norm.start < end);
                 hits.push(PhraseHit {
                     phrase: m.pattern().as_usize(),
                     tokens: i..last,
@@ -232,7 +257,10 @@ pub(crate) fn find_phrases(tokens: &[Token]) -> Vec<PhraseHit> {
 
 /// Is the word written in more than one script ("Pаypal" with a Cyrillic а)?
 pub(crate) fn is_mixed_script(word: &str) -> bool {
-    word.chars().filter(|c| c.is_alphabetic()).count() >= 2 && !word.is_single_script()
+    // ASCII letters are all Latin; only a non-ASCII letter can mix scripts.
+    !word.is_ascii()
+        && word.chars().filter(|c| c.is_alphabetic()).count() >= 2
+        && !word.is_single_script()
 }
 
 /// Emoji pictographs, not counting ©, ®, ™, digits or joiners.
@@ -280,9 +308,11 @@ mod tests {
     use super::*;
 
     fn norms(text: &str) -> Vec<(String, bool)> {
-        tokens(text)
-            .into_iter()
-            .map(|t| (t.norm, t.disguised))
+        let words = tokens(text);
+        words
+            .tokens
+            .iter()
+            .map(|t| (words.norm_of(t).to_string(), t.disguised))
             .collect()
     }
 
@@ -315,8 +345,7 @@ mod tests {
     #[test]
     fn phrases_match_whole_words_longest_first() {
         let text = "Act now: this is 100% free money, freedom included";
-        let toks = tokens(text);
-        let hits: Vec<_> = find_phrases(&toks)
+        let hits: Vec<_> = find_phrases(&tokens(text))
             .into_iter()
             .map(|h| PHRASES.phrases[h.phrase].text)
             .collect();

@@ -29,17 +29,28 @@ const UNSUBSCRIBE_WORDS: &[&str] = &[
 ];
 
 /// Street addresses, PO boxes and postcodes in the usual western formats.
+/// Street and city names must be capitalised: "3 great ways to drive" is
+/// not an address. Word boundaries are ASCII (`(?-u:\b)`) so the regex
+/// engine can use its DFA on text with non-ASCII characters.
 static POSTAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)\b\d{1,5}[a-z]?,?\s+(?:[\p{L}0-9.'-]+\s+){0,4}",
-        r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|square|sq|parkway|pkwy|highway|hwy|terrace|suite)\b",
-        r"|(?i)\bp\.?\s?o\.?\s+box\s+\d+",
-        r"|(?i)\b\p{L}+(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm)\s+\d+",
-        r"|(?i)\b(?:rue|avenue|boulevard|place|via|viale|piazza|calle|plaza|avenida|rua)\s+[\p{L} '-]+,?\s*\d+",
-        r"|\b\d+,?\s+(?:rue|avenue|boulevard|place|via|calle)\b",
-        r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b",
-        r"|\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b",
-        r"|\b\d{4,5}\s+\p{Lu}\p{Ll}+",
+        // 221 Harbour Street, 3 Market Square, 1600 Amphitheatre Pkwy
+        r"(?-u:\b)\d{1,5}[A-Za-z]?,?\s+(?:\p{Lu}[\p{L}.'-]*\s+){1,4}",
+        r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Way|Court|Ct|Place|Pl|Square|Sq|Parkway|Pkwy|Highway|Hwy|Terrace|Suite)(?-u:\b)",
+        // P.O. Box 123
+        r"|(?i:(?-u:\b)p\.?\s?o\.?\s+box\s+\d+)",
+        // Hafenweg 7, Lindenstraße 12
+        r"|\p{Lu}\p{Ll}*(?:straße|strasse|str\.|weg|gasse|platz|allee)\s+\d+",
+        // Via Roma 12, Calle Mayor 5
+        r"|(?:Rue|Avenue|Boulevard|Via|Viale|Piazza|Calle|Plaza|Avenida|Rua)\s+[\p{L} '-]{2,40}?,?\s*\d{1,4}(?-u:\b)",
+        // 12 rue de Rivoli
+        r"|(?i:(?-u:\b)\d{1,4},?\s+(?:rue|avenue|boulevard|bd|allée|chemin|via|calle)\s)",
+        // UK postcode: LS1 4DY, PO1 3AH
+        r"|(?-u:\b)[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}(?-u:\b)",
+        // US state and ZIP: CA 94107
+        r"|(?-u:\b)[A-Z]{2}\s+\d{5}(?:-\d{4})?(?-u:\b)",
+        // European postcode and city after a comma or at a line start: , 20457 Hamburg
+        r"|(?m:(?:^|,\s*)\d{4,5}\s+\p{Lu}\p{Ll}+)",
     ))
     .expect("regex")
 });
@@ -135,7 +146,12 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
             .filter(|first| first.chars().count() >= 2)
             .is_some_and(|first| {
                 let first = first.to_lowercase();
-                cx.body.to_lowercase().contains(&first)
+                // The body's words are already lower-cased: no need to
+                // lower-case the whole body for one name.
+                cx.body_words
+                    .tokens
+                    .iter()
+                    .any(|t| cx.body_words.norm_of(t) == first)
                     || email
                         .subject
                         .as_deref()

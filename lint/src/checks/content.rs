@@ -16,7 +16,7 @@ static FAKE_REPLY: LazyLock<Regex> = LazyLock::new(|| {
 });
 static PERCENT_OFF: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\b\d{1,3}\s?%\s*(off|discount|savings|sale|rabatt)\b|\bsave\s+(up\s+to\s+)?\d{1,3}\s?%",
+        r"(?i)(?-u:\b)\d{1,3}\s?%\s*(off|discount|savings|sale|rabatt)(?-u:\b)|(?-u:\b)save\s+(up\s+to\s+)?\d{1,3}\s?%",
     )
     .expect("regex")
 });
@@ -97,27 +97,40 @@ fn subject_rules(cx: &Context<'_>, subject: &str, out: &mut Findings) {
 
 /// Trigger phrases in the subject, the preheader and the visible body.
 fn phrases(cx: &Context<'_>, subject: &str, out: &mut Findings) {
-    let mut scanned = String::with_capacity(subject.len() + cx.body.len() + 200);
-    scanned.push_str(subject);
-    scanned.push('\n');
-    if let Some(p) = cx.preheader.as_ref().filter(|p| p.explicit) {
-        scanned.push_str(&p.text);
-        scanned.push('\n');
-    }
-    scanned.push_str(&cx.body);
-    let tokens = text::tokens(&scanned);
+    let subject_tokens = text::tokens(subject);
+    let preheader = cx
+        .preheader
+        .as_ref()
+        .filter(|p| p.explicit)
+        .map_or("", |p| p.text.as_str());
+    let preheader_tokens = text::tokens(preheader);
+    let sources: [(&str, &text::Words); 3] = [
+        (subject, &subject_tokens),
+        (preheader, &preheader_tokens),
+        (&cx.body, &cx.body_words),
+    ];
 
     // phrase → (times seen, first occurrence as written)
     let mut seen: BTreeMap<usize, (usize, String)> = BTreeMap::new();
     let mut disguised: BTreeMap<String, &'static str> = BTreeMap::new();
-    for hit in text::find_phrases(&tokens) {
-        let span = tokens[hit.tokens.start].span.start..tokens[hit.tokens.end - 1].span.end;
-        let written = scanned[span].to_string();
-        let phrase = PHRASES.phrases[hit.phrase].text;
-        if tokens[hit.tokens.clone()].iter().any(|t| t.disguised) {
-            disguised.entry(written.clone()).or_insert(phrase);
+    let mut mixed: Vec<&str> = Vec::new();
+    for (source, words) in sources {
+        let tokens = &words.tokens;
+        for hit in text::find_phrases(words) {
+            let span = tokens[hit.tokens.start].span.start..tokens[hit.tokens.end - 1].span.end;
+            let written = source[span].to_string();
+            let phrase = PHRASES.phrases[hit.phrase].text;
+            if tokens[hit.tokens.clone()].iter().any(|t| t.disguised) {
+                disguised.entry(written.clone()).or_insert(phrase);
+            }
+            seen.entry(hit.phrase).or_insert((0, written)).0 += 1;
         }
-        seen.entry(hit.phrase).or_insert((0, written)).0 += 1;
+        mixed.extend(
+            tokens
+                .iter()
+                .map(|t| &source[t.span.clone()])
+                .filter(|w| text::is_mixed_script(w)),
+        );
     }
     let mut by_weight: Vec<_> = seen.into_iter().collect();
     by_weight.sort_by(|a, b| {
@@ -149,11 +162,6 @@ fn phrases(cx: &Context<'_>, subject: &str, out: &mut Findings) {
             Some(written),
         );
     }
-    let mut mixed: Vec<&str> = tokens
-        .iter()
-        .map(|t| &scanned[t.span.clone()])
-        .filter(|w| text::is_mixed_script(w))
-        .collect();
     mixed.sort_unstable();
     mixed.dedup();
     for word in mixed {
@@ -167,7 +175,8 @@ fn phrases(cx: &Context<'_>, subject: &str, out: &mut Findings) {
 
 fn capitals(cx: &Context<'_>, out: &mut Findings) {
     let words: Vec<&str> = cx
-        .body_tokens
+        .body_words
+        .tokens
         .iter()
         .map(|t| &cx.body[t.span.clone()])
         .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3)

@@ -60,8 +60,24 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
     let mut web = std::collections::HashSet::new();
     // site → number of links to it
     let mut sites: BTreeMap<String, usize> = BTreeMap::new();
+    // An href seen before was checked then; only its text can differ.
+    let mut checked = std::collections::HashSet::new();
     for link in &links {
         let href = link.href;
+        if !checked.insert(href) {
+            if let Some(shown) = shown_site(link.text)
+                && let Ok(url) = Url::parse(href)
+                && let Some(link_site) = url.host_str().and_then(site)
+                && shown != link_site
+            {
+                out.add(
+                    Rule::TextMismatch,
+                    format!("The link text shows {shown} but the link goes to {link_site}."),
+                    Some(format!("{} → {href}", link.text)),
+                );
+            }
+            continue;
+        }
         let lower = href.to_ascii_lowercase();
         if href.is_empty() || href == "#" {
             out.add(

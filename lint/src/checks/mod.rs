@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use crate::email::Email;
 use crate::html::{HtmlFacts, analyse};
 use crate::report::{Findings, Options, Report, Summary};
-use crate::text::{Token, tokens};
+use crate::text::{Words, tokens};
 
 pub(crate) use preheader::Preheader;
 
@@ -26,7 +26,7 @@ pub(crate) struct Context<'a> {
     /// The visible body text: from the HTML when there is HTML, else the
     /// text part.
     pub body: String,
-    pub body_tokens: Vec<Token>,
+    pub body_words: Words,
     /// Registrable domain (eTLD+1) of the From address.
     pub from_site: Option<String>,
     pub preheader: Option<Preheader>,
@@ -35,9 +35,10 @@ pub(crate) struct Context<'a> {
 impl Context<'_> {
     /// Words with at least one letter in the visible body.
     pub(crate) fn word_count(&self) -> usize {
-        self.body_tokens
+        self.body_words
+            .tokens
             .iter()
-            .filter(|t| t.norm.chars().any(char::is_alphabetic))
+            .filter(|t| self.body_words.norm_of(t).chars().any(char::is_alphabetic))
             .count()
     }
 }
@@ -48,7 +49,7 @@ pub(crate) fn run(email: &Email, options: &Options) -> Report {
         Some(facts) => facts.visible_text(),
         None => email.text.clone().unwrap_or_default(),
     };
-    let body_tokens = tokens(&body);
+    let body_words = tokens(&body);
     let from_site = email
         .from
         .as_ref()
@@ -58,7 +59,7 @@ pub(crate) fn run(email: &Email, options: &Options) -> Report {
         email,
         html,
         body,
-        body_tokens,
+        body_words,
         from_site,
         preheader: None,
     };

@@ -1,11 +1,12 @@
 //! Structure: images against text, the text alternative, and size.
 
-use std::collections::HashSet;
+use std::cmp::Ordering;
+use std::hash::{BuildHasher, RandomState};
 
 use super::Context;
 use crate::report::Findings;
 use crate::rules::{LIMITS, Rule};
-use crate::text::tokens;
+use crate::text::{Words, tokens};
 
 pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
     images(cx, out);
@@ -34,7 +35,12 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
             None,
         ),
         Some(text) => {
-            let similarity = jaccard(&word_set(&cx.body), &word_set(text));
+            let text_words = tokens(text);
+            let hasher = RandomState::new();
+            let similarity = jaccard(
+                &word_set(&cx.body_words, &hasher),
+                &word_set(&text_words, &hasher),
+            );
             if similarity < LIMITS.parts_min_similarity {
                 out.add(
                     Rule::PartsDiffer,
@@ -84,18 +90,38 @@ fn images(cx: &Context<'_>, out: &mut Findings) {
     }
 }
 
-fn word_set(text: &str) -> HashSet<String> {
-    tokens(text)
-        .into_iter()
-        .map(|t| t.norm)
-        .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3)
-        .collect()
+/// Distinct words of three or more letters, as sorted hashes: comparing
+/// two messages' vocabularies needs set sizes, not the words themselves,
+/// and u64s sort far faster than strings.
+fn word_set(words: &Words, hasher: &impl BuildHasher) -> Vec<u64> {
+    let mut set: Vec<u64> = words
+        .tokens
+        .iter()
+        .map(|t| words.norm_of(t))
+        .filter(|w| w.len() >= 3 && w.chars().filter(|c| c.is_alphabetic()).count() >= 3)
+        .map(|w| hasher.hash_one(w))
+        .collect();
+    set.sort_unstable();
+    set.dedup();
+    set
 }
 
-fn jaccard(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
+/// |A ∩ B| / |A ∪ B| of two sorted, deduplicated lists.
+fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
-    let shared = a.intersection(b).count();
+    let (mut i, mut j, mut shared) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            Ordering::Less => i += 1,
+            Ordering::Greater => j += 1,
+            Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
     shared as f64 / (a.len() + b.len() - shared) as f64
 }
