@@ -2,7 +2,7 @@
 //! visible, which is hidden and how, what the preview shows, the links and
 //! the images.
 //!
-//! The document is parsed with html5ever (through scraper) and walked
+//! The document is parsed with html5ever into a lean tree (`dom`) and walked
 //! iteratively, carrying inherited style on an explicit stack, so a
 //! 10,000-deep document costs heap, not call stack.
 
@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use ego_tree::iter::Edge;
-use scraper::{Html, Node, node::Element};
+
+use crate::dom::{self, Element, Node};
 
 /// How a piece of text is (not) shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,52 +90,59 @@ impl HtmlFacts {
     }
 }
 
-const BLOCK_ELEMENTS: &[&str] = &[
-    "address",
-    "article",
-    "aside",
-    "blockquote",
-    "body",
-    "br",
-    "center",
-    "dd",
-    "div",
-    "dl",
-    "dt",
-    "fieldset",
-    "figcaption",
-    "figure",
-    "footer",
-    "form",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "header",
-    "hr",
-    "li",
-    "main",
-    "nav",
-    "ol",
-    "p",
-    "pre",
-    "section",
-    "table",
-    "tbody",
-    "td",
-    "tfoot",
-    "th",
-    "thead",
-    "tr",
-    "ul",
-];
+/// Elements that start a new line of text (a new block for the preheader).
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "address"
+            | "article"
+            | "aside"
+            | "blockquote"
+            | "body"
+            | "br"
+            | "center"
+            | "dd"
+            | "div"
+            | "dl"
+            | "dt"
+            | "fieldset"
+            | "figcaption"
+            | "figure"
+            | "footer"
+            | "form"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "header"
+            | "hr"
+            | "li"
+            | "main"
+            | "nav"
+            | "ol"
+            | "p"
+            | "pre"
+            | "section"
+            | "table"
+            | "tbody"
+            | "td"
+            | "tfoot"
+            | "th"
+            | "thead"
+            | "tr"
+            | "ul"
+    )
+}
 
 /// Elements whose text is never shown.
-const SILENT_ELEMENTS: &[&str] = &[
-    "head", "script", "style", "title", "noscript", "template", "textarea", "select",
-];
+fn is_silent(name: &str) -> bool {
+    matches!(
+        name,
+        "head" | "script" | "style" | "title" | "noscript" | "template" | "textarea" | "select"
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Background {
@@ -442,10 +450,10 @@ impl Walker {
         let name = el.name();
         let attrs = Attrs::of(el);
         let mut frame = *self.stack.last().unwrap_or(&Frame::root());
-        if SILENT_ELEMENTS.contains(&name) {
+        if is_silent(name) {
             frame.silent = true;
         }
-        if BLOCK_ELEMENTS.contains(&name) {
+        if is_block(name) {
             self.block += 1;
         }
         match name {
@@ -559,7 +567,7 @@ impl Walker {
     }
 
     fn close(&mut self, el: &Element) {
-        if BLOCK_ELEMENTS.contains(&el.name()) {
+        if is_block(el.name()) {
             self.block += 1;
         }
         self.stack.pop();
@@ -634,7 +642,7 @@ pub(crate) fn is_spacer(c: char) -> bool {
 
 /// Walks the document once and collects what the checks need.
 pub(crate) fn analyse(html: &str) -> HtmlFacts {
-    let doc = Html::parse_document(html);
+    let doc = dom::parse(html);
     let mut walker = Walker {
         facts: HtmlFacts::default(),
         stack: Vec::with_capacity(64),

@@ -13,12 +13,14 @@
 //! Layout:
 //! - `rules`: the rule table and the numeric limits.
 //! - `email`: the linter's view of a message, from mail-parser or bare HTML.
+//! - `dom`: a lean html5ever tree (the parse, with nothing extra kept).
 //! - `html`: what a mail client shows — visible/hidden text, links, images.
 //! - `text`: words, disguised words and trigger phrases.
 //! - `checks/`: one module per rule category.
 //! - `report`: findings, score, rating.
 
 mod checks;
+mod dom;
 mod email;
 mod html;
 pub mod report;
