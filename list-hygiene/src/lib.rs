@@ -1,7 +1,19 @@
-//! mailroom-list-hygiene: double opt-in, bounce and complaint processing,
-//! one-click unsubscribe, suppression and inactive pruning.
+//! mailroom-list-hygiene: keeping a mailing list clean.
 //!
-//! Not built yet: this crate holds the workspace slot for the list-hygiene
-//! issue. The relay already gives it the hooks it needs: a VERP Return-Path
-//! per message and recipient (`bounces+MESSAGEID-INDEX@RETURN_PATH`), and the
-//! `bounced` recipient state with the SMTP code and reply of every attempt.
+//! Built so far: [`bounce`], reading bounces — RFC 3464 delivery status
+//! notifications and the common non-standard formats — into failed
+//! recipients with an RFC 3463 status and a class (hard, soft, mailbox
+//! full, policy, transient, unknown), with auto-replies told apart. It is
+//! pure: bytes in, a [`bounce::Bounce`] out. `mailroom bounce parse` prints
+//! what it understood.
+//!
+//! Still to come (see the list-hygiene issue): subscribers and double
+//! opt-in, suppression enforced by the relay, complaint (ARF) processing,
+//! one-click unsubscribe, inactive pruning, CSV hygiene and event webhooks.
+//!
+//! Layout:
+//! - `bounce/`: `mod.rs` (entry point, auto-replies, VERP), `dsn.rs`
+//!   (RFC 3464), `text.rs` (non-standard bodies), `classify.rs` (RFC 3463
+//!   codes and diagnostic words → class).
+
+pub mod bounce;

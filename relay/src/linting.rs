@@ -239,6 +239,49 @@ pub fn write_text(out: &mut impl Write, file: &str, report: &lint::Report) -> io
     Ok(())
 }
 
+/// A parsed bounce for a person: one line per recipient.
+///
+/// # Errors
+/// Write errors from `out`.
+pub fn write_bounce(
+    out: &mut impl Write,
+    file: &str,
+    bounce: &list_hygiene::bounce::Bounce,
+) -> io::Result<()> {
+    use list_hygiene::bounce::Kind;
+    let kind = match bounce.kind {
+        Kind::Dsn => "delivery status notification (RFC 3464)",
+        Kind::NonStandard => "non-standard bounce",
+        Kind::AutoReply => "auto-reply (not a bounce)",
+        Kind::NotABounce => "not a bounce",
+    };
+    writeln!(out, "{file}: {kind}")?;
+    if let Some(id) = &bounce.original_message_id {
+        writeln!(out, "  original message: {id}")?;
+    }
+    if let Some(v) = &bounce.verp {
+        writeln!(
+            out,
+            "  relay message: {} recipient #{}",
+            v.message_id, v.recipient_index
+        )?;
+    }
+    for r in &bounce.recipients {
+        writeln!(
+            out,
+            "  {}  {}  {}  {}",
+            r.address,
+            r.action,
+            r.status.as_deref().unwrap_or("-"),
+            r.class.as_str()
+        )?;
+        if let Some(d) = &r.diagnostic {
+            writeln!(out, "    {d}")?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

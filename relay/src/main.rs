@@ -73,6 +73,23 @@ enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Bounce tools.
+    Bounce {
+        #[command(subcommand)]
+        command: BounceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BounceCommand {
+    /// Print what a bounce says: recipients, status, class, and the message
+    /// it refers to (exit 0; 2 if the file can't be read or isn't a message).
+    Parse {
+        #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+        format: LintFormat,
+        /// The bounce as received (RFC 5322); `-` reads stdin.
+        file: String,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -160,6 +177,18 @@ fn main() -> ExitCode {
     {
         return lint_files(stream, format, fail_above, &files);
     }
+    if let Command::Bounce {
+        command: BounceCommand::Parse { format, file },
+    } = &cli.command
+    {
+        return match bounce_parse(*format, file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -207,7 +236,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             relay.run(listener, shutdown_signal()).await
         }
         Command::Keys { command } => keys(command).await,
-        Command::Lint { .. } => unreachable!("handled before the runtime starts"),
+        Command::Lint { .. } | Command::Bounce { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Dkim {
             command:
                 DkimCommand::Keygen {
@@ -341,5 +372,35 @@ fn lint_files(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `mailroom bounce parse`.
+fn bounce_parse(format: LintFormat, file: &str) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+
+    let name = if file == "-" { "<stdin>" } else { file };
+    let raw = if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading stdin")?;
+        buf
+    } else {
+        std::fs::read(file).with_context(|| format!("reading {file}"))?
+    };
+    let bounce = list_hygiene::bounce::parse(&raw).with_context(|| name.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let written = match format {
+        LintFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&bounce).expect("bounces serialize")
+        ),
+        LintFormat::Text => relay::linting::write_bounce(&mut out, name, &bounce),
+    };
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing output"),
+        _ => Ok(()),
     }
 }

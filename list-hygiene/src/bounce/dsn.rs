@@ -1,0 +1,144 @@
+//! RFC 3464 delivery status notifications: a multipart/report whose
+//! message/delivery-status part holds one block of fields about the
+//! message, then one block per recipient.
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+
+use super::Recipient;
+use super::classify::{StatusCode, classify};
+
+pub(super) struct Report {
+    pub recipients: Vec<Recipient>,
+    pub original_message_id: Option<String>,
+}
+
+/// The DSN in `message`, if it is one.
+pub(super) fn read(message: &mail_parser::Message<'_>) -> Option<Report> {
+    let mut status_part = None;
+    let mut original_message_id = None;
+    for part in &message.parts {
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
+        let ctype = ct.ctype().to_ascii_lowercase();
+        let subtype = ct.subtype().unwrap_or_default().to_ascii_lowercase();
+        match (ctype.as_str(), subtype.as_str(), &part.body) {
+            ("message", "delivery-status" | "global-delivery-status", body) => {
+                status_part = Some(match body {
+                    PartType::Binary(b) | PartType::InlineBinary(b) => {
+                        String::from_utf8_lossy(b).into_owned()
+                    }
+                    PartType::Text(t) => t.to_string(),
+                    _ => continue,
+                });
+            }
+            ("message", "rfc822" | "global", PartType::Message(m)) => {
+                original_message_id = original_message_id.or(m.message_id().map(angle));
+            }
+            ("text", "rfc822-headers", PartType::Text(t)) => {
+                original_message_id = original_message_id.or_else(|| {
+                    MessageParser::default()
+                        .parse_headers(t.as_bytes())
+                        .and_then(|h| h.message_id().map(angle))
+                });
+            }
+            _ => {}
+        }
+    }
+    let fields = status_part?;
+    Some(Report {
+        recipients: recipients(&fields),
+        original_message_id,
+    })
+}
+
+fn angle(id: &str) -> String {
+    format!("<{}>", id.trim_matches(['<', '>']))
+}
+
+/// Splits the delivery-status body into blocks of unfolded `(name, value)`
+/// fields; blank lines separate blocks.
+fn blocks(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut blocks: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            if !blocks.last().is_some_and(Vec::is_empty) {
+                blocks.push(Vec::new());
+            }
+            continue;
+        }
+        let block = blocks.last_mut().expect("never empty");
+        if line.starts_with([' ', '\t']) {
+            // A folded continuation of the previous field.
+            if let Some((_, value)) = block.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            block.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    blocks.retain(|b| !b.is_empty());
+    blocks
+}
+
+/// `rfc822; a@b.example` → `a@b.example`.
+fn typed_value(value: &str) -> &str {
+    value
+        .split_once(';')
+        .map_or(value, |(_, v)| v)
+        .trim()
+        .trim_matches(['<', '>'])
+}
+
+fn recipients(fields: &str) -> Vec<Recipient> {
+    let mut out = Vec::new();
+    for block in blocks(fields) {
+        let get = |name: &str| {
+            block
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let Some(address) = get("final-recipient")
+            .or_else(|| get("original-recipient"))
+            .map(typed_value)
+            .filter(|a| a.contains('@'))
+        else {
+            continue; // the per-message block, or a recipient we can't name
+        };
+        let action = get("action")
+            .unwrap_or("failed")
+            .trim()
+            .to_ascii_lowercase();
+        let action = action
+            .split_whitespace()
+            .next()
+            .unwrap_or("failed")
+            .to_string();
+        if matches!(action.as_str(), "delivered" | "relayed" | "expanded") {
+            continue; // success notices are not bounces
+        }
+        let status = get("status")
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(StatusCode::parse);
+        let diagnostic = get("diagnostic-code").map(|d| {
+            // "smtp; 550 5.1.1 ..." → "550 5.1.1 ..."
+            d.split_once(';').map_or(d, |(_, v)| v).trim().to_string()
+        });
+        let class = classify(status, diagnostic.as_deref().unwrap_or_default());
+        out.push(Recipient {
+            address: address.to_ascii_lowercase(),
+            action,
+            status: status
+                .or_else(|| diagnostic.as_deref().and_then(StatusCode::find))
+                .map(|s| s.to_string()),
+            diagnostic,
+            class,
+        });
+    }
+    out
+}

@@ -1,0 +1,257 @@
+//! Reading bounces: RFC 3464 delivery status notifications and the common
+//! non-standard formats (Exchange/Office 365, qmail, Exim, Postfix, Yahoo/AOL
+//! legacy, plain-text replies), told apart from auto-replies.
+//!
+//! [`parse`] is pure: bytes in, [`Bounce`] out.
+
+mod classify;
+mod dsn;
+mod text;
+
+use std::sync::LazyLock;
+
+use mail_parser::{HeaderName, MessageParser, PartType};
+use regex::Regex;
+use serde::Serialize;
+
+pub use classify::{BounceClass, StatusCode, classify};
+
+/// What kind of message was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A multipart/report delivery status notification (RFC 3464).
+    Dsn,
+    /// A bounce in one of the non-standard formats.
+    NonStandard,
+    /// A vacation or out-of-office reply: not a bounce.
+    AutoReply,
+    /// Nothing in it reads as a bounce.
+    NotABounce,
+}
+
+/// One recipient a bounce reports on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recipient {
+    pub address: String,
+    /// DSN action: failed, delayed (and, rarely, delivered, relayed,
+    /// expanded); "failed" for non-standard bounces.
+    pub action: String,
+    /// RFC 3463 status code, from the DSN or found in the diagnostic.
+    pub status: Option<String>,
+    /// The remote server's words, when given.
+    pub diagnostic: Option<String>,
+    pub class: BounceClass,
+}
+
+/// The relay's VERP return path, `bounces+MESSAGEID-INDEX@domain`, found in
+/// the bounce's recipient headers: it names the message and recipient even
+/// when the bounce itself is vague.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verp {
+    pub message_id: String,
+    pub recipient_index: u32,
+}
+
+/// What a bounce says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bounce {
+    pub kind: Kind,
+    pub recipients: Vec<Recipient>,
+    /// Message-ID of the message that bounced, when the bounce includes it.
+    pub original_message_id: Option<String>,
+    pub verp: Option<Verp>,
+}
+
+/// Why input could not be read as a message at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    #[error("empty input")]
+    Empty,
+    #[error("not an email message: no header fields")]
+    NotEmail,
+}
+
+/// Reads one bounce (or auto-reply, or other message) from its raw bytes.
+///
+/// # Errors
+/// Only when the input is empty or has no header fields; a message that
+/// isn't a bounce is `Kind::NotABounce`, not an error.
+pub fn parse(raw: &[u8]) -> Result<Bounce, ParseError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::Empty);
+    }
+    let message = MessageParser::default()
+        .parse(raw)
+        .filter(|m| !m.headers().is_empty())
+        .ok_or(ParseError::NotEmail)?;
+    let verp = find_verp(&message);
+
+    if let Some(report) = dsn::read(&message) {
+        return Ok(Bounce {
+            kind: Kind::Dsn,
+            recipients: report.recipients,
+            original_message_id: report
+                .original_message_id
+                .or_else(|| embedded_message_id(&body_text(&message))),
+            verp,
+        });
+    }
+    let body = body_text(&message);
+    let subject = message.subject().unwrap_or_default();
+    let from = message
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address.as_deref())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    // Bounces carry "Auto-Submitted: auto-replied" too (RFC 3834 asks it
+    // of them), so only a message that doesn't present itself as a bounce
+    // counts as a vacation or out-of-office reply.
+    if is_auto_reply(&message, subject) && !looks_like_bounce(subject, &from) {
+        return Ok(Bounce {
+            kind: Kind::AutoReply,
+            recipients: Vec::new(),
+            original_message_id: None,
+            verp,
+        });
+    }
+    let recipients = text::read(&body, subject, &from);
+    let kind = if recipients.is_empty() && !(looks_like_bounce(subject, &from) && verp.is_some()) {
+        Kind::NotABounce
+    } else {
+        Kind::NonStandard
+    };
+    Ok(Bounce {
+        kind,
+        recipients,
+        original_message_id: embedded_message_id(&body),
+        verp,
+    })
+}
+
+/// All text of the message: text parts, and the headers of an attached
+/// original (text/rfc822-headers is text too).
+fn body_text(message: &mail_parser::Message<'_>) -> String {
+    let mut out = String::new();
+    for part in &message.parts {
+        match &part.body {
+            PartType::Text(t) => {
+                out.push_str(t);
+                out.push('\n');
+            }
+            PartType::Html(h) => {
+                out.push_str(&strip_tags(h));
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Bounce HTML (Exchange sends some) reduced to its text: the classifier
+/// reads words, not layout.
+fn strip_tags(html: &str) -> String {
+    static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<[^>]*>").expect("regex"));
+    let text = TAG.replace_all(html, " ");
+    text.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn embedded_message_id(text: &str) -> Option<String> {
+    static ID: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?im)^message-id:\s*(<[^>\s]+>)").expect("regex"));
+    ID.captures(text).map(|c| c[1].to_string())
+}
+
+fn looks_like_bounce(subject: &str, from: &str) -> bool {
+    let s = subject.to_ascii_lowercase();
+    from.starts_with("mailer-daemon")
+        || from.starts_with("postmaster")
+        || [
+            "undeliver",
+            "delivery status notification",
+            "delivery failure",
+            "mail delivery failed",
+            "failure notice",
+            "returned mail",
+            "delivery has failed",
+            "could not be delivered",
+        ]
+        .iter()
+        .any(|w| s.contains(w))
+}
+
+/// RFC 3834 Auto-Submitted: auto-replied, the de-facto vacation headers,
+/// and the subjects clients give automatic replies.
+fn is_auto_reply(message: &mail_parser::Message<'_>, subject: &str) -> bool {
+    let header = |name: &str| {
+        message
+            .header_raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    if header("Auto-Submitted").is_some_and(|v| v.starts_with("auto-replied")) {
+        return true;
+    }
+    if header("X-Autoreply").is_some()
+        || header("X-Autorespond").is_some()
+        || header("X-Auto-Response-Suppress").is_some_and(|v| v.contains("oof"))
+        || header("Precedence").is_some_and(|v| v == "auto_reply")
+    {
+        return true;
+    }
+    let s = subject.trim().to_lowercase();
+    [
+        "out of office",
+        "out of the office",
+        "automatic reply",
+        "auto reply",
+        "autoreply",
+        "auto-reply",
+        "auto:",
+        "vacation",
+        "abwesenheitsnotiz",
+        "automatische antwort",
+        "réponse automatique",
+        "respuesta automática",
+        "fuori ufficio",
+    ]
+    .iter()
+    .any(|w| s.starts_with(w) || s.contains(&format!(": {w}")))
+}
+
+fn find_verp(message: &mail_parser::Message<'_>) -> Option<Verp> {
+    static VERP: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)bounces\+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-(\d{1,4})@")
+            .expect("regex")
+    });
+    let mut candidates = Vec::new();
+    for name in [
+        "Delivered-To",
+        "X-Original-To",
+        "Envelope-To",
+        "X-Envelope-To",
+    ] {
+        if let Some(v) = message.header_raw(name) {
+            candidates.push(v.to_string());
+        }
+    }
+    if let Some(addr) = message.header(HeaderName::To).and_then(|h| h.as_address()) {
+        candidates.extend(
+            addr.iter()
+                .filter_map(|a| a.address.as_deref().map(str::to_string)),
+        );
+    }
+    candidates.iter().find_map(|c| {
+        VERP.captures(c).and_then(|m| {
+            Some(Verp {
+                message_id: m[1].to_ascii_lowercase(),
+                recipient_index: m[2].parse().ok()?,
+            })
+        })
+    })
+}

@@ -1,0 +1,219 @@
+//! Bounces that are not RFC 3464 reports: the human-readable bodies of
+//! qmail, Exim, Exchange/Office 365, Postfix, Yahoo/AOL legacy and plain
+//! "user unknown" replies.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::Recipient;
+use super::classify::{StatusCode, classify};
+
+/// Where the copy of the original message starts; addresses after it are
+/// the original's headers, not failed recipients.
+const ORIGINAL_MARKERS: &[&str] = &[
+    "--- below this line is a copy of the message",
+    "------ this is a copy of the message",
+    "----- original message -----",
+    "original message headers:",
+    "----- the header of the original message is following",
+    "--- original message follows",
+    "------ this is a copy of your message",
+    "the original message was received at",
+];
+
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+        .expect("regex")
+});
+/// qmail, Yahoo legacy and Postfix's text: `<addr>:` opening a line, the
+/// diagnostic after it or on the lines below.
+static ANGLE_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*<([^<>\s]+@[^<>\s]+)>:?\s*(.*)$").expect("regex"));
+/// Exchange: `Remote Server returned '550 5.1.10 ...'`.
+static EXCHANGE_REPLY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)remote server returned '([^']+)'").expect("regex"));
+/// Exchange's administrator section: `#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##`.
+static CODE_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^\s*#?([245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}.*?)\s*(?:##)?\s*$").expect("regex")
+});
+static FAILURE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b[45]\d\d\b|user unknown|unknown user|no such|does not exist|doesn't exist|not found|rejected|mailbox (is )?(full|unavailable)|over quota|undeliverable|could not be delivered|couldn't be delivered|delivery (has )?failed|invalid (recipient|address)")
+        .expect("regex")
+});
+
+/// Reads the failed recipients from a non-standard bounce body. `subject`
+/// and `from` say whether the message presents itself as a bounce at all:
+/// the loosest reading is only tried on ones that do.
+pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
+    let cut = {
+        let lower = body.to_ascii_lowercase();
+        ORIGINAL_MARKERS
+            .iter()
+            .filter_map(|m| lower.find(m))
+            .min()
+            .unwrap_or(body.len())
+    };
+    // `find` on the lower-cased copy gives a byte offset into it; ASCII
+    // lower-casing keeps byte offsets, so it is valid in `body` too.
+    let body = &body[..cut];
+    let lines: Vec<&str> = body.lines().map(|l| l.trim_end_matches('\r')).collect();
+
+    let mut found = angle_blocks(&lines);
+    if found.is_empty() {
+        found = exim(&lines);
+    }
+    if found.is_empty() {
+        found = exchange(&lines, body);
+    }
+    if found.is_empty() && super::looks_like_bounce(subject, from) {
+        found = loose(&lines, from);
+    }
+    let mut out: Vec<Recipient> = Vec::new();
+    for (address, diagnostic) in found {
+        let address = address
+            .trim_matches(['<', '>', '.', ',', ';', ':'])
+            .to_ascii_lowercase();
+        if out.iter().any(|r| r.address == address) || is_system_address(&address) {
+            continue;
+        }
+        let diagnostic = squash(&diagnostic);
+        let status = StatusCode::find(&diagnostic);
+        out.push(Recipient {
+            class: classify(status, &diagnostic),
+            status: status.map(|s| s.to_string()),
+            diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
+            address,
+            action: "failed".into(),
+        });
+    }
+    out
+}
+
+fn is_system_address(address: &str) -> bool {
+    let local = address.split('@').next().unwrap_or_default();
+    matches!(local, "mailer-daemon" | "postmaster" | "mailer_daemon")
+}
+
+fn squash(s: &str) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(500) {
+        Some((i, _)) => joined[..i].to_string(),
+        None => joined,
+    }
+}
+
+/// The diagnostic: the rest of the line, then the following non-blank lines.
+fn following(lines: &[&str], from: usize, first: &str) -> String {
+    let mut diagnostic = first.to_string();
+    for line in &lines[from..] {
+        if line.trim().is_empty() || ANGLE_LINE.is_match(line) {
+            break;
+        }
+        diagnostic.push(' ');
+        diagnostic.push_str(line.trim());
+    }
+    diagnostic
+}
+
+fn angle_blocks(lines: &[&str]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let c = ANGLE_LINE.captures(line)?;
+            Some((c[1].to_string(), following(lines, i + 1, &c[2])))
+        })
+        .collect()
+}
+
+/// Exim: "The following address(es) failed:" then each address indented on
+/// its own line, its reasons indented deeper below it.
+fn exim(lines: &[&str]) -> Vec<(String, String)> {
+    let Some(start) = lines.iter().position(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("following address(es) failed")
+            || l.contains("following addresses had permanent")
+    }) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in &lines[start + 1..] {
+        if line.trim().is_empty() {
+            if out.last().is_some_and(|(_, d)| !d.is_empty()) {
+                continue;
+            }
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        let is_address_line = indent <= 2
+            && ADDRESS.find(trimmed).is_some_and(|m| m.start() == 0)
+            && !trimmed.contains(' ');
+        if is_address_line {
+            out.push((
+                ADDRESS.find(trimmed).expect("checked").as_str().to_string(),
+                String::new(),
+            ));
+        } else if let Some((_, diagnostic)) = out.last_mut() {
+            if indent == 0 {
+                break; // the next paragraph of the notice
+            }
+            diagnostic.push(' ');
+            diagnostic.push_str(trimmed);
+        }
+    }
+    // A trailing ":" like "user@example.com:" is accepted too.
+    out
+}
+
+/// Exchange/Office 365 text NDRs.
+fn exchange(lines: &[&str], body: &str) -> Vec<(String, String)> {
+    let Some(start) = lines.iter().position(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("delivery has failed to these recipients")
+            || l.contains("your message to") && l.contains("couldn't be delivered")
+            || l.contains("the following recipient(s) cannot be reached")
+    }) else {
+        return Vec::new();
+    };
+    let reply = EXCHANGE_REPLY
+        .captures(body)
+        .or_else(|| CODE_LINE.captures(body))
+        .map(|c| c[1].to_string());
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate().skip(start) {
+        // The heading line itself can carry the address ("Your message to
+        // a@b couldn't be delivered").
+        for m in ADDRESS.find_iter(line) {
+            let said = following(lines, i + 1, "");
+            let diagnostic = match &reply {
+                Some(reply) => format!("{reply} {said}"),
+                None => said,
+            };
+            out.push((m.as_str().to_string(), diagnostic));
+        }
+        if !out.is_empty() && line.trim().is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// Last resort for messages that say they are bounces: addresses on lines
+/// that also carry an SMTP code or failure words.
+fn loose(lines: &[&str], from: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let context = format!("{line} {}", lines.get(i + 1).copied().unwrap_or_default());
+        if !FAILURE_WORDS.is_match(&context) {
+            continue;
+        }
+        for m in ADDRESS.find_iter(line) {
+            if !m.as_str().eq_ignore_ascii_case(from) {
+                out.push((m.as_str().to_string(), context.clone()));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,265 @@
+//! Each bounce fixture, in the shape a real MTA produces, must give exactly
+//! these recipients, classes and references.
+
+use list_hygiene::bounce::{Bounce, BounceClass, Kind, parse};
+
+fn load(name: &str) -> Bounce {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    parse(&raw).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// (address, action, status, class) of each recipient.
+fn summary(b: &Bounce) -> Vec<(&str, &str, Option<&str>, BounceClass)> {
+    b.recipients
+        .iter()
+        .map(|r| {
+            (
+                r.address.as_str(),
+                r.action.as_str(),
+                r.status.as_deref(),
+                r.class,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn postfix_dsn_user_unknown_is_hard_and_names_the_original() {
+    let b = load("postfix-dsn-user-unknown.eml");
+    assert_eq!(b.kind, Kind::Dsn);
+    assert_eq!(
+        summary(&b),
+        [(
+            "dana.whitfield@customer.example",
+            "failed",
+            Some("5.1.1"),
+            BounceClass::Hard
+        )]
+    );
+    assert!(
+        b.recipients[0]
+            .diagnostic
+            .as_deref()
+            .unwrap()
+            .contains("User unknown in virtual mailbox table")
+    );
+    assert_eq!(
+        b.original_message_id.as_deref(),
+        Some("<0193a6f2-7c1e-7b40-9d1a-3f2b8c4e5a10@shop.example>")
+    );
+    let verp = b.verp.unwrap();
+    assert_eq!(verp.message_id, "0193a6f2-7c1e-7b40-9d1a-3f2b8c4e5a10");
+    assert_eq!(verp.recipient_index, 0);
+}
+
+#[test]
+fn gmail_over_quota_is_mailbox_full() {
+    let b = load("gmail-dsn-mailbox-full.eml");
+    assert_eq!(b.kind, Kind::Dsn);
+    assert_eq!(
+        summary(&b),
+        [(
+            "sam.ortega@gmail.example",
+            "failed",
+            Some("5.2.2"),
+            BounceClass::MailboxFull
+        )]
+    );
+    assert_eq!(
+        b.original_message_id.as_deref(),
+        Some("<0193a7b1-1f00-7c2e-8a55-6e0d4f1c2b3a@shop.example>")
+    );
+    assert_eq!(b.verp.unwrap().recipient_index, 3);
+}
+
+#[test]
+fn office365_recipient_not_found_is_hard() {
+    let b = load("office365-dsn-recipient-not-found.eml");
+    assert_eq!(b.kind, Kind::Dsn);
+    assert_eq!(
+        summary(&b),
+        [(
+            "j.doe@contoso.example",
+            "failed",
+            Some("5.1.10"),
+            BounceClass::Hard
+        )]
+    );
+    assert_eq!(
+        b.original_message_id.as_deref(),
+        Some("<0193a6f2-7c1e-7b40-9d1a-3f2b8c4e5a11@shop.example>")
+    );
+}
+
+#[test]
+fn an_exchange_text_ndr_without_a_report_part_is_read_from_its_body() {
+    let b = load("exchange-text-ndr.eml");
+    assert_eq!(b.kind, Kind::NonStandard);
+    assert_eq!(
+        summary(&b),
+        [(
+            "p.meyer@legacy-corp.example",
+            "failed",
+            Some("5.1.1"),
+            BounceClass::Hard
+        )]
+    );
+    assert_eq!(
+        b.original_message_id.as_deref(),
+        Some("<0193a6f3-0000-7000-8000-000000000002@shop.example>")
+    );
+    assert!(b.verp.is_none());
+}
+
+#[test]
+fn qmail_no_mailbox_is_hard() {
+    let b = load("qmail.eml");
+    assert_eq!(b.kind, Kind::NonStandard);
+    assert_eq!(
+        summary(&b),
+        [(
+            "kim.lee@oldisp.example",
+            "failed",
+            Some("5.1.1"),
+            BounceClass::Hard
+        )]
+    );
+    assert_eq!(
+        b.original_message_id.as_deref(),
+        Some("<0193a6f2-7c1e-7b40-9d1a-3f2b8c4e5a12@shop.example>")
+    );
+}
+
+#[test]
+fn exim_failed_addresses_are_hard() {
+    let b = load("exim.eml");
+    assert_eq!(b.kind, Kind::NonStandard);
+    assert_eq!(
+        summary(&b),
+        [(
+            "alex@hosting-customer.example",
+            "failed",
+            Some("5.1.1"),
+            BounceClass::Hard
+        )]
+    );
+    assert!(
+        b.recipients[0]
+            .diagnostic
+            .as_deref()
+            .unwrap()
+            .contains("User unknown")
+    );
+}
+
+#[test]
+fn yahoo_legacy_no_account_is_hard_without_a_status_code() {
+    let b = load("yahoo-legacy.eml");
+    assert_eq!(
+        summary(&b),
+        [("chris.w@yahoo.example", "failed", None, BounceClass::Hard)]
+    );
+    assert_eq!(b.verp.unwrap().recipient_index, 7);
+}
+
+#[test]
+fn a_spam_block_is_policy_not_the_address() {
+    let b = load("dsn-policy-block.eml");
+    assert_eq!(
+        summary(&b),
+        [(
+            "robin@strict-isp.example",
+            "failed",
+            Some("5.7.1"),
+            BounceClass::Policy
+        )]
+    );
+}
+
+#[test]
+fn a_delay_notice_is_transient() {
+    let b = load("dsn-delayed.eml");
+    assert_eq!(
+        summary(&b),
+        [(
+            "ops@partner.example",
+            "delayed",
+            Some("4.4.7"),
+            BounceClass::Transient
+        )]
+    );
+}
+
+#[test]
+fn too_many_recipients_is_policy() {
+    let b = load("too-many-recipients.eml");
+    assert_eq!(
+        summary(&b),
+        [(
+            "team@bigco.example",
+            "failed",
+            Some("5.5.3"),
+            BounceClass::Policy
+        )]
+    );
+}
+
+#[test]
+fn a_plain_text_user_unknown_reply_is_hard() {
+    let b = load("plain-text-user-unknown.eml");
+    assert_eq!(b.kind, Kind::NonStandard);
+    assert_eq!(
+        summary(&b),
+        [("pat@small-host.example", "failed", None, BounceClass::Hard)]
+    );
+}
+
+#[test]
+fn an_out_of_office_reply_is_not_a_bounce() {
+    let b = load("vacation-auto-reply.eml");
+    assert_eq!(b.kind, Kind::AutoReply);
+    assert!(b.recipients.is_empty());
+}
+
+#[test]
+fn an_ordinary_message_is_not_a_bounce() {
+    let b = load("not-a-bounce.eml");
+    assert_eq!(b.kind, Kind::NotABounce);
+    assert!(b.recipients.is_empty());
+}
+
+#[test]
+fn garbage_is_an_error_or_not_a_bounce_never_a_panic() {
+    assert!(parse(b"").is_err());
+    assert!(parse(b"\r\n\r\n").is_err());
+    let b = parse(b"Subject: x\r\n\r\n\x00\xff garbage 550 <a@b.example>:").unwrap();
+    assert_ne!(b.kind, Kind::Dsn);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = list_hygiene::bounce::parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_report_bodies_never_panic(
+            fields in "[ -~\t\r\n]{0,600}",
+            text in "\\PC{0,300}",
+        ) {
+            let raw = format!(
+                "From: MAILER-DAEMON@x.example\r\nSubject: Undeliverable\r\n\
+                 Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+                 --b\r\nContent-Type: text/plain\r\n\r\n{text}\r\n\
+                 --b\r\nContent-Type: message/delivery-status\r\n\r\n{fields}\r\n--b--\r\n"
+            );
+            let _ = list_hygiene::bounce::parse(raw.as_bytes());
+        }
+    }
+}
