@@ -78,6 +78,31 @@ enum Command {
         #[command(subcommand)]
         command: BounceCommand,
     },
+    /// Mailing-list tools.
+    List {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListCommand {
+    /// Offline hygiene of a subscriber CSV: writes the rows worth mailing to
+    /// --out and every removed row with its reason (invalid, duplicate,
+    /// role, disposable, typo with a suggestion) to --report.
+    Clean {
+        /// CSV with a header row.
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// [default: OUT with `.removed.csv` in place of `.csv`]
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Header of the address column [default: email, e-mail,
+        /// email_address, ...].
+        #[arg(long)]
+        column: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +202,24 @@ fn main() -> ExitCode {
     {
         return lint_files(stream, format, fail_above, &files);
     }
+    if let Command::List {
+        command:
+            ListCommand::Clean {
+                input,
+                out,
+                report,
+                column,
+            },
+    } = &cli.command
+    {
+        return match list_clean(input, out, report.as_deref(), column.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Bounce {
         command: BounceCommand::Parse { format, file },
     } = &cli.command
@@ -236,7 +279,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             relay.run(listener, shutdown_signal()).await
         }
         Command::Keys { command } => keys(command).await,
-        Command::Lint { .. } | Command::Bounce { .. } => {
+        Command::Lint { .. } | Command::Bounce { .. } | Command::List { .. } => {
             unreachable!("handled before the runtime starts")
         }
         Command::Dkim {
@@ -403,4 +446,60 @@ fn bounce_parse(format: LintFormat, file: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing output"),
         _ => Ok(()),
     }
+}
+
+/// `mailroom list clean`.
+fn list_clean(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    report: Option<&std::path::Path>,
+    column: Option<&str>,
+) -> anyhow::Result<()> {
+    use list_hygiene::clean;
+
+    anyhow::ensure!(
+        input != out,
+        "--out must not be the input file: it would be overwritten while read"
+    );
+    let report = report.map_or_else(
+        || {
+            let name = out.to_string_lossy();
+            let base = name.strip_suffix(".csv").unwrap_or(&name);
+            PathBuf::from(format!("{base}.removed.csv"))
+        },
+        std::path::Path::to_path_buf,
+    );
+    let reader =
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let writer =
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let summary = clean::clean(
+        std::io::BufReader::new(reader),
+        std::io::BufWriter::new(writer),
+        column,
+    )
+    .with_context(|| input.display().to_string())?;
+    let report_file =
+        std::fs::File::create(&report).with_context(|| format!("creating {}", report.display()))?;
+    clean::write_report(&summary, std::io::BufWriter::new(report_file))
+        .with_context(|| format!("writing {}", report.display()))?;
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for r in &summary.removed {
+        *counts.entry(r.reason).or_default() += 1;
+    }
+    let removed: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    println!(
+        "kept {} of {} rows in {}; removed {}{} (listed in {})",
+        summary.kept,
+        summary.rows,
+        out.display(),
+        summary.removed.len(),
+        if removed.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", removed.join(", "))
+        },
+        report.display()
+    );
+    Ok(())
 }
