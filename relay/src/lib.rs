@@ -10,6 +10,7 @@
 //! - [`queue`]: the group-commit enqueuer between handlers and the store.
 //! - [`delivery`]: per-stream workers, SMTP routes, MX lookup, DKIM keys.
 //! - [`routes`]: the HTTP API (axum).
+//! - [`suppression`]: the in-memory filter in front of the suppression list.
 //! - [`linting`]: `mailroom lint` inputs and printers; the pre-send gate
 //!   uses the lint crate through it.
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
@@ -24,4 +25,5 @@ pub mod queue;
 pub mod routes;
 pub mod startup;
 pub mod store;
+pub mod suppression;
 pub mod telemetry;

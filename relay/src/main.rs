@@ -78,10 +78,75 @@ enum Command {
         #[command(subcommand)]
         command: BounceCommand,
     },
+    /// Manage the suppression list (addresses and domains never mailed).
+    Suppressions {
+        #[command(subcommand)]
+        command: SuppressionsCommand,
+    },
     /// Mailing-list tools.
     List {
         #[command(subcommand)]
         command: ListCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SuppressionsCommand {
+    /// List entries, newest first (tab-separated).
+    List {
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+        /// global, transactional or marketing.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Add (or refresh) an entry for an address or a whole domain.
+    Add {
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+        /// `someone@example.com` or `example.com`.
+        target: String,
+        /// global (every stream), transactional or marketing.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        /// hard_bounce, complaint, unsubscribe or manual.
+        #[arg(long, default_value = "manual")]
+        reason: String,
+        /// Lapse after this long (`30d`, `12h`).
+        #[arg(long)]
+        expires_in: Option<humantime::Duration>,
+    },
+    /// Remove an entry.
+    Remove {
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+        target: String,
+        #[arg(long, default_value = "global")]
+        scope: String,
+    },
+    /// Write every entry as CSV (scope,kind,value,reason,source,created_at,expires_at).
+    Export {
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+        /// File to write [default: stdout].
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -279,6 +344,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             relay.run(listener, shutdown_signal()).await
         }
         Command::Keys { command } => keys(command).await,
+        Command::Suppressions { command } => suppressions(command).await,
         Command::Lint { .. } | Command::Bounce { .. } | Command::List { .. } => {
             unreachable!("handled before the runtime starts")
         }
@@ -501,5 +567,151 @@ fn list_clean(
         },
         report.display()
     );
+    Ok(())
+}
+
+/// `mailroom suppressions ...`: straight to the store; a running relay
+/// picks additions up within its filter's refresh interval.
+async fn suppressions(command: SuppressionsCommand) -> anyhow::Result<()> {
+    use relay::suppression::{self, REASONS, Scope, Target};
+
+    let open = |database: String| async move {
+        Store::connect(&database).await.context("opening database")
+    };
+    let scope_of = |s: &str| s.parse::<Scope>().map_err(anyhow::Error::msg);
+    let rfc3339 = |ms: i64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+        )
+        .to_string()
+    };
+    match command {
+        SuppressionsCommand::List { database, scope } => {
+            let store = open(database).await?;
+            let scope = scope.as_deref().map(scope_of).transpose()?;
+            let mut offset = 0;
+            loop {
+                let page = store
+                    .list_suppressions(scope.map(Scope::as_str), None, 1000, offset)
+                    .await?;
+                for s in &page {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        s.value,
+                        s.kind,
+                        s.scope,
+                        s.reason,
+                        rfc3339(s.created_at),
+                        s.expires_at.map_or("-".to_string(), rfc3339)
+                    );
+                }
+                if page.len() < 1000 {
+                    break;
+                }
+                offset += 1000;
+            }
+        }
+        SuppressionsCommand::Add {
+            database,
+            target,
+            scope,
+            reason,
+            expires_in,
+        } => {
+            anyhow::ensure!(
+                REASONS.contains(&reason.as_str()),
+                "unknown reason {reason:?}: expected one of {}",
+                REASONS.join(", ")
+            );
+            let scope = scope_of(&scope)?;
+            let target = Target::parse_either(&target).map_err(anyhow::Error::msg)?;
+            let expires_at = expires_in
+                .map(|d| relay::store::now_ms() + std::time::Duration::from(d).as_millis() as i64);
+            let store = open(database).await?;
+            store
+                .upsert_suppression(&suppression::entry(
+                    scope,
+                    &target,
+                    &reason,
+                    Some("cli".into()),
+                    expires_at,
+                ))
+                .await?;
+            println!(
+                "Suppressed {} {} ({}, {reason})",
+                target.kind(),
+                target.value(),
+                scope.as_str()
+            );
+        }
+        SuppressionsCommand::Remove {
+            database,
+            target,
+            scope,
+        } => {
+            let scope = scope_of(&scope)?;
+            let target = Target::parse_either(&target).map_err(anyhow::Error::msg)?;
+            let store = open(database).await?;
+            anyhow::ensure!(
+                store
+                    .delete_suppression(scope.as_str(), target.kind(), target.value())
+                    .await?,
+                "no {} suppression for {}",
+                scope.as_str(),
+                target.value()
+            );
+            println!(
+                "Removed {} {} ({})",
+                target.kind(),
+                target.value(),
+                scope.as_str()
+            );
+        }
+        SuppressionsCommand::Export { database, out } => {
+            let store = open(database).await?;
+            let sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut w = csv::Writer::from_writer(sink);
+            w.write_record([
+                "scope",
+                "kind",
+                "value",
+                "reason",
+                "source",
+                "created_at",
+                "expires_at",
+            ])?;
+            let mut offset = 0;
+            let mut n = 0;
+            loop {
+                let page = store.list_suppressions(None, None, 1000, offset).await?;
+                for s in &page {
+                    w.write_record([
+                        s.scope.as_str(),
+                        &s.kind,
+                        &s.value,
+                        &s.reason,
+                        s.source.as_deref().unwrap_or(""),
+                        &rfc3339(s.created_at),
+                        &s.expires_at.map(rfc3339).unwrap_or_default(),
+                    ])?;
+                }
+                n += page.len();
+                if page.len() < 1000 {
+                    break;
+                }
+                offset += 1000;
+            }
+            w.flush()?;
+            if let Some(path) = out {
+                eprintln!("Exported {n} entries to {}", path.display());
+            }
+        }
+    }
     Ok(())
 }

@@ -20,6 +20,7 @@ use crate::keys::{self, IssuedKey};
 use crate::queue::{Enqueuer, Wakers};
 use crate::routes::{self, AppState, KeyCache};
 use crate::store::{Store, now_ms};
+use crate::suppression::Suppressions;
 
 /// Selector of capture mode's development key.
 pub const DEV_SELECTOR: &str = "mailroom-dev";
@@ -133,6 +134,16 @@ impl Relay {
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
         let housekeeping = tokio::spawn(housekeeping(store.clone(), stop_rx.clone()));
+        let suppressions = Arc::new(
+            Suppressions::load(&store)
+                .await
+                .context("loading the suppression list")?,
+        );
+        let refresher = tokio::spawn(refresh_suppressions(
+            store.clone(),
+            suppressions.clone(),
+            stop_rx.clone(),
+        ));
 
         let state = AppState {
             store: store.clone(),
@@ -140,6 +151,7 @@ impl Relay {
             signers: Arc::new(signers),
             settings: Arc::new(settings),
             keys: Arc::new(KeyCache::default()),
+            suppressions,
         };
         let app = routes::router(state);
         let mut api_stop = stop_rx.clone();
@@ -159,6 +171,7 @@ impl Relay {
             let _ = w.await;
         }
         let _ = housekeeping.await;
+        let _ = refresher.await;
         store.close().await;
         info!("stopped");
         Ok(())
@@ -179,6 +192,24 @@ async fn housekeeping(store: Store, mut stop: watch::Receiver<bool>) {
             Ok(n) if n > 0 => info!(n, "forgot expired idempotency keys"),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "pruning idempotency keys failed"),
+        }
+    }
+}
+
+/// Keeps the suppression filter up to date with entries other processes add.
+async fn refresh_suppressions(
+    store: Store,
+    filter: Arc<Suppressions>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(crate::suppression::REFRESH);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = filter.refresh(&store).await {
+            warn!(error = %e, "refreshing the suppression filter failed");
         }
     }
 }

@@ -298,6 +298,17 @@ impl Relay {
         (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
     }
 
+    pub async fn delete(&self, path: &str, key: &str) -> u16 {
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
     /// Polls `GET /v1/messages/{id}` until `done(status)` holds.
     pub async fn wait_status(
         &self,

@@ -102,19 +102,33 @@ async fn prepare(
         )
     })?;
     let rendered = lint_gate(state, msg.stream, rendered).await?;
+    let targets: Vec<(String, String)> = msg
+        .recipients()
+        .map(|(_, a)| (a.to_string().to_lowercase(), a.domain().to_string()))
+        .collect();
+    let suppressed = state
+        .suppressions
+        .check(&state.store, msg.stream, &targets)
+        .await
+        .map_err(|e| ApiError::internal("checking the suppression list", &e))?;
     let recipients: Vec<PreparedRecipient> = msg
         .recipients()
-        .map(|(kind, a)| PreparedRecipient {
+        .zip(suppressed)
+        .map(|((kind, a), suppressed)| PreparedRecipient {
             kind,
             address: a.to_string(),
             domain: a.domain().to_string(),
+            suppressed,
         })
         .collect();
     let response = json!({
         "id": id.to_string(),
         "stream": msg.stream,
         "message_id": rendered.message_id_header,
-        "recipients": recipients.iter().map(|r| json!({"address": r.address, "status": "queued"})).collect::<Vec<_>>(),
+        "recipients": recipients.iter().map(|r| match &r.suppressed {
+            None => json!({"address": r.address, "status": "queued"}),
+            Some(why) => json!({"address": r.address, "status": "suppressed", "reason": why}),
+        }).collect::<Vec<_>>(),
     });
     let prepared = PreparedMessage {
         id,

@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod lint;
 mod messages;
+mod suppressions;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::config::Settings;
 use crate::delivery::dkim::Signers;
 use crate::queue::Enqueuer;
 use crate::store::Store;
+use crate::suppression::Suppressions;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -29,6 +31,7 @@ pub struct AppState {
     pub signers: Arc<Signers>,
     pub settings: Arc<Settings>,
     pub keys: Arc<KeyCache>,
+    pub suppressions: Arc<Suppressions>,
 }
 
 /// The API described for clients and tools; docs/api.md is the prose.
@@ -49,6 +52,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}", get(messages::get_message))
         .route("/v1/messages/{id}/raw", get(messages::get_raw))
         .route("/v1/lint", post(lint::lint))
+        .route(
+            "/v1/suppressions",
+            get(suppressions::list)
+                .post(suppressions::add)
+                .delete(suppressions::remove),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi))
@@ -69,6 +78,7 @@ mod tests {
             "/v1/messages/{id}",
             "/v1/messages/{id}/raw",
             "/v1/lint",
+            "/v1/suppressions",
             "/healthz",
             "/readyz",
         ] {

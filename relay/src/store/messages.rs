@@ -30,6 +30,9 @@ pub struct PreparedRecipient {
     pub kind: RecipientKind,
     pub address: String,
     pub domain: String,
+    /// Why the recipient is on the suppression list: stored as the terminal
+    /// state `suppressed` and never delivered.
+    pub suppressed: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,8 +152,8 @@ impl Store {
         for chunk in recipients.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO recipients (message_id, idx, stream, kind, address, domain, state, attempts, \
-                 next_attempt_at, created_at, updated_at) VALUES {}",
-                values_clause_with(chunk.len(), 6, "'queued', 0, ", 3)
+                 next_attempt_at, last_reply, created_at, updated_at) VALUES {}",
+                values_clause_with(chunk.len(), 7, "0, ", 4)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (m, idx, r) in chunk {
@@ -161,7 +164,18 @@ impl Store {
                     .bind(r.kind.as_str())
                     .bind(&r.address)
                     .bind(&r.domain)
-                    .bind(m.created_at)
+                    .bind(if r.suppressed.is_some() {
+                        "suppressed"
+                    } else {
+                        "queued"
+                    })
+                    // Suppressed rows are never due: no time, no claim.
+                    .bind(r.suppressed.is_none().then_some(m.created_at))
+                    .bind(
+                        r.suppressed
+                            .as_ref()
+                            .map(|why| format!("suppressed: {why}")),
+                    )
                     .bind(m.created_at)
                     .bind(m.created_at);
             }

@@ -6,6 +6,7 @@
 mod keys;
 mod messages;
 mod queue;
+mod suppressions;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ pub use messages::{
     PreparedRecipient, RecipientRecord,
 };
 pub use queue::{Claimed, Finish, Payload, QueueDepth};
+pub use suppressions::SuppressionRecord;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

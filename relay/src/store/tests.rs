@@ -23,6 +23,7 @@ fn message(stream: Stream, rcpts: &[&str], idem: Option<(&str, &str)>) -> Prepar
                 kind: RecipientKind::To,
                 address: (*a).into(),
                 domain: "x.example".into(),
+                suppressed: None,
             })
             .collect(),
         response: "{\"first\":true}".into(),
@@ -122,6 +123,128 @@ async fn streams_have_separate_queues() {
                 .unwrap()
                 .len(),
             1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_suppressed_recipient_is_stored_but_never_claimed() {
+    for t in testing::all().await {
+        let s = &t.store;
+        let mut m = message(Stream::Marketing, &["a@x.example", "b@x.example"], None);
+        m.recipients[0].suppressed = Some("unsubscribe (marketing)".into());
+        let id = m.id;
+        s.enqueue_batch(&[m]).await.unwrap();
+        let now = now_ms();
+        let claimed = s
+            .claim(Stream::Marketing, now, now + 1000, 10, "t")
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "only the unsuppressed recipient");
+        let rows = s.get_recipients(&id).await.unwrap();
+        assert_eq!(rows[0].state, "suppressed");
+        assert_eq!(
+            rows[0].last_reply.as_deref(),
+            Some("suppressed: unsubscribe (marketing)")
+        );
+    }
+}
+
+#[tokio::test]
+async fn suppressions_are_added_matched_by_scope_and_expiry_listed_and_removed() {
+    for t in testing::all().await {
+        let s = &t.store;
+        let now = now_ms();
+        let entry =
+            |scope: &str, kind: &str, value: &str, expires_at: Option<i64>| SuppressionRecord {
+                scope: scope.into(),
+                kind: kind.into(),
+                value: value.into(),
+                reason: "manual".into(),
+                source: None,
+                created_at: now,
+                expires_at,
+            };
+        s.upsert_suppression(&entry("marketing", "address", "a@x.example", None))
+            .await
+            .unwrap();
+        s.upsert_suppression(&entry("global", "domain", "blocked.example", None))
+            .await
+            .unwrap();
+        s.upsert_suppression(&entry("global", "address", "old@x.example", Some(now - 1)))
+            .await
+            .unwrap();
+        // Upserting again updates instead of failing.
+        let mut again = entry("marketing", "address", "a@x.example", None);
+        again.reason = "unsubscribe".into();
+        s.upsert_suppression(&again).await.unwrap();
+
+        let values = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let m = s
+            .matching_suppressions(
+                "marketing",
+                &values(&["a@x.example", "blocked.example", "old@x.example"]),
+            )
+            .await
+            .unwrap();
+        let mut got: Vec<(&str, &str)> = m
+            .iter()
+            .map(|r| (r.value.as_str(), r.reason.as_str()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("a@x.example", "unsubscribe"),
+                ("blocked.example", "manual")
+            ]
+        );
+        let t_only = s
+            .matching_suppressions("transactional", &values(&["a@x.example"]))
+            .await
+            .unwrap();
+        assert!(
+            t_only.is_empty(),
+            "a marketing entry doesn't stop transactional mail"
+        );
+
+        assert_eq!(
+            s.list_suppressions(None, None, 10, 0).await.unwrap().len(),
+            3
+        );
+        assert_eq!(
+            s.list_suppressions(Some("global"), None, 10, 0)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            s.list_suppressions(None, Some("a@x.example"), 10, 0)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let (all, newest) = s.suppression_values_since(0).await.unwrap();
+        assert_eq!((all.len(), newest), (3, now));
+        assert!(
+            s.suppression_values_since(now + 1)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+
+        assert!(
+            s.delete_suppression("global", "domain", "blocked.example")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.delete_suppression("global", "domain", "blocked.example")
+                .await
+                .unwrap()
         );
     }
 }

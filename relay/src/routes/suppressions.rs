@@ -1,0 +1,204 @@
+//! `/v1/suppressions`: the addresses and domains mail must not go to.
+//!
+//! A key manages the entries of the streams it may send on; global entries
+//! (which stop every stream) need a key for every stream.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::messages::body_bytes;
+use super::{ApiError, AppState, Caller};
+use crate::domain::Stream;
+use crate::suppression::{self, REASONS, Scope, Target};
+
+fn scope_param(raw: Option<&str>) -> Result<Scope, ApiError> {
+    raw.unwrap_or("global").parse().map_err(|e: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_scope", e).field("scope")
+    })
+}
+
+fn require_scope(caller: &Caller, scope: Scope) -> Result<(), ApiError> {
+    match scope {
+        Scope::Stream(s) => caller.require_stream(s),
+        Scope::Global => {
+            for s in Stream::ALL {
+                caller.require_stream(s).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden_scope",
+                        "global suppressions stop every stream: they need a key for every stream",
+                    )
+                    .field("scope")
+                })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn target(address: Option<&str>, domain: Option<&str>) -> Result<Target, ApiError> {
+    Target::parse(address, domain).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_target", e).field(
+            if domain.is_some() && address.is_none() {
+                "domain"
+            } else {
+                "address"
+            },
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddRequest {
+    address: Option<String>,
+    domain: Option<String>,
+    scope: Option<String>,
+    reason: Option<String>,
+    /// `30d`, `12h`: the entry lapses after this long.
+    expires_in: Option<String>,
+}
+
+/// `POST /v1/suppressions`: 201 with the entry (an existing one is updated).
+pub async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let req: AddRequest = super::error::parse_json(&body)?;
+    let scope = scope_param(req.scope.as_deref())?;
+    require_scope(&caller, scope)?;
+    let target = target(req.address.as_deref(), req.domain.as_deref())?;
+    let reason = req.reason.as_deref().unwrap_or("manual");
+    if !REASONS.contains(&reason) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_reason",
+            format!("reason must be one of {}", REASONS.join(", ")),
+        )
+        .field("reason"));
+    }
+    let expires_at = match req.expires_in.as_deref() {
+        None => None,
+        Some(d) => Some(
+            crate::store::now_ms()
+                + humantime::parse_duration(d)
+                    .map_err(|e| {
+                        ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "invalid_field",
+                            format!("expires_in {d:?}: {e}"),
+                        )
+                        .field("expires_in")
+                    })?
+                    .as_millis() as i64,
+        ),
+    };
+    let entry = suppression::entry(
+        scope,
+        &target,
+        reason,
+        Some(format!("api:{}", caller.0.id)),
+        expires_at,
+    );
+    state
+        .store
+        .upsert_suppression(&entry)
+        .await
+        .map_err(|e| ApiError::internal("adding a suppression", &e))?;
+    state.suppressions.remember(target.value());
+    tracing::info!(
+        scope = entry.scope,
+        kind = entry.kind,
+        reason,
+        "suppression added"
+    );
+    Ok((StatusCode::CREATED, Json(json!(entry))).into_response())
+}
+
+/// `GET /v1/suppressions?scope=&address=|domain=&limit=&offset=`: newest
+/// first, only the scopes the key may see.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let scope = params
+        .get("scope")
+        .map(|s| scope_param(Some(s)))
+        .transpose()?;
+    let value = match (params.get("address"), params.get("domain")) {
+        (None, None) => None,
+        (a, d) => Some(
+            target(a.map(String::as_str), d.map(String::as_str))?
+                .value()
+                .to_string(),
+        ),
+    };
+    let number = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
+        params.get(name).map_or(Ok(default), |v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| (0..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_field",
+                        format!("{name} must be a number from 0 to {max}"),
+                    )
+                    .field(name)
+                })
+        })
+    };
+    let limit = number("limit", 100, 1000)?;
+    let offset = number("offset", 0, i64::MAX)?;
+    let rows = state
+        .store
+        .list_suppressions(scope.map(Scope::as_str), value.as_deref(), limit, offset)
+        .await
+        .map_err(|e| ApiError::internal("listing suppressions", &e))?;
+    let visible: Vec<_> = rows
+        .into_iter()
+        .filter(|r| r.scope == "global" || caller.may_read(&r.scope))
+        .collect();
+    Ok(Json(json!({ "suppressions": visible })))
+}
+
+/// `DELETE /v1/suppressions?address=|domain=&scope=`: 204, or 404 if there
+/// was no such entry.
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let scope = scope_param(params.get("scope").map(String::as_str))?;
+    require_scope(&caller, scope)?;
+    let target = target(
+        params.get("address").map(String::as_str),
+        params.get("domain").map(String::as_str),
+    )?;
+    let removed = state
+        .store
+        .delete_suppression(scope.as_str(), target.kind(), target.value())
+        .await
+        .map_err(|e| ApiError::internal("removing a suppression", &e))?;
+    if removed {
+        tracing::info!(
+            scope = scope.as_str(),
+            kind = target.kind(),
+            "suppression removed"
+        );
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("suppression"))
+    }
+}
