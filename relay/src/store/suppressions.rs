@@ -39,6 +39,33 @@ impl Store {
         Ok(())
     }
 
+    /// Adds many entries in one transaction (imports); existing entries
+    /// are left as they are.
+    pub async fn insert_suppressions(&self, rows: &[SuppressionRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(super::messages::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO suppressions (scope, kind, value, reason, source, created_at, expires_at) \
+                 VALUES {} ON CONFLICT (scope, kind, value) DO NOTHING",
+                super::messages::values_clause_with(chunk.len(), 7, "", 0)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                q = q
+                    .bind(&s.scope)
+                    .bind(&s.kind)
+                    .bind(&s.value)
+                    .bind(&s.reason)
+                    .bind(&s.source)
+                    .bind(s.created_at)
+                    .bind(s.expires_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Removes one entry; false if there was none.
     pub async fn delete_suppression(&self, scope: &str, kind: &str, value: &str) -> Result<bool> {
         let r =
