@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mailroom_e2e::relay::{self, Relay, create_key};
-use mailroom_e2e::smtp_sink::SmtpSink;
+use mailroom_e2e::smtp_sink::{Reply, SmtpSink};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -35,7 +35,16 @@ fn statuses(resp: &Value) -> Vec<(String, String)> {
 }
 
 async fn suppressed_recipients_are_never_delivered(postgres: bool) {
-    let sink = SmtpSink::start().await;
+    // The sink refuses one mailbox with 550 5.1.1, as a server does for an
+    // address that doesn't exist.
+    let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
+        if rcpt.contains("gone@") {
+            Reply::Refuse
+        } else {
+            Reply::Accept
+        }
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let Some(database) = relay::database(dir.path(), postgres).await else {
         return;

@@ -233,11 +233,15 @@ async fn finisher(
         loop {
             match store.finish_batch(&batch).await {
                 Ok(recorded) => {
+                    let mut hard = Vec::new();
                     for ((c, _, f), ok) in batch.iter().zip(recorded) {
                         if !ok {
                             warn!(message_id = %c.message_id, idx = c.idx, outcome = ?f, "lease lost before the outcome was recorded");
+                        } else if let Some(entry) = hard_bounce(c, f) {
+                            hard.push(entry);
                         }
                     }
+                    suppress_hard_bounces(&store, &hard).await;
                     break;
                 }
                 Err(e) => {
@@ -251,6 +255,46 @@ async fn finisher(
         for (c, _, _) in batch.drain(..) {
             map.remove(&(c.message_id, c.idx));
         }
+    }
+}
+
+/// A permanent failure that says the address itself is bad (RFC 3463
+/// 5.1.x and its plain-text equivalents) puts the address on the global
+/// suppression list: it is never mailed again on any stream. Policy blocks,
+/// full mailboxes and other 5xx replies are the sender's or a passing
+/// problem and suppress nothing.
+fn hard_bounce(c: &Claimed, f: &Finish) -> Option<crate::store::SuppressionRecord> {
+    use list_hygiene::bounce::{BounceClass, StatusCode, classify};
+    let Finish::Bounced {
+        code: Some(500..=599),
+        reply,
+        ..
+    } = f
+    else {
+        return None;
+    };
+    (classify(StatusCode::find(reply), reply) == BounceClass::Hard).then(|| {
+        crate::store::SuppressionRecord {
+            scope: "global".into(),
+            kind: "address".into(),
+            value: c.address.to_lowercase(),
+            reason: "hard_bounce".into(),
+            source: Some(format!("relay:{}", c.message_id)),
+            created_at: now_ms(),
+            expires_at: None,
+        }
+    })
+}
+
+async fn suppress_hard_bounces(store: &Store, entries: &[crate::store::SuppressionRecord]) {
+    if entries.is_empty() {
+        return;
+    }
+    // Not retried: the bounce itself is recorded; a lost entry means one
+    // more attempt on a bad address some day, which bounces again.
+    match store.insert_suppressions(entries).await {
+        Ok(()) => info!(n = entries.len(), "hard bounces suppressed"),
+        Err(e) => warn!(error = %e, "suppressing hard bounces failed"),
     }
 }
 
@@ -379,5 +423,56 @@ mod tests {
             p.wait().await;
         }
         assert!(p.step.is_none());
+    }
+}
+
+#[cfg(test)]
+mod hard_bounce_tests {
+    use super::*;
+
+    fn claimed() -> Claimed {
+        Claimed {
+            message_id: "m1".into(),
+            idx: 0,
+            address: "Gone@Customer.Example".into(),
+            domain: "customer.example".into(),
+            attempts: 1,
+            created_at: 0,
+            lease_token: String::new(),
+        }
+    }
+
+    fn bounced(code: u16, reply: &str) -> Finish {
+        Finish::Bounced {
+            code: Some(code),
+            reply: reply.into(),
+            host: None,
+        }
+    }
+
+    #[test]
+    fn only_address_level_permanent_failures_suppress() {
+        let c = claimed();
+        let entry = hard_bounce(&c, &bounced(550, "550 5.1.1 no such user here")).unwrap();
+        assert_eq!(
+            (entry.scope.as_str(), entry.value.as_str(), entry.reason.as_str()),
+            ("global", "gone@customer.example", "hard_bounce")
+        );
+        assert_eq!(entry.source.as_deref(), Some("relay:m1"));
+        for (code, reply) in [
+            (554, "554 5.7.1 blocked using zen.spamhaus.org"),
+            (552, "552 5.2.2 mailbox full"),
+            (552, "552 5.5.3 too many recipients"),
+            (550, "550 go away"),
+        ] {
+            assert!(hard_bounce(&c, &bounced(code, reply)).is_none(), "{reply}");
+        }
+        let deferred = Finish::Deferred {
+            code: Some(450),
+            reply: "450 4.1.1 user unknown, try later".into(),
+            host: None,
+            retry_at: 0,
+        };
+        assert!(hard_bounce(&c, &deferred).is_none());
     }
 }
