@@ -455,7 +455,11 @@ mod hard_bounce_tests {
         let c = claimed();
         let entry = hard_bounce(&c, &bounced(550, "550 5.1.1 no such user here")).unwrap();
         assert_eq!(
-            (entry.scope.as_str(), entry.value.as_str(), entry.reason.as_str()),
+            (
+                entry.scope.as_str(),
+                entry.value.as_str(),
+                entry.reason.as_str()
+            ),
             ("global", "gone@customer.example", "hard_bounce")
         );
         assert_eq!(entry.source.as_deref(), Some("relay:m1"));
