@@ -26,6 +26,10 @@ pub struct Settings {
     pub allow_unsigned: bool,
     /// Store the signed message instead of delivering it.
     pub capture: bool,
+    /// Base URL at which recipients reach this relay's unsubscribe pages,
+    /// e.g. `https://mail.shop.example` (behind a TLS proxy). None: the
+    /// address the API listens on, which suits local trials only.
+    pub public_url: Option<String>,
     /// DNS servers for MX lookups (`ip:port`); empty: the system's resolver
     /// configuration (`/etc/resolv.conf`).
     pub dns_servers: Vec<SocketAddr>,
@@ -45,6 +49,7 @@ impl Default for Settings {
             max_request_bytes: 10 * 1024 * 1024,
             allow_unsigned: false,
             capture: false,
+            public_url: None,
             dns_servers: Vec::new(),
             mx_port: 25,
             dkim: Vec::new(),
@@ -289,6 +294,13 @@ impl Settings {
 
     /// Checks what serde can't: values within range and routes that parse.
     pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(u) = &self.public_url {
+            let url = url::Url::parse(u).with_context(|| format!("public_url {u:?}"))?;
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https") && url.host().is_some(),
+                "public_url must be an http(s) URL with a host, e.g. https://mail.shop.example"
+            );
+        }
         for stream in Stream::ALL {
             let s = self.streams.get(stream);
             anyhow::ensure!(

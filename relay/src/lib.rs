@@ -11,6 +11,7 @@
 //! - [`delivery`]: per-stream workers, SMTP routes, MX lookup, DKIM keys.
 //! - [`routes`]: the HTTP API (axum).
 //! - [`suppression`]: the in-memory filter in front of the suppression list.
+//! - [`unsubscribe`]: signed one-click unsubscribe links (RFC 8058).
 //! - [`linting`]: `mailroom lint` inputs and printers; the pre-send gate
 //!   uses the lint crate through it.
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
@@ -27,3 +28,4 @@ pub mod startup;
 pub mod store;
 pub mod suppression;
 pub mod telemetry;
+pub mod unsubscribe;

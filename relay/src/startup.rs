@@ -145,6 +145,20 @@ impl Relay {
             stop_rx.clone(),
         ));
 
+        let base_url = match &settings.public_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "http://{}",
+                listener.local_addr().context("reading bound address")?
+            ),
+        };
+        let key = store
+            .get_or_create_secret("unsubscribe_hmac", &crate::unsubscribe::new_key())
+            .await
+            .context("reading the unsubscribe signing key")?;
+        let key = hex::decode(key).context("stored unsubscribe key is not hex")?;
+        let links = Arc::new(crate::unsubscribe::Links::new(&base_url, &key));
+
         let state = AppState {
             store: store.clone(),
             enqueuer,
@@ -152,6 +166,7 @@ impl Relay {
             settings: Arc::new(settings),
             keys: Arc::new(KeyCache::default()),
             suppressions,
+            links,
         };
         let app = routes::router(state);
         let mut api_stop = stop_rx.clone();

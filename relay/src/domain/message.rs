@@ -455,6 +455,14 @@ impl MessageId {
     pub fn parse(s: &str) -> Option<Self> {
         uuid::Uuid::try_parse(s).ok().map(MessageId)
     }
+
+    pub fn from_uuid(id: uuid::Uuid) -> Self {
+        MessageId(id)
+    }
+
+    pub fn as_uuid(&self) -> &uuid::Uuid {
+        &self.0
+    }
 }
 
 impl Default for MessageId {

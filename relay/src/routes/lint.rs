@@ -23,8 +23,10 @@ pub async fn lint(
 ) -> Result<Json<Value>, ApiError> {
     let body = body_bytes(body)?;
     let req: SendRequest = super::error::parse_json(&body)?;
-    let msg = NewMessage::try_from(req)?;
+    let mut msg = NewMessage::try_from(req)?;
     caller.require_stream(msg.stream)?;
+    // Lint what would be sent: marketing mail gets its list headers.
+    super::messages::add_list_headers(&state, &mut msg, &crate::domain::MessageId::new());
     let stream = msg.stream;
     let gate = state.settings.streams.get(stream).lint_max_score;
     let options = lint::Options {

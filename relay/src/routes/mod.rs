@@ -7,6 +7,7 @@ mod health;
 mod lint;
 mod messages;
 mod suppressions;
+mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::delivery::dkim::Signers;
 use crate::queue::Enqueuer;
 use crate::store::Store;
 use crate::suppression::Suppressions;
+use crate::unsubscribe::Links;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -32,6 +34,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub keys: Arc<KeyCache>,
     pub suppressions: Arc<Suppressions>,
+    pub links: Arc<Links>,
 }
 
 /// The API described for clients and tools; docs/api.md is the prose.
@@ -57,6 +60,10 @@ pub fn router(state: AppState) -> Router {
             get(suppressions::list)
                 .post(suppressions::add)
                 .delete(suppressions::remove),
+        )
+        .route(
+            "/u/{token}",
+            get(unsubscribe::page).post(unsubscribe::one_click),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -6,6 +6,7 @@
 mod keys;
 mod messages;
 mod queue;
+mod secrets;
 mod suppressions;
 #[cfg(test)]
 mod tests;
