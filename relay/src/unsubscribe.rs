@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::domain::MessageId;
+use crate::domain::{CustomHeader, MessageId, NewMessage, Stream};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -83,6 +83,42 @@ impl Links {
     /// `https://HOST/u/TOKEN`.
     pub fn url(&self, token: &str) -> String {
         format!("{}/u/{token}", self.base_url)
+    }
+}
+
+/// Marketing mail gets RFC 2369/8058 list headers, signed with the rest:
+/// `List-Unsubscribe` with `url` (this recipient's one-click link),
+/// `List-Unsubscribe-Post` and a `List-Id`. A link names one recipient, so
+/// only single-recipient messages get one (a campaign sends one message per
+/// subscriber); headers the caller set are kept as they are.
+pub fn add_list_headers(msg: &mut NewMessage, url: &str) {
+    if msg.stream != Stream::Marketing || msg.recipients().count() != 1 {
+        return;
+    }
+    let has = |msg: &NewMessage, name: &str| {
+        msg.headers
+            .iter()
+            .any(|h| h.name().eq_ignore_ascii_case(name))
+    };
+    let mut extra = Vec::new();
+    if !has(msg, "List-Unsubscribe") && !has(msg, "List-Unsubscribe-Post") {
+        extra.push(("List-Unsubscribe", format!("<{url}>")));
+        extra.push((
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".to_string(),
+        ));
+    }
+    if !has(msg, "List-Id") {
+        let domain = msg.from.address().domain().to_string();
+        extra.push(("List-Id", format!("<marketing.{domain}>")));
+    }
+    for (name, value) in extra {
+        // Values built here are valid headers; a failure would be a bug,
+        // and the message is still sendable without them.
+        match CustomHeader::parse(name, &value) {
+            Ok(h) => msg.headers.push(h),
+            Err(e) => tracing::error!(name, error = %e.message, "list header refused"),
+        }
     }
 }
 

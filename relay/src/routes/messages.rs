@@ -150,41 +150,11 @@ async fn prepare(
     Ok((prepared, response))
 }
 
-/// Marketing mail gets RFC 2369/8058 list headers (signed with the rest):
-/// `List-Unsubscribe` with this recipient's signed one-click link,
-/// `List-Unsubscribe-Post` and a `List-Id`. The link names one recipient,
-/// so only single-recipient messages get it (a campaign sends one message
-/// per subscriber); headers the caller set are kept as they are.
+/// Adds the one-click unsubscribe and list headers to marketing mail
+/// (see [`crate::unsubscribe::add_list_headers`]).
 pub(super) fn add_list_headers(state: &AppState, msg: &mut NewMessage, id: &MessageId) {
-    if msg.stream != Stream::Marketing || msg.recipients().count() != 1 {
-        return;
-    }
-    let has = |msg: &NewMessage, name: &str| {
-        msg.headers
-            .iter()
-            .any(|h| h.name().eq_ignore_ascii_case(name))
-    };
-    let mut extra = Vec::new();
-    if !has(msg, "List-Unsubscribe") && !has(msg, "List-Unsubscribe-Post") {
-        let url = state.links.url(&state.links.token(id, 0));
-        extra.push(("List-Unsubscribe", format!("<{url}>")));
-        extra.push((
-            "List-Unsubscribe-Post",
-            "List-Unsubscribe=One-Click".to_string(),
-        ));
-    }
-    if !has(msg, "List-Id") {
-        let domain = msg.from.address().domain().to_string();
-        extra.push(("List-Id", format!("<marketing.{domain}>")));
-    }
-    for (name, value) in extra {
-        // Values built here are valid headers; a failure would be a bug,
-        // and the message is still sendable without them.
-        match crate::domain::CustomHeader::parse(name, &value) {
-            Ok(h) => msg.headers.push(h),
-            Err(e) => tracing::error!(name, error = %e.message, "list header refused"),
-        }
-    }
+    let url = state.links.url(&state.links.token(id, 0));
+    crate::unsubscribe::add_list_headers(msg, &url);
 }
 
 /// Refuses a message that scores above its stream's `lint_max_score`,
