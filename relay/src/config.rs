@@ -30,6 +30,11 @@ pub struct Settings {
     /// e.g. `https://mail.shop.example` (behind a TLS proxy). None: the
     /// address the API listens on, which suits local trials only.
     pub public_url: Option<String>,
+    /// Soft bounces (see docs/list-hygiene.md) for one address within
+    /// `soft_bounce_window` that put it on the suppression list.
+    pub soft_bounce_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub soft_bounce_window: Duration,
     /// DNS servers for MX lookups (`ip:port`); empty: the system's resolver
     /// configuration (`/etc/resolv.conf`).
     pub dns_servers: Vec<SocketAddr>,
@@ -50,6 +55,8 @@ impl Default for Settings {
             allow_unsigned: false,
             capture: false,
             public_url: None,
+            soft_bounce_limit: 3,
+            soft_bounce_window: Duration::from_secs(7 * 24 * 3600),
             dns_servers: Vec::new(),
             mx_port: 25,
             dkim: Vec::new(),
@@ -294,6 +301,10 @@ impl Settings {
 
     /// Checks what serde can't: values within range and routes that parse.
     pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.soft_bounce_limit >= 1,
+            "soft_bounce_limit must be at least 1"
+        );
         if let Some(u) = &self.public_url {
             let url = url::Url::parse(u).with_context(|| format!("public_url {u:?}"))?;
             anyhow::ensure!(

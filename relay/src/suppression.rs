@@ -209,7 +209,13 @@ impl std::str::FromStr for Scope {
 }
 
 /// Why an address is suppressed.
-pub const REASONS: &[&str] = &["hard_bounce", "complaint", "unsubscribe", "manual"];
+pub const REASONS: &[&str] = &[
+    "hard_bounce",
+    "soft_bounces",
+    "complaint",
+    "unsubscribe",
+    "manual",
+];
 
 /// Builds the row for a new entry.
 pub fn entry(

@@ -8,6 +8,7 @@ mod lint;
 mod messages;
 mod suppressions;
 mod unsubscribe;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
                 .post(suppressions::add)
                 .delete(suppressions::remove),
         )
+        .route("/v1/webhooks/bounces", post(webhooks::bounces))
         .route(
             "/u/{token}",
             get(unsubscribe::page).post(unsubscribe::one_click),
@@ -86,6 +88,7 @@ mod tests {
             "/v1/messages/{id}/raw",
             "/v1/lint",
             "/v1/suppressions",
+            "/v1/webhooks/bounces",
             "/healthz",
             "/readyz",
         ] {

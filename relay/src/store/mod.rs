@@ -3,6 +3,7 @@
 //! placeholders, which both backends accept); where the dialects differ the
 //! function says so and branches on [`Backend`].
 
+mod bounces;
 mod keys;
 mod messages;
 mod queue;
@@ -17,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
+pub use bounces::BounceRecord;
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use messages::{
     AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage,

@@ -1,0 +1,137 @@
+//! `POST /v1/webhooks/bounces`: asynchronous bounces, fed in by the MTA or
+//! mailbox that receives mail at the return-path domain.
+//!
+//! Bounce policy: an address-level failure (class `hard`: bad mailbox or
+//! domain) suppresses the address on every stream at once; `soft` failures
+//! suppress after `soft_bounce_limit` of them within `soft_bounce_window`;
+//! full mailboxes, policy blocks and transient trouble are the sender's or a
+//! passing problem: recorded, never suppressing. Every bounce is recorded.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use list_hygiene::bounce::{self, BounceClass, Kind};
+use serde_json::{Value, json};
+
+use super::messages::body_bytes;
+use super::{ApiError, AppState, Caller};
+use crate::domain::Stream;
+use crate::store::{BounceRecord, now_ms};
+use crate::suppression::{self, Scope, Target};
+
+/// A bounce can suppress an address on every stream: only a key for every
+/// stream may feed them in.
+fn require_all_streams(caller: &Caller) -> Result<(), ApiError> {
+    for s in Stream::ALL {
+        caller.require_stream(s).map_err(|_| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_scope",
+                "bounces can suppress addresses on every stream: they need a key for every stream",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Takes the raw bounce message (RFC 5322) as the body; answers what was
+/// understood and done for each failed recipient.
+pub async fn bounces(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_all_streams(&caller)?;
+    let body = body_bytes(body)?;
+    let parsed = tokio::task::spawn_blocking(move || bounce::parse(&body))
+        .await
+        .map_err(|e| ApiError::internal("bounce parse task", &e))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_bounce",
+                format!("the body is not a message: {e}"),
+            )
+        })?;
+    let mut results = Vec::new();
+    if matches!(parsed.kind, Kind::Dsn | Kind::NonStandard) {
+        let now = now_ms();
+        for r in &parsed.recipients {
+            let Ok(target) = Target::parse(Some(&r.address), None) else {
+                results.push(json!({"address": r.address, "class": r.class, "outcome": "ignored: not an address"}));
+                continue;
+            };
+            let record = BounceRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                received_at: now,
+                address: target.value().to_string(),
+                class: r.class.as_str().to_string(),
+                action: r.action.clone(),
+                status: r.status.clone(),
+                diagnostic: r.diagnostic.clone(),
+                original_message_id: parsed.original_message_id.clone(),
+                relay_message_id: parsed.verp.as_ref().map(|v| v.message_id.clone()),
+            };
+            state
+                .store
+                .insert_bounce(&record)
+                .await
+                .map_err(|e| ApiError::internal("recording a bounce", &e))?;
+            let suppress = match (r.action.as_str(), r.class) {
+                // A delay notice is not a failure yet.
+                ("delayed", _) => None,
+                (_, BounceClass::Hard) => Some("hard_bounce"),
+                (_, BounceClass::Soft) => {
+                    let since = now - state.settings.soft_bounce_window.as_millis() as i64;
+                    let n = state
+                        .store
+                        .count_bounces(target.value(), "soft", since)
+                        .await
+                        .map_err(|e| ApiError::internal("counting soft bounces", &e))?;
+                    (n >= i64::from(state.settings.soft_bounce_limit)).then_some("soft_bounces")
+                }
+                _ => None,
+            };
+            if let Some(reason) = suppress {
+                let source = parsed
+                    .verp
+                    .as_ref()
+                    .map(|v| format!("bounce:{}", v.message_id))
+                    .or_else(|| {
+                        parsed
+                            .original_message_id
+                            .as_ref()
+                            .map(|id| format!("bounce:{id}"))
+                    })
+                    .unwrap_or_else(|| "bounce".into());
+                let entry = suppression::entry(Scope::Global, &target, reason, Some(source), None);
+                state
+                    .store
+                    .upsert_suppression(&entry)
+                    .await
+                    .map_err(|e| ApiError::internal("suppressing a bounced address", &e))?;
+                state.suppressions.remember(target.value());
+            }
+            tracing::info!(
+                class = r.class.as_str(),
+                suppressed = suppress.is_some(),
+                "bounce recorded"
+            );
+            results.push(json!({
+                "address": target.value(),
+                "action": r.action,
+                "status": r.status,
+                "class": r.class,
+                "outcome": if suppress.is_some() { "suppressed" } else { "recorded" },
+            }));
+        }
+    }
+    Ok(Json(json!({
+        "kind": parsed.kind,
+        "original_message_id": parsed.original_message_id,
+        "verp": parsed.verp,
+        "recipients": results,
+    })))
+}

@@ -1,0 +1,135 @@
+//! `POST /v1/webhooks/bounces` end to end: bounces in the shapes real MTAs
+//! send are read, recorded, and suppress only what the policy says.
+
+use mailroom_e2e::relay::{self, Relay, create_key};
+use serde_json::{Value, json};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../list-hygiene/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A DSN whose failure is permanent but not address-level (5.3.0): soft.
+fn soft_bounce(n: usize) -> Vec<u8> {
+    format!(
+        "From: MAILER-DAEMON@mx.flaky.example\r\nTo: bounces@shop.example\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <soft-{n}@mx.flaky.example>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"s\"\r\n\r\n\
+         --s\r\nContent-Type: message/delivery-status\r\n\r\n\
+         Reporting-MTA: dns; mx.flaky.example\r\n\r\n\
+         Final-Recipient: rfc822; lee@flaky.example\r\nAction: failed\r\nStatus: 5.3.0\r\n\
+         Diagnostic-Code: smtp; 554 5.3.0 mailbox temporarily unavailable\r\n\r\n--s--\r\n"
+    )
+    .into_bytes()
+}
+
+async fn post_bounce(relay: &Relay, key: &str, raw: Vec<u8>) -> (u16, Value) {
+    relay
+        .post_raw(
+            "/v1/webhooks/bounces",
+            key,
+            raw,
+            &[("content-type", "message/rfc822")],
+        )
+        .await
+}
+
+async fn send_status(relay: &Relay, key: &str, to: &str) -> Value {
+    let (code, resp) = relay
+        .post(
+            "/v1/messages",
+            key,
+            &json!({"from": "Shop <orders@shop.example>", "to": to, "subject": "Hi",
+                    "text": "Hello", "stream": "transactional"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{resp}");
+    resp["recipients"][0].clone()
+}
+
+async fn bounces_feed_the_suppression_list(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = relay::database(dir.path(), postgres).await else {
+        return;
+    };
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("database = \"{database}\"\nallow_unsigned = true\ncapture = true\nsoft_bounce_limit = 3\n"),
+    )
+    .unwrap();
+    let key = create_key(&database, "mta", &["transactional", "marketing"]);
+    let marketing_only = create_key(&database, "newsletter", &["marketing"]);
+    let relay = Relay::start(&config, &[]);
+
+    // A hard bounce suppresses at once, on every stream.
+    let (code, r) = post_bounce(&relay, &key, fixture("postfix-dsn-user-unknown.eml")).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["kind"], "dsn");
+    assert_eq!(r["recipients"][0]["class"], "hard");
+    assert_eq!(r["recipients"][0]["outcome"], "suppressed");
+    assert_eq!(r["verp"]["recipient_index"], 0);
+    let s = send_status(&relay, &key, "dana.whitfield@customer.example").await;
+    assert_eq!(s["status"], "suppressed");
+    assert_eq!(s["reason"], "hard_bounce (global)");
+
+    // A full mailbox or a spam block is recorded and suppresses nothing.
+    for (name, class) in [
+        ("gmail-dsn-mailbox-full.eml", "mailbox_full"),
+        ("dsn-policy-block.eml", "policy"),
+    ] {
+        let (code, r) = post_bounce(&relay, &key, fixture(name)).await;
+        assert_eq!(code, 200);
+        assert_eq!(r["recipients"][0]["class"], class, "{name}");
+        assert_eq!(r["recipients"][0]["outcome"], "recorded", "{name}");
+    }
+    assert_eq!(
+        send_status(&relay, &key, "sam.ortega@gmail.example").await["status"],
+        "queued"
+    );
+    assert_eq!(
+        send_status(&relay, &key, "robin@strict-isp.example").await["status"],
+        "queued"
+    );
+
+    // Soft bounces suppress at the limit, not before.
+    for n in 1..=3 {
+        let (_, r) = post_bounce(&relay, &key, soft_bounce(n)).await;
+        assert_eq!(r["recipients"][0]["class"], "soft");
+        let expected = if n < 3 { "recorded" } else { "suppressed" };
+        assert_eq!(r["recipients"][0]["outcome"], expected, "soft bounce {n}");
+    }
+    assert_eq!(
+        send_status(&relay, &key, "lee@flaky.example").await["reason"],
+        "soft_bounces (global)"
+    );
+
+    // Auto-replies and ordinary mail are not bounces; garbage is refused.
+    let (code, r) = post_bounce(&relay, &key, fixture("vacation-auto-reply.eml")).await;
+    assert_eq!((code, r["kind"].as_str()), (200, Some("auto_reply")));
+    assert_eq!(r["recipients"], json!([]));
+    let (code, r) = post_bounce(&relay, &key, b"\r\n".to_vec()).await;
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (422, Some("invalid_bounce"))
+    );
+    // Only a key for every stream may feed bounces; none at all is 401.
+    let (code, _) = post_bounce(&relay, &marketing_only, fixture("qmail.eml")).await;
+    assert_eq!(code, 403);
+    let (code, _) = post_bounce(&relay, "", fixture("qmail.eml")).await;
+    assert_eq!(code, 401);
+}
+
+#[tokio::test]
+async fn bounces_feed_the_suppression_list_sqlite() {
+    bounces_feed_the_suppression_list(false).await;
+}
+
+#[tokio::test]
+async fn bounces_feed_the_suppression_list_postgres() {
+    bounces_feed_the_suppression_list(true).await;
+}
