@@ -96,6 +96,25 @@ impl Relay {
             store,
             signers,
         } = self;
+        // Everything that can fail at start-up comes before any task starts.
+        let suppressions = Arc::new(
+            Suppressions::load(&store)
+                .await
+                .context("loading the suppression list")?,
+        );
+        let base_url = match &settings.public_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "http://{}",
+                listener.local_addr().context("reading bound address")?
+            ),
+        };
+        let key = store
+            .get_or_create_secret("unsubscribe_hmac", &crate::unsubscribe::new_key())
+            .await
+            .context("reading the unsubscribe signing key")?;
+        let key = hex::decode(key).context("stored unsubscribe key is not hex")?;
+        let links = Arc::new(crate::unsubscribe::Links::new(&base_url, &key));
         let wakers = Arc::new(Wakers::default());
         let (enqueuer, writer) = Enqueuer::spawn(store.clone(), wakers.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -134,30 +153,11 @@ impl Relay {
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
         let housekeeping = tokio::spawn(housekeeping(store.clone(), stop_rx.clone()));
-        let suppressions = Arc::new(
-            Suppressions::load(&store)
-                .await
-                .context("loading the suppression list")?,
-        );
         let refresher = tokio::spawn(refresh_suppressions(
             store.clone(),
             suppressions.clone(),
             stop_rx.clone(),
         ));
-
-        let base_url = match &settings.public_url {
-            Some(u) => u.clone(),
-            None => format!(
-                "http://{}",
-                listener.local_addr().context("reading bound address")?
-            ),
-        };
-        let key = store
-            .get_or_create_secret("unsubscribe_hmac", &crate::unsubscribe::new_key())
-            .await
-            .context("reading the unsubscribe signing key")?;
-        let key = hex::decode(key).context("stored unsubscribe key is not hex")?;
-        let links = Arc::new(crate::unsubscribe::Links::new(&base_url, &key));
 
         let state = AppState {
             store: store.clone(),
