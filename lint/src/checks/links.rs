@@ -65,16 +65,11 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
     for link in &links {
         let href = link.href;
         if !checked.insert(href) {
-            if let Some(shown) = shown_site(link.text)
-                && let Ok(url) = Url::parse(href)
-                && let Some(link_site) = url.host_str().and_then(site)
-                && shown != link_site
+            if let Some(link_site) = Url::parse(href)
+                .ok()
+                .and_then(|u| u.host_str().and_then(site))
             {
-                out.add(
-                    Rule::TextMismatch,
-                    format!("The link text shows {shown} but the link goes to {link_site}."),
-                    Some(format!("{} → {href}", link.text)),
-                );
+                text_mismatch(link, &link_site, out);
             }
             continue;
         }
@@ -183,15 +178,7 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
                 Some(href.into()),
             );
         }
-        if let Some(shown) = shown_site(link.text)
-            && shown != link_site
-        {
-            out.add(
-                Rule::TextMismatch,
-                format!("The link text shows {shown} but the link goes to {link_site}."),
-                Some(format!("{} → {href}", link.text)),
-            );
-        }
+        text_mismatch(link, &link_site, out);
     }
 
     let web = web.len();
@@ -227,6 +214,19 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
     LinkStats {
         links: web,
         domains: sites.len(),
+    }
+}
+
+/// Link text that reads as an address on another site than the link's.
+fn text_mismatch(link: &LinkRef<'_>, link_site: &str, out: &mut Findings) {
+    if let Some(shown) = shown_site(link.text)
+        && shown != link_site
+    {
+        out.add(
+            Rule::TextMismatch,
+            format!("The link text shows {shown} but the link goes to {link_site}."),
+            Some(format!("{} → {}", link.text, link.href)),
+        );
     }
 }
 

@@ -140,13 +140,12 @@ fn exim(lines: &[&str]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in &lines[start + 1..] {
         if line.trim().is_empty() {
-            if out.last().is_some_and(|(_, d)| !d.is_empty()) {
-                continue;
-            }
             continue;
         }
         let indent = line.len() - line.trim_start().len();
         let trimmed = line.trim();
+        // "  user@example.com" (a trailing ":" is accepted too), alone on
+        // its line; its reasons follow, indented deeper.
         let is_address_line = indent <= 2
             && ADDRESS.find(trimmed).is_some_and(|m| m.start() == 0)
             && !trimmed.contains(' ');
@@ -163,7 +162,6 @@ fn exim(lines: &[&str]) -> Vec<(String, String)> {
             diagnostic.push_str(trimmed);
         }
     }
-    // A trailing ":" like "user@example.com:" is accepted too.
     out
 }
 
