@@ -17,8 +17,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Bytes of the MAC kept in a token.
 const MAC_LEN: usize = 16;
-/// Domain separation: this key signs nothing else the same way.
-const CONTEXT: &[u8] = b"mailroom unsubscribe v1\0";
+/// Domain separation: a token made for one purpose never verifies for
+/// another under the same key.
+const UNSUBSCRIBE: &[u8] = b"mailroom unsubscribe v1\0";
+const REFERENCE: &[u8] = b"mailroom reference v1\0";
 
 /// Makes and checks unsubscribe links.
 pub struct Links {
@@ -44,25 +46,23 @@ impl Links {
         }
     }
 
-    fn mac(&self) -> HmacSha256 {
+    fn mac(&self, context: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(CONTEXT);
+        mac.update(context);
         mac
     }
 
-    /// The token for recipient `idx` of `message`.
-    pub fn token(&self, message: &MessageId, idx: u16) -> String {
+    fn sign(&self, context: &[u8], message: &MessageId, idx: u16) -> String {
         let mut payload = Vec::with_capacity(18 + MAC_LEN);
         payload.extend_from_slice(message.as_uuid().as_bytes());
         payload.extend_from_slice(&idx.to_be_bytes());
-        let mut mac = self.mac();
+        let mut mac = self.mac(context);
         mac.update(&payload);
         payload.extend_from_slice(&mac.finalize().into_bytes()[..MAC_LEN]);
         URL_SAFE_NO_PAD.encode(payload)
     }
 
-    /// The message and recipient a token names, if it is one we made.
-    pub fn verify(&self, token: &str) -> Option<(MessageId, u16)> {
+    fn check(&self, context: &[u8], token: &str) -> Option<(MessageId, u16)> {
         if token.len() > 64 {
             return None;
         }
@@ -71,13 +71,34 @@ impl Links {
             return None;
         }
         let (payload, tag) = bytes.split_at(18);
-        let mut mac = self.mac();
+        let mut mac = self.mac(context);
         mac.update(payload);
         // Constant-time comparison of the truncated tag.
         mac.verify_truncated_left(tag).ok()?;
         let id = uuid::Uuid::from_slice(&payload[..16]).ok()?;
         let idx = u16::from_be_bytes([payload[16], payload[17]]);
         Some((MessageId::from_uuid(id), idx))
+    }
+
+    /// The unsubscribe token for recipient `idx` of `message`.
+    pub fn token(&self, message: &MessageId, idx: u16) -> String {
+        self.sign(UNSUBSCRIBE, message, idx)
+    }
+
+    /// The message and recipient an unsubscribe token names, if it is one
+    /// we made.
+    pub fn verify(&self, token: &str) -> Option<(MessageId, u16)> {
+        self.check(UNSUBSCRIBE, token)
+    }
+
+    /// The opaque reference (`X-Mailroom-Ref`) that maps a feedback-loop
+    /// report, whose recipient is often redacted, back to its recipient.
+    pub fn reference(&self, message: &MessageId, idx: u16) -> String {
+        self.sign(REFERENCE, message, idx)
+    }
+
+    pub fn verify_reference(&self, reference: &str) -> Option<(MessageId, u16)> {
+        self.check(REFERENCE, reference.trim())
     }
 
     /// `https://HOST/u/TOKEN`.
@@ -122,6 +143,28 @@ pub fn add_list_headers(msg: &mut NewMessage, url: &str) {
     }
 }
 
+/// The header carrying [`Links::reference`].
+pub const REFERENCE_HEADER: &str = "X-Mailroom-Ref";
+
+/// Every single-recipient message carries a signed reference to its
+/// recipient, so a complaint report that redacts the address still names
+/// who complained. (Several recipients share one rendering: their
+/// complaints are traced through the per-recipient VERP return path.)
+pub fn add_reference_header(msg: &mut NewMessage, reference: &str) {
+    if msg.recipients().count() != 1
+        || msg
+            .headers
+            .iter()
+            .any(|h| h.name().eq_ignore_ascii_case(REFERENCE_HEADER))
+    {
+        return;
+    }
+    match CustomHeader::parse(REFERENCE_HEADER, reference) {
+        Ok(h) => msg.headers.push(h),
+        Err(e) => tracing::error!(error = %e.message, "reference header refused"),
+    }
+}
+
 /// A fresh random key, hex-encoded, for the store.
 pub fn new_key() -> String {
     use rand::RngCore as _;
@@ -152,5 +195,10 @@ mod tests {
         assert_eq!(links.verify("../../etc/passwd"), None);
         // Another recipient of the same message gets another token.
         assert_ne!(links.token(&id, 4), t);
+        // References are signed apart: neither verifies as the other.
+        let r = links.reference(&id, 3);
+        assert_eq!(links.verify_reference(&r), Some((id, 3)));
+        assert_eq!(links.verify_reference(&t), None);
+        assert_eq!(links.verify(&r), None);
     }
 }

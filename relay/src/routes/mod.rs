@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(suppressions::remove),
         )
         .route("/v1/webhooks/bounces", post(webhooks::bounces))
+        .route("/v1/webhooks/complaints", post(webhooks::complaints))
         .route(
             "/u/{token}",
             get(unsubscribe::page).post(unsubscribe::one_click),
@@ -89,6 +90,7 @@ mod tests {
             "/v1/lint",
             "/v1/suppressions",
             "/v1/webhooks/bounces",
+            "/v1/webhooks/complaints",
             "/healthz",
             "/readyz",
         ] {

@@ -135,3 +135,107 @@ pub async fn bounces(
         "recipients": results,
     })))
 }
+
+/// The relay's VERP return path in the reported message's headers:
+/// `bounces+MESSAGEID-INDEX@…`.
+fn verp_in(headers: &str) -> Option<(crate::domain::MessageId, u16)> {
+    let start = headers.find("bounces+")? + "bounces+".len();
+    let rest = &headers[start..];
+    let local = &rest[..rest.find('@')?];
+    let (id, idx) = local.rsplit_once('-')?;
+    Some((crate::domain::MessageId::parse(id)?, idx.parse().ok()?))
+}
+
+/// The value of the signed reference header in the reported headers.
+fn reference_in(headers: &str) -> Option<&str> {
+    headers.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case(crate::unsubscribe::REFERENCE_HEADER)
+            .then(|| value.trim())
+    })
+}
+
+/// Takes an ARF feedback report (RFC 5965) as the body: the complaining
+/// recipient goes on the global suppression list. Feedback loops often
+/// redact the recipient; it is then found from the signed `X-Mailroom-Ref`
+/// header or the VERP return path in the reported message's headers.
+pub async fn complaints(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_all_streams(&caller)?;
+    let body = body_bytes(body)?;
+    let report = mail_auth::report::Feedback::parse_rfc5322(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_report",
+            format!("the body is not an ARF feedback report (RFC 5965): {e:?}"),
+        )
+    })?;
+    let feedback_type = format!("{:?}", report.feedback_type).to_lowercase();
+    let reported = format!(
+        "{}\n{}",
+        report.headers().unwrap_or_default(),
+        report.message().unwrap_or_default()
+    );
+    // Our own reference first: it is signed, so it can't be pointed at
+    // someone else. Then the VERP path, then the report's own field.
+    let traced = match reference_in(&reported).and_then(|r| state.links.verify_reference(r)) {
+        Some(found) => Some(("reference", found)),
+        None => verp_in(&reported).map(|found| ("return-path", found)),
+    };
+    let mut address = None;
+    let mut via = "original-rcpt-to";
+    if let Some((how, (id, idx))) = traced {
+        let rows = state
+            .store
+            .get_recipients(&id)
+            .await
+            .map_err(|e| ApiError::internal("looking up a complaint's recipient", &e))?;
+        if let Some(r) = rows.into_iter().find(|r| r.idx == i64::from(idx)) {
+            address = Some(r.address);
+            via = how;
+        }
+    }
+    if address.is_none() {
+        address = report
+            .original_rcpt_to()
+            .map(|a| a.trim().trim_matches(['<', '>']).to_string());
+    }
+    let Some(target) = address
+        .as_deref()
+        .and_then(|a| Target::parse(Some(a), None).ok())
+    else {
+        tracing::warn!(
+            feedback_type,
+            "complaint with no recipient that could be traced"
+        );
+        return Ok(Json(json!({
+            "feedback_type": feedback_type,
+            "address": null,
+            "outcome": "unresolved",
+        })));
+    };
+    let entry = suppression::entry(
+        Scope::Global,
+        &target,
+        "complaint",
+        Some(format!("complaint:{feedback_type}")),
+        None,
+    );
+    state
+        .store
+        .upsert_suppression(&entry)
+        .await
+        .map_err(|e| ApiError::internal("suppressing a complainer", &e))?;
+    state.suppressions.remember(target.value());
+    tracing::info!(feedback_type, via, "complaint: address suppressed");
+    Ok(Json(json!({
+        "feedback_type": feedback_type,
+        "address": target.value(),
+        "found_by": via,
+        "outcome": "suppressed",
+    })))
+}
