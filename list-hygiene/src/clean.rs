@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use serde::Serialize;
 
-use crate::address::{Problem, check};
+use crate::address::{Address, Problem, check};
 
 /// Why a row was removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -14,7 +14,7 @@ pub struct Removed {
     /// 1-based line of the row in the input (the header is line 1).
     pub line: u64,
     pub address: String,
-    /// invalid, duplicate, disposable, typo or role.
+    /// invalid, duplicate, disposable, typo, role or suppressed.
     pub reason: &'static str,
     /// The invalid reason, the suggestion for a typo, ...
     pub detail: String,
@@ -52,7 +52,9 @@ const EMAIL_HEADERS: &[&str] = &[
 
 /// Copies the rows of `input` worth mailing to `output`, header included.
 /// The address column is `column` if given, else the first header named like
-/// an email column. Rows keep every other column as they were.
+/// an email column. Rows keep every other column as they were. `suppressed`
+/// says why an address must not be mailed (the caller's suppression list),
+/// or `None`.
 ///
 /// # Errors
 /// Malformed CSV, no header row, or no column to read addresses from.
@@ -60,6 +62,7 @@ pub fn clean(
     input: impl Read,
     output: impl Write,
     column: Option<&str>,
+    suppressed: impl Fn(&Address) -> Option<String>,
 ) -> Result<Summary, CleanError> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
     let headers = reader.headers()?.clone();
@@ -103,6 +106,7 @@ pub fn clean(
                 "duplicate",
                 "the same address is on an earlier row".to_string(),
             )),
+            (None, Some(a)) => suppressed(a).map(|why| ("suppressed", why)),
             _ => None,
         };
         match removed {
@@ -151,13 +155,16 @@ mod tests {
                      Typo,sam@gmial.com,2026-02-07\n\
                      \"Quoted, Name\",kim@oldisp.example,2026-02-08\n";
         let mut out = Vec::new();
-        let summary = clean(input.as_bytes(), &mut out, None).unwrap();
+        let summary = clean(input.as_bytes(), &mut out, None, |a| {
+            (a.domain() == "oldisp.example").then(|| "unsubscribe (marketing)".to_string())
+        })
+        .unwrap();
         assert_eq!(summary.rows, 7);
-        assert_eq!(summary.kept, 2);
+        assert_eq!(summary.kept, 1);
         let out = String::from_utf8(out).unwrap();
         assert_eq!(
             out,
-            "name,Email,signed_up\nDana,dana@customer.example,2026-01-02\n\"Quoted, Name\",kim@oldisp.example,2026-02-08\n"
+            "name,Email,signed_up\nDana,dana@customer.example,2026-01-02\n"
         );
         let reasons: Vec<(u64, &str)> =
             summary.removed.iter().map(|r| (r.line, r.reason)).collect();
@@ -168,9 +175,11 @@ mod tests {
                 (4, "invalid"),
                 (5, "role"),
                 (6, "disposable"),
-                (7, "typo")
+                (7, "typo"),
+                (8, "suppressed")
             ]
         );
+        assert_eq!(summary.removed[5].detail, "unsubscribe (marketing)");
         assert_eq!(summary.removed[4].detail, "did you mean sam@gmail.com?");
         let mut report = Vec::new();
         write_report(&summary, &mut report).unwrap();
@@ -183,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_csv_without_an_email_column_is_an_error_naming_the_headers() {
-        let e = clean("a,b\n1,2\n".as_bytes(), Vec::new(), None).unwrap_err();
+        let e = clean("a,b\n1,2\n".as_bytes(), Vec::new(), None, |_| None).unwrap_err();
         assert_eq!(
             e.to_string(),
             "no email column: name one (headers are a, b)"
@@ -192,6 +201,7 @@ mod tests {
             "a,contact\n1,x@y.example\n".as_bytes(),
             Vec::new(),
             Some("contact"),
+            |_| None,
         )
         .unwrap();
         assert_eq!(s.kept, 1);

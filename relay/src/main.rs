@@ -167,6 +167,10 @@ enum ListCommand {
         /// email_address, ...].
         #[arg(long)]
         column: Option<String>,
+        /// Also remove addresses on this relay database's suppression list
+        /// (global and marketing entries).
+        #[arg(long, env = "MAILROOM_DATABASE_URL")]
+        database: Option<String>,
     },
 }
 
@@ -274,10 +278,17 @@ fn main() -> ExitCode {
                 out,
                 report,
                 column,
+                database,
             },
     } = &cli.command
     {
-        return match list_clean(input, out, report.as_deref(), column.as_deref()) {
+        return match list_clean(
+            input,
+            out,
+            report.as_deref(),
+            column.as_deref(),
+            database.as_deref(),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -520,8 +531,43 @@ fn list_clean(
     out: &std::path::Path,
     report: Option<&std::path::Path>,
     column: Option<&str>,
+    database: Option<&str>,
 ) -> anyhow::Result<()> {
     use list_hygiene::clean;
+
+    // What a mailing list must leave out: global and marketing entries.
+    let mut suppressed: std::collections::HashMap<(String, String), String> =
+        std::collections::HashMap::new();
+    if let Some(database) = database {
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        runtime.block_on(async {
+            let store = Store::connect(database).await.context("opening database")?;
+            let now = relay::store::now_ms();
+            let mut offset = 0;
+            loop {
+                let page = store.list_suppressions(None, None, 1000, offset).await?;
+                for s in &page {
+                    if s.scope != "transactional" && s.expires_at.is_none_or(|t| t > now) {
+                        suppressed.insert(
+                            (s.kind.clone(), s.value.clone()),
+                            format!("{} ({})", s.reason, s.scope),
+                        );
+                    }
+                }
+                if page.len() < 1000 {
+                    break;
+                }
+                offset += 1000;
+            }
+            anyhow::Ok(())
+        })?;
+    }
+    let is_suppressed = |a: &list_hygiene::address::Address| {
+        suppressed
+            .get(&("address".to_string(), a.key()))
+            .or_else(|| suppressed.get(&("domain".to_string(), a.domain().to_string())))
+            .cloned()
+    };
 
     anyhow::ensure!(
         input != out,
@@ -543,6 +589,7 @@ fn list_clean(
         std::io::BufReader::new(reader),
         std::io::BufWriter::new(writer),
         column,
+        is_suppressed,
     )
     .with_context(|| input.display().to_string())?;
     let report_file =

@@ -78,3 +78,80 @@ fn list_clean_refuses_a_file_it_cannot_read_and_names_it() {
     assert_eq!(code, 2);
     assert!(err.contains("must not be the input"), "{err}");
 }
+
+#[test]
+fn list_clean_leaves_out_the_relays_suppressed_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("relay.db").display());
+    for args in [
+        &[
+            "suppressions",
+            "add",
+            "gone@customer.example",
+            "--reason",
+            "hard_bounce",
+        ][..],
+        &[
+            "suppressions",
+            "add",
+            "left@customer.example",
+            "--scope",
+            "marketing",
+            "--reason",
+            "unsubscribe",
+        ],
+        &[
+            "suppressions",
+            "add",
+            "receipts-only@customer.example",
+            "--scope",
+            "transactional",
+        ],
+        &["suppressions", "add", "blocked.example"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--database", &database]);
+        let (code, _, err) = relay::run_cli(&args);
+        assert_eq!(code, 0, "{err}");
+    }
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "email\nkeep@customer.example\nGone@customer.example\nleft@customer.example\n\
+         receipts-only@customer.example\nanyone@blocked.example\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.csv");
+    let (code, stdout, err) = relay::run_cli(&[
+        "list",
+        "clean",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--database",
+        &database,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.starts_with("kept 2 of 5 rows") && stdout.contains("3 suppressed"),
+        "{stdout}"
+    );
+    // A transactional-only entry doesn't keep someone off a mailing list.
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "email\nkeep@customer.example\nreceipts-only@customer.example\n"
+    );
+    let report = std::fs::read_to_string(dir.path().join("out.removed.csv")).unwrap();
+    assert!(
+        report.contains("3,Gone@customer.example,suppressed,hard_bounce (global)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("4,left@customer.example,suppressed,unsubscribe (marketing)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("6,anyone@blocked.example,suppressed,manual (global)"),
+        "{report}"
+    );
+}
