@@ -91,7 +91,7 @@ pub fn read_input(name: &str, bytes: &[u8]) -> Result<Input, InputError> {
                 message: e.message,
             })?;
             // The relay adds these when it sends; the link is a stand-in.
-            crate::unsubscribe::add_list_headers(&mut msg, PREVIEW_UNSUBSCRIBE_URL);
+            crate::unsubscribe::add_list_headers(&mut msg, || PREVIEW_UNSUBSCRIBE_URL.into());
             let stream = msg.stream;
             Ok(Input {
                 email: email_of(&msg)?,

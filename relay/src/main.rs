@@ -434,23 +434,13 @@ fn lint_files(
     files: &[String],
 ) -> ExitCode {
     use relay::linting;
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
 
     let mut out = anstream::stdout().lock();
     let mut unreadable = false;
     let mut above = false;
     for (i, file) in files.iter().enumerate() {
-        let bytes = if file == "-" {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).map(|_| buf)
-        } else {
-            std::fs::read(file)
-        };
-        let name = if file == "-" {
-            "<stdin>"
-        } else {
-            file.as_str()
-        };
+        let (name, bytes) = read_file_or_stdin(file);
         let input = match bytes {
             Ok(bytes) => linting::read_input(file, &bytes).map_err(anyhow::Error::from),
             Err(e) => Err(anyhow::Error::from(e)),
@@ -495,20 +485,24 @@ fn lint_files(
     }
 }
 
+/// The bytes of FILE, or of stdin for `-`, and the name to show for it.
+fn read_file_or_stdin(file: &str) -> (&str, std::io::Result<Vec<u8>>) {
+    use std::io::Read as _;
+    if file == "-" {
+        let mut buf = Vec::new();
+        let read = std::io::stdin().read_to_end(&mut buf).map(|_| buf);
+        ("<stdin>", read)
+    } else {
+        (file, std::fs::read(file))
+    }
+}
+
 /// `mailroom bounce parse`.
 fn bounce_parse(format: LintFormat, file: &str) -> anyhow::Result<()> {
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
 
-    let name = if file == "-" { "<stdin>" } else { file };
-    let raw = if file == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("reading stdin")?;
-        buf
-    } else {
-        std::fs::read(file).with_context(|| format!("reading {file}"))?
-    };
+    let (name, raw) = read_file_or_stdin(file);
+    let raw = raw.with_context(|| format!("reading {name}"))?;
     let bounce = list_hygiene::bounce::parse(&raw).with_context(|| name.to_string())?;
     let mut out = std::io::stdout().lock();
     let written = match format {

@@ -66,7 +66,18 @@ impl Suppressions {
         Ok(set.len() - before)
     }
 
-    /// Notes a value this process just added, so it applies at once.
+    /// Stores `entry` (or refreshes an existing one) and lets this
+    /// process's filter know, so it applies to the next message at once.
+    ///
+    /// # Errors
+    /// Store errors; the filter is left as it was.
+    pub async fn add(&self, store: &Store, entry: &SuppressionRecord) -> store::Result<()> {
+        store.upsert_suppression(entry).await?;
+        self.remember(&entry.value);
+        Ok(())
+    }
+
+    /// Notes a value added to the store, so it applies at once.
     pub fn remember(&self, value: &str) {
         self.hashes
             .write()

@@ -112,7 +112,9 @@ impl Links {
 /// `List-Unsubscribe-Post` and a `List-Id`. A link names one recipient, so
 /// only single-recipient messages get one (a campaign sends one message per
 /// subscriber); headers the caller set are kept as they are.
-pub fn add_list_headers(msg: &mut NewMessage, url: &str) {
+/// `url` is only asked for when the message gets the link (signing it is
+/// work the other messages don't need).
+pub fn add_list_headers(msg: &mut NewMessage, url: impl FnOnce() -> String) {
     if msg.stream != Stream::Marketing || msg.recipients().count() != 1 {
         return;
     }
@@ -123,7 +125,7 @@ pub fn add_list_headers(msg: &mut NewMessage, url: &str) {
     };
     let mut extra = Vec::new();
     if !has(msg, "List-Unsubscribe") && !has(msg, "List-Unsubscribe-Post") {
-        extra.push(("List-Unsubscribe", format!("<{url}>")));
+        extra.push(("List-Unsubscribe", format!("<{}>", url())));
         extra.push((
             "List-Unsubscribe-Post",
             "List-Unsubscribe=One-Click".to_string(),
@@ -150,7 +152,7 @@ pub const REFERENCE_HEADER: &str = "X-Mailroom-Ref";
 /// recipient, so a complaint report that redacts the address still names
 /// who complained. (Several recipients share one rendering: their
 /// complaints are traced through the per-recipient VERP return path.)
-pub fn add_reference_header(msg: &mut NewMessage, reference: &str) {
+pub fn add_reference_header(msg: &mut NewMessage, reference: impl FnOnce() -> String) {
     if msg.recipients().count() != 1
         || msg
             .headers
@@ -159,7 +161,7 @@ pub fn add_reference_header(msg: &mut NewMessage, reference: &str) {
     {
         return;
     }
-    match CustomHeader::parse(REFERENCE_HEADER, reference) {
+    match CustomHeader::parse(REFERENCE_HEADER, &reference()) {
         Ok(h) => msg.headers.push(h),
         Err(e) => tracing::error!(error = %e.message, "reference header refused"),
     }

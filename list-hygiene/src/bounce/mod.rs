@@ -224,11 +224,22 @@ fn is_auto_reply(message: &mail_parser::Message<'_>, subject: &str) -> bool {
     .any(|w| s.starts_with(w) || s.contains(&format!(": {w}")))
 }
 
-fn find_verp(message: &mail_parser::Message<'_>) -> Option<Verp> {
+/// The relay's VERP return path (`bounces+MESSAGEID-INDEX@…`) anywhere in
+/// `text`: a recipient header, or the quoted headers of a reported message.
+pub fn verp_in(text: &str) -> Option<Verp> {
     static VERP: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?i)bounces\+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-(\d{1,4})@")
             .expect("regex")
     });
+    VERP.captures(text).and_then(|m| {
+        Some(Verp {
+            message_id: m[1].to_ascii_lowercase(),
+            recipient_index: m[2].parse().ok()?,
+        })
+    })
+}
+
+fn find_verp(message: &mail_parser::Message<'_>) -> Option<Verp> {
     let mut candidates = Vec::new();
     for name in [
         "Delivered-To",
@@ -246,12 +257,5 @@ fn find_verp(message: &mail_parser::Message<'_>) -> Option<Verp> {
                 .filter_map(|a| a.address.as_deref().map(str::to_string)),
         );
     }
-    candidates.iter().find_map(|c| {
-        VERP.captures(c).and_then(|m| {
-            Some(Verp {
-                message_id: m[1].to_ascii_lowercase(),
-                recipient_index: m[2].parse().ok()?,
-            })
-        })
-    })
+    candidates.iter().find_map(|c| verp_in(c))
 }

@@ -17,6 +17,7 @@ use super::smtp::Sender;
 use crate::config::StreamSettings;
 use crate::domain::{EmailAddress, Stream};
 use crate::store::{Claimed, Finish, Payload, Store, now_ms};
+use crate::suppression::{self, Scope, Target};
 
 /// How long an idle worker sleeps at most before looking again; other
 /// processes sharing the database enqueue without notifying this one.
@@ -273,17 +274,17 @@ fn hard_bounce(c: &Claimed, f: &Finish) -> Option<crate::store::SuppressionRecor
     else {
         return None;
     };
-    (classify(StatusCode::find(reply), reply) == BounceClass::Hard).then(|| {
-        crate::store::SuppressionRecord {
-            scope: "global".into(),
-            kind: "address".into(),
-            value: c.address.to_lowercase(),
-            reason: "hard_bounce".into(),
-            source: Some(format!("relay:{}", c.message_id)),
-            created_at: now_ms(),
-            expires_at: None,
-        }
-    })
+    if classify(StatusCode::find(reply), reply) != BounceClass::Hard {
+        return None;
+    }
+    let target = Target::parse(Some(&c.address), None).ok()?;
+    Some(suppression::entry(
+        Scope::Global,
+        &target,
+        "hard_bounce",
+        Some(format!("relay:{}", c.message_id)),
+        None,
+    ))
 }
 
 async fn suppress_hard_bounces(store: &Store, entries: &[crate::store::SuppressionRecord]) {

@@ -45,6 +45,16 @@ impl Caller {
         }
     }
 
+    /// 403 `forbidden_scope` unless the key may use every stream: for
+    /// actions that affect all of them (global suppressions, webhooks).
+    pub fn require_all_streams(&self, why: &str) -> Result<(), ApiError> {
+        if Stream::ALL.iter().all(|s| self.0.streams.contains(s)) {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden_scope", why))
+        }
+    }
+
     pub fn may_read(&self, stream: &str) -> bool {
         self.0.streams.iter().any(|s| s.as_str() == stream)
     }

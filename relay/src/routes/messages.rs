@@ -154,9 +154,8 @@ async fn prepare(
 /// the signed recipient reference to every single-recipient message (see
 /// [`crate::unsubscribe`]).
 pub(super) fn add_list_headers(state: &AppState, msg: &mut NewMessage, id: &MessageId) {
-    let url = state.links.url(&state.links.token(id, 0));
-    crate::unsubscribe::add_list_headers(msg, &url);
-    crate::unsubscribe::add_reference_header(msg, &state.links.reference(id, 0));
+    crate::unsubscribe::add_list_headers(msg, || state.links.url(&state.links.token(id, 0)));
+    crate::unsubscribe::add_reference_header(msg, || state.links.reference(id, 0));
 }
 
 /// Refuses a message that scores above its stream's `lint_max_score`,

@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 
 use super::messages::body_bytes;
 use super::{ApiError, AppState, Caller};
-use crate::domain::Stream;
 use crate::suppression::{self, REASONS, Scope, Target};
 
 fn scope_param(raw: Option<&str>) -> Result<Scope, ApiError> {
@@ -28,19 +27,11 @@ fn scope_param(raw: Option<&str>) -> Result<Scope, ApiError> {
 fn require_scope(caller: &Caller, scope: Scope) -> Result<(), ApiError> {
     match scope {
         Scope::Stream(s) => caller.require_stream(s),
-        Scope::Global => {
-            for s in Stream::ALL {
-                caller.require_stream(s).map_err(|_| {
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "forbidden_scope",
-                        "global suppressions stop every stream: they need a key for every stream",
-                    )
-                    .field("scope")
-                })?;
-            }
-            Ok(())
-        }
+        Scope::Global => caller
+            .require_all_streams(
+                "global suppressions stop every stream: they need a key for every stream",
+            )
+            .map_err(|e| e.field("scope")),
     }
 }
 
@@ -111,11 +102,10 @@ pub async fn add(
         expires_at,
     );
     state
-        .store
-        .upsert_suppression(&entry)
+        .suppressions
+        .add(&state.store, &entry)
         .await
         .map_err(|e| ApiError::internal("adding a suppression", &e))?;
-    state.suppressions.remember(target.value());
     tracing::info!(
         scope = entry.scope,
         kind = entry.kind,

@@ -178,7 +178,7 @@ pub async fn one_click(
         Some(format!("one-click:{id}")),
         None,
     );
-    if let Err(e) = state.store.upsert_suppression(&entry).await {
+    if let Err(e) = state.suppressions.add(&state.store, &entry).await {
         tracing::error!(error = %e, "recording an unsubscribe failed");
         return page_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -188,7 +188,6 @@ pub async fn one_click(
             ),
         );
     }
-    state.suppressions.remember(target.value());
     tracing::info!(message_id = %id, "unsubscribed (one-click)");
     page_response(
         StatusCode::OK,

@@ -17,24 +17,8 @@ use serde_json::{Value, json};
 
 use super::messages::body_bytes;
 use super::{ApiError, AppState, Caller};
-use crate::domain::Stream;
 use crate::store::{BounceRecord, now_ms};
 use crate::suppression::{self, Scope, Target};
-
-/// A bounce can suppress an address on every stream: only a key for every
-/// stream may feed them in.
-fn require_all_streams(caller: &Caller) -> Result<(), ApiError> {
-    for s in Stream::ALL {
-        caller.require_stream(s).map_err(|_| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden_scope",
-                "bounces can suppress addresses on every stream: they need a key for every stream",
-            )
-        })?;
-    }
-    Ok(())
-}
 
 /// Takes the raw bounce message (RFC 5322) as the body; answers what was
 /// understood and done for each failed recipient.
@@ -43,7 +27,9 @@ pub async fn bounces(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_all_streams(&caller)?;
+    caller.require_all_streams(
+        "bounces can suppress addresses on every stream: they need a key for every stream",
+    )?;
     let body = body_bytes(body)?;
     let parsed = tokio::task::spawn_blocking(move || bounce::parse(&body))
         .await
@@ -108,11 +94,10 @@ pub async fn bounces(
                     .unwrap_or_else(|| "bounce".into());
                 let entry = suppression::entry(Scope::Global, &target, reason, Some(source), None);
                 state
-                    .store
-                    .upsert_suppression(&entry)
+                    .suppressions
+                    .add(&state.store, &entry)
                     .await
                     .map_err(|e| ApiError::internal("suppressing a bounced address", &e))?;
-                state.suppressions.remember(target.value());
             }
             tracing::info!(
                 class = r.class.as_str(),
@@ -136,14 +121,13 @@ pub async fn bounces(
     })))
 }
 
-/// The relay's VERP return path in the reported message's headers:
-/// `bounces+MESSAGEID-INDEX@…`.
+/// The relay's VERP return path in the reported message's headers.
 fn verp_in(headers: &str) -> Option<(crate::domain::MessageId, u16)> {
-    let start = headers.find("bounces+")? + "bounces+".len();
-    let rest = &headers[start..];
-    let local = &rest[..rest.find('@')?];
-    let (id, idx) = local.rsplit_once('-')?;
-    Some((crate::domain::MessageId::parse(id)?, idx.parse().ok()?))
+    let verp = bounce::verp_in(headers)?;
+    Some((
+        crate::domain::MessageId::parse(&verp.message_id)?,
+        u16::try_from(verp.recipient_index).ok()?,
+    ))
 }
 
 /// The value of the signed reference header in the reported headers.
@@ -165,7 +149,9 @@ pub async fn complaints(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_all_streams(&caller)?;
+    caller.require_all_streams(
+        "complaints suppress addresses on every stream: they need a key for every stream",
+    )?;
     let body = body_bytes(body)?;
     let report = mail_auth::report::Feedback::parse_rfc5322(&body).map_err(|e| {
         ApiError::new(
@@ -226,11 +212,10 @@ pub async fn complaints(
         None,
     );
     state
-        .store
-        .upsert_suppression(&entry)
+        .suppressions
+        .add(&state.store, &entry)
         .await
         .map_err(|e| ApiError::internal("suppressing a complainer", &e))?;
-    state.suppressions.remember(target.value());
     tracing::info!(feedback_type, via, "complaint: address suppressed");
     Ok(Json(json!({
         "feedback_type": feedback_type,
