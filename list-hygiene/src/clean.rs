@@ -26,6 +26,10 @@ pub struct Summary {
     pub rows: u64,
     pub kept: u64,
     pub removed: Vec<Removed>,
+    /// The kept addresses in their compared form ([`Address::key`]), in
+    /// input order.
+    #[serde(skip)]
+    pub kept_addresses: Vec<String>,
 }
 
 /// Why the CSV couldn't be cleaned.
@@ -119,6 +123,9 @@ pub fn clean(
             None => {
                 writer.write_record(&record)?;
                 summary.kept += 1;
+                if let Some(a) = &checked.address {
+                    summary.kept_addresses.push(a.key());
+                }
             }
         }
     }

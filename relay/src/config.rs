@@ -43,6 +43,77 @@ pub struct Settings {
     pub mx_port: u16,
     pub dkim: Vec<DkimSettings>,
     pub streams: StreamsSettings,
+    pub lists: ListsSettings,
+    pub webhooks: WebhooksSettings,
+}
+
+/// `[lists]`: double opt-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListsSettings {
+    /// How long a confirmation link works.
+    #[serde(with = "humantime_serde")]
+    pub confirm_link_ttl: Duration,
+    /// Unconfirmed subscribers older than this are deleted, consent trail
+    /// and all: without consent there is nothing to keep.
+    #[serde(with = "humantime_serde")]
+    pub pending_expiry: Duration,
+    /// A repeated subscribe re-sends the confirmation at most this often,
+    /// so the endpoint can't be used to flood someone's inbox.
+    #[serde(with = "humantime_serde")]
+    pub resend_interval: Duration,
+    /// Look up the domain's MX (or A/AAAA) records before storing a
+    /// subscriber; a domain that can't receive mail is refused.
+    pub check_mx: bool,
+}
+
+impl Default for ListsSettings {
+    fn default() -> Self {
+        ListsSettings {
+            confirm_link_ttl: Duration::from_secs(48 * HOUR),
+            pending_expiry: Duration::from_secs(7 * 24 * HOUR),
+            resend_interval: Duration::from_secs(10 * MIN),
+            check_mx: false,
+        }
+    }
+}
+
+/// `[webhooks]`: outbound event delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSettings {
+    /// Delay before retry n (1-based); the last entry repeats.
+    #[serde(deserialize_with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// An event not accepted within this age of its creation is given up.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Limit for one POST to an endpoint, connection included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for WebhooksSettings {
+    fn default() -> Self {
+        WebhooksSettings {
+            retry_schedule: [30, MIN, 5 * MIN, 15 * MIN, HOUR, 3 * HOUR, 6 * HOUR]
+                .map(Duration::from_secs)
+                .to_vec(),
+            max_age: Duration::from_secs(3 * 24 * HOUR),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WebhooksSettings {
+    /// Delay after failed attempt `attempts` (1-based).
+    pub fn retry_delay(&self, attempts: i64) -> Duration {
+        let i = (attempts.max(1) as usize - 1).min(self.retry_schedule.len().saturating_sub(1));
+        self.retry_schedule
+            .get(i)
+            .copied()
+            .unwrap_or(Duration::from_secs(60))
+    }
 }
 
 impl Default for Settings {
@@ -61,6 +132,8 @@ impl Default for Settings {
             mx_port: 25,
             dkim: Vec::new(),
             streams: StreamsSettings::default(),
+            lists: ListsSettings::default(),
+            webhooks: WebhooksSettings::default(),
         }
     }
 }
@@ -312,6 +385,18 @@ impl Settings {
                 "public_url must be an http(s) URL with a host, e.g. https://mail.shop.example"
             );
         }
+        anyhow::ensure!(
+            !self.webhooks.retry_schedule.is_empty(),
+            "webhooks.retry_schedule must not be empty"
+        );
+        anyhow::ensure!(
+            !self.webhooks.timeout.is_zero(),
+            "webhooks.timeout must be positive"
+        );
+        anyhow::ensure!(
+            !self.lists.confirm_link_ttl.is_zero() && !self.lists.pending_expiry.is_zero(),
+            "lists.confirm_link_ttl and lists.pending_expiry must be positive"
+        );
         for stream in Stream::ALL {
             let s = self.streams.get(stream);
             anyhow::ensure!(

@@ -8,6 +8,51 @@ use sha2::{Digest as _, Sha256};
 use crate::domain::Stream;
 use crate::store::{NewApiKey, Store, StoreError};
 
+/// What a key may do beside sending on its streams. Each is an
+/// administrative power of its own, given only on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiScope {
+    /// The inbound bounce, complaint and unsubscribe webhooks, and the
+    /// outbound event endpoints and their deliveries.
+    Webhooks,
+    /// Lists and subscribers.
+    Lists,
+    /// The suppression list.
+    Suppressions,
+}
+
+impl ApiScope {
+    pub const ALL: [ApiScope; 3] = [ApiScope::Webhooks, ApiScope::Lists, ApiScope::Suppressions];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Webhooks => "webhooks",
+            ApiScope::Lists => "lists",
+            ApiScope::Suppressions => "suppressions",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ApiScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ApiScope::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown scope {s:?}: expected \"webhooks\", \"lists\" or \"suppressions\"")
+            })
+    }
+}
+
 /// A freshly made key: `secret` is shown once and never stored.
 pub struct IssuedKey {
     pub id: String,
@@ -25,7 +70,7 @@ pub fn key_id(key: &str) -> Option<&str> {
     (id.len() == 12 && !secret.is_empty()).then_some(id)
 }
 
-/// Creates and stores a key scoped to `streams`.
+/// Creates and stores a key that may send on `streams` and use `scopes`.
 ///
 /// # Errors
 /// The store failed.
@@ -33,6 +78,7 @@ pub async fn create(
     store: &Store,
     name: &str,
     streams: &[Stream],
+    scopes: &[ApiScope],
 ) -> Result<IssuedKey, StoreError> {
     let mut rng = rand::rng();
     let mut id = [0u8; 6];
@@ -44,12 +90,16 @@ pub async fn create(
     let mut streams = streams.to_vec();
     streams.sort();
     streams.dedup();
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
     store
         .insert_api_key(&NewApiKey {
             id: id.clone(),
             name: name.to_owned(),
             secret_hash: hash_key(&full),
             streams,
+            scopes,
         })
         .await?;
     Ok(IssuedKey { id, secret: full })
@@ -66,6 +116,7 @@ mod tests {
                 &t.store,
                 "shop",
                 &[Stream::Marketing, Stream::Transactional, Stream::Marketing],
+                &[ApiScope::Suppressions, ApiScope::Webhooks],
             )
             .await
             .unwrap();
@@ -79,6 +130,10 @@ mod tests {
             assert_eq!(
                 found.streams,
                 vec![Stream::Transactional, Stream::Marketing]
+            );
+            assert_eq!(
+                found.scopes,
+                vec![ApiScope::Webhooks, ApiScope::Suppressions]
             );
             assert!(
                 t.store

@@ -11,17 +11,21 @@
 //! - [`delivery`]: per-stream workers, SMTP routes, MX lookup, DKIM keys.
 //! - [`routes`]: the HTTP API (axum).
 //! - [`suppression`]: the in-memory filter in front of the suppression list.
-//! - [`unsubscribe`]: signed one-click unsubscribe links (RFC 8058).
+//! - [`unsubscribe`]: signed one-click unsubscribe and confirmation links.
+//! - [`events`]: outbound event webhooks: the outbox and its dispatcher.
 //! - [`linting`]: `mailroom lint` inputs and printers; the pre-send gate
 //!   uses the lint crate through it.
+//! - [`lists`]: list import and pruning for the CLI.
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
 
 pub mod compose;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod events;
 pub mod keys;
 pub mod linting;
+pub mod lists;
 pub mod queue;
 pub mod routes;
 pub mod startup;

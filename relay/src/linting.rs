@@ -91,7 +91,12 @@ pub fn read_input(name: &str, bytes: &[u8]) -> Result<Input, InputError> {
                 message: e.message,
             })?;
             // The relay adds these when it sends; the link is a stand-in.
-            crate::unsubscribe::add_list_headers(&mut msg, || PREVIEW_UNSUBSCRIBE_URL.into());
+            crate::unsubscribe::add_list_headers(&mut msg, |recipients| {
+                crate::unsubscribe::ListLinks {
+                    https: (recipients == 1).then(|| PREVIEW_UNSUBSCRIBE_URL.into()),
+                    mailto: "mailto:unsubscribe+preview@relay.invalid?subject=unsubscribe".into(),
+                }
+            });
             let stream = msg.stream;
             Ok(Input {
                 email: email_of(&msg)?,

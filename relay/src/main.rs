@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use relay::config::Settings;
 use relay::delivery::dkim::{self, Algorithm};
 use relay::domain::Stream;
+use relay::keys::ApiScope;
 use relay::startup::{Relay, shutdown_signal};
 use relay::store::Store;
 use relay::telemetry::{self, LogFormat};
@@ -172,6 +173,53 @@ enum ListCommand {
         #[arg(long, env = "MAILROOM_DATABASE_URL")]
         database: Option<String>,
     },
+    /// Add a CSV's subscribers to a list as confirmed (consent collected
+    /// elsewhere), after the same checks as `list clean`; suppressed
+    /// addresses are left out, and an address already on the list keeps
+    /// its state. Removed rows go to --report.
+    Import {
+        input: PathBuf,
+        #[arg(long)]
+        list: String,
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+        /// Header of the address column [default: email, e-mail, ...].
+        #[arg(long)]
+        column: Option<String>,
+        /// Where the consent was collected, for the consent trail
+        /// [default: import:FILE NAME].
+        #[arg(long)]
+        source: Option<String>,
+        /// [default: INPUT with `.rejected.csv` in place of `.csv`]
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Print confirmed subscribers with no open or click in --inactive-days
+    /// (dry run); --apply marks them pruned. With --reengage, print those to
+    /// send a last-chance campaign first (--apply records that it went);
+    /// a later prune spares them for --grace-days.
+    Prune {
+        #[arg(long)]
+        list: String,
+        #[arg(long)]
+        inactive_days: u32,
+        #[arg(long, default_value_t = 14)]
+        grace_days: u32,
+        #[arg(long)]
+        reengage: bool,
+        #[arg(long)]
+        apply: bool,
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,10 +262,13 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Stream the key may send on (repeatable).
-        #[arg(long = "stream", required = true, value_parser = parse_stream)]
+        #[arg(long = "stream", value_parser = parse_stream, required_unless_present = "scopes")]
         streams: Vec<Stream>,
+        /// Administrative scope: webhooks, lists or suppressions (repeatable).
+        #[arg(long = "scope", value_parser = parse_api_scope)]
+        scopes: Vec<ApiScope>,
     },
-    /// List keys (ids, names, streams; never secrets).
+    /// List keys (id, name, streams, scopes, status; never secrets).
     List {
         #[arg(
             long,
@@ -252,6 +303,10 @@ enum DkimCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+fn parse_api_scope(s: &str) -> Result<ApiScope, String> {
+    s.parse()
 }
 
 fn parse_stream(s: &str) -> Result<Stream, String> {
@@ -356,6 +411,65 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Keys { command } => keys(command).await,
         Command::Suppressions { command } => suppressions(command).await,
+        Command::List {
+            command:
+                ListCommand::Import {
+                    input,
+                    list,
+                    database,
+                    column,
+                    source,
+                    report,
+                },
+        } => list_import(&input, &list, &database, column.as_deref(), source, report).await,
+        Command::List {
+            command:
+                ListCommand::Prune {
+                    list,
+                    inactive_days,
+                    grace_days,
+                    reengage,
+                    apply,
+                    database,
+                },
+        } => {
+            let store = Store::connect(&database)
+                .await
+                .context("opening database")?;
+            let done =
+                relay::lists::prune(&store, &list, inactive_days, grace_days, reengage, apply)
+                    .await?;
+            let ts = |t: Option<i64>| t.map(|t| t.to_string()).unwrap_or_default();
+            let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+            out.write_record([
+                "address",
+                "confirmed_at",
+                "last_delivered_at",
+                "last_open_at",
+                "last_click_at",
+            ])?;
+            for s in &done.subscribers {
+                out.write_record([
+                    s.address.clone(),
+                    ts(s.confirmed_at),
+                    ts(s.last_delivered_at),
+                    ts(s.last_open_at),
+                    ts(s.last_click_at),
+                ])?;
+            }
+            out.flush()?;
+            let n = done.subscribers.len();
+            let what = match (reengage, done.applied) {
+                (true, true) => format!("{n} marked as sent a last-chance campaign"),
+                (true, false) => {
+                    format!("{n} to send a last-chance campaign (dry run; --apply records it)")
+                }
+                (false, true) => format!("{n} pruned"),
+                (false, false) => format!("{n} would be pruned (dry run; --apply prunes)"),
+            };
+            eprintln!("{list}: {what}");
+            Ok(())
+        }
         Command::Lint { .. } | Command::Bounce { .. } | Command::List { .. } => {
             unreachable!("handled before the runtime starts")
         }
@@ -385,12 +499,17 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             database,
             name,
             streams,
+            scopes,
         } => {
             let store = Store::connect(&database)
                 .await
                 .context("opening database")?;
-            let key = relay::keys::create(&store, &name, &streams).await?;
-            let list: Vec<&str> = streams.iter().map(|s| s.as_str()).collect();
+            let key = relay::keys::create(&store, &name, &streams, &scopes).await?;
+            let list: Vec<&str> = streams
+                .iter()
+                .map(|s| s.as_str())
+                .chain(scopes.iter().map(|s| s.as_str()))
+                .collect();
             println!(
                 "Created key {} ({name}) for {}. It is shown once; store it now:",
                 key.id,
@@ -404,12 +523,20 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 .context("opening database")?;
             for k in store.list_api_keys().await? {
                 let streams: Vec<&str> = k.streams.iter().map(|s| s.as_str()).collect();
+                let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
                 let status = if k.revoked_at.is_some() {
                     "revoked"
                 } else {
                     "active"
                 };
-                println!("{}\t{}\t{}\t{}", k.id, k.name, streams.join(","), status);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    streams.join(","),
+                    scopes.join(","),
+                    status
+                );
             }
         }
         KeysCommand::Revoke { database, id } => {
@@ -520,6 +647,65 @@ fn bounce_parse(format: LintFormat, file: &str) -> anyhow::Result<()> {
 }
 
 /// `mailroom list clean`.
+async fn list_import(
+    input: &std::path::Path,
+    list: &str,
+    database: &str,
+    column: Option<&str>,
+    source: Option<String>,
+    report: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use list_hygiene::clean;
+    let store = Store::connect(database).await.context("opening database")?;
+    store
+        .get_list(list)
+        .await?
+        .with_context(|| format!("no list {list:?}; create it with POST /v1/lists"))?;
+    let suppressed = relay::lists::marketing_suppressions(&store).await?;
+    let is_suppressed = |a: &list_hygiene::address::Address| {
+        suppressed
+            .get(&("address".to_string(), a.key()))
+            .or_else(|| suppressed.get(&("domain".to_string(), a.domain().to_string())))
+            .cloned()
+    };
+    let reader =
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let summary = clean::clean(
+        std::io::BufReader::new(reader),
+        std::io::sink(),
+        column,
+        is_suppressed,
+    )
+    .with_context(|| input.display().to_string())?;
+    let report = report.unwrap_or_else(|| {
+        let name = input.to_string_lossy();
+        let base = name.strip_suffix(".csv").unwrap_or(&name);
+        PathBuf::from(format!("{base}.rejected.csv"))
+    });
+    let report_file =
+        std::fs::File::create(&report).with_context(|| format!("creating {}", report.display()))?;
+    clean::write_report(&summary, std::io::BufWriter::new(report_file))
+        .with_context(|| format!("writing {}", report.display()))?;
+    let source = source.unwrap_or_else(|| {
+        format!(
+            "import:{}",
+            input.file_name().unwrap_or_default().to_string_lossy()
+        )
+    });
+    let added = store
+        .import_subscribers(list, &summary.kept_addresses, &source)
+        .await?;
+    println!(
+        "{}: {} rows, {added} added to {list}, {} already on the list, {} rejected (see {})",
+        input.display(),
+        summary.rows,
+        summary.kept - added,
+        summary.removed.len(),
+        report.display()
+    );
+    Ok(())
+}
+
 fn list_clean(
     input: &std::path::Path,
     out: &std::path::Path,
@@ -534,26 +720,9 @@ fn list_clean(
         std::collections::HashMap::new();
     if let Some(database) = database {
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-        runtime.block_on(async {
+        suppressed = runtime.block_on(async {
             let store = Store::connect(database).await.context("opening database")?;
-            let now = relay::store::now_ms();
-            let mut offset = 0;
-            loop {
-                let page = store.list_suppressions(None, None, 1000, offset).await?;
-                for s in &page {
-                    if s.scope != "transactional" && s.expires_at.is_none_or(|t| t > now) {
-                        suppressed.insert(
-                            (s.kind.clone(), s.value.clone()),
-                            format!("{} ({})", s.reason, s.scope),
-                        );
-                    }
-                }
-                if page.len() < 1000 {
-                    break;
-                }
-                offset += 1000;
-            }
-            anyhow::Ok(())
+            relay::lists::marketing_suppressions(&store).await
         })?;
     }
     let is_suppressed = |a: &list_hygiene::address::Address| {

@@ -76,7 +76,13 @@ impl Relay {
             return Ok(None);
         }
         Ok(Some(
-            keys::create(&self.store, "capture-bootstrap", &Stream::ALL).await?,
+            keys::create(
+                &self.store,
+                "capture-bootstrap",
+                &Stream::ALL,
+                &keys::ApiScope::ALL,
+            )
+            .await?,
         ))
     }
 
@@ -115,6 +121,17 @@ impl Relay {
             .context("reading the unsubscribe signing key")?;
         let key = hex::decode(key).context("stored unsubscribe key is not hex")?;
         let links = Arc::new(crate::unsubscribe::Links::new(&base_url, &key));
+        // Only the MX route has a resolver of its own; sign-up checks get
+        // one when asked for.
+        let mx = if settings.lists.check_mx {
+            Some(Arc::new(
+                crate::delivery::mx::MxResolver::new(&settings.dns_servers)
+                    .context("setting up DNS for the sign-up MX check")?,
+            ))
+        } else {
+            None
+        };
+        let events_wake = Arc::new(tokio::sync::Notify::new());
         let wakers = Arc::new(Wakers::default());
         let (enqueuer, writer) = Enqueuer::spawn(store.clone(), wakers.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -149,10 +166,23 @@ impl Relay {
                 store: store.clone(),
                 sender: Arc::new(sender),
                 wake: wakers.get(stream).clone(),
+                events: events_wake.clone(),
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
-        let housekeeping = tokio::spawn(housekeeping(store.clone(), stop_rx.clone()));
+        let housekeeping = tokio::spawn(housekeeping(
+            store.clone(),
+            settings.lists.pending_expiry,
+            stop_rx.clone(),
+        ));
+        let dispatcher = tokio::spawn(
+            crate::events::Dispatcher {
+                store: store.clone(),
+                settings: settings.webhooks.clone(),
+                wake: events_wake.clone(),
+            }
+            .run(stop_rx.clone()),
+        );
         let refresher = tokio::spawn(refresh_suppressions(
             store.clone(),
             suppressions.clone(),
@@ -167,8 +197,11 @@ impl Relay {
             keys: Arc::new(KeyCache::default()),
             suppressions,
             links,
+            wake: events_wake,
+            mx,
         };
-        let app = routes::router(state);
+        let app =
+            routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let mut api_stop = stop_rx.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = api_stop.wait_for(|s| *s).await;
@@ -187,13 +220,15 @@ impl Relay {
         }
         let _ = housekeeping.await;
         let _ = refresher.await;
+        let _ = dispatcher.await;
         store.close().await;
         info!("stopped");
         Ok(())
     }
 }
 
-async fn housekeeping(store: Store, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(store: Store, pending_expiry: Duration, mut stop: watch::Receiver<bool>) {
+    // Hourly, and once at start.
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
@@ -207,6 +242,14 @@ async fn housekeeping(store: Store, mut stop: watch::Receiver<bool>) {
             Ok(n) if n > 0 => info!(n, "forgot expired idempotency keys"),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "pruning idempotency keys failed"),
+        }
+        match store
+            .expire_pending(now_ms() - pending_expiry.as_millis() as i64)
+            .await
+        {
+            Ok((0, 0)) => {}
+            Ok((deleted, reverted)) => info!(deleted, reverted, "expired unconfirmed sign-ups"),
+            Err(e) => warn!(error = %e, "expiring unconfirmed sign-ups failed"),
         }
     }
 }

@@ -77,6 +77,23 @@ impl Suppressions {
         Ok(())
     }
 
+    /// Lifts a marketing unsubscribe of `address` (after a new, confirmed
+    /// opt-in); other entries stay. The filter needs no change: a hit in
+    /// it is always confirmed against the store.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn lift_unsubscribe(&self, store: &Store, address: &str) -> store::Result<bool> {
+        store
+            .delete_suppression_for(
+                Scope::Stream(crate::domain::Stream::Marketing).as_str(),
+                "address",
+                address,
+                "unsubscribe",
+            )
+            .await
+    }
+
     /// Notes a value added to the store, so it applies at once.
     pub fn remember(&self, value: &str) {
         self.hashes

@@ -21,6 +21,7 @@ const MAC_LEN: usize = 16;
 /// another under the same key.
 const UNSUBSCRIBE: &[u8] = b"mailroom unsubscribe v1\0";
 const REFERENCE: &[u8] = b"mailroom reference v1\0";
+const CONFIRM: &[u8] = b"mailroom confirm v1\0";
 
 /// Makes and checks unsubscribe links.
 pub struct Links {
@@ -101,21 +102,74 @@ impl Links {
         self.check(REFERENCE, reference.trim())
     }
 
+    /// A double opt-in link's token: a random `secret` (whose hash the
+    /// subscriber row keeps until the link is used) and the expiry, signed.
+    pub fn confirm_token(&self, secret: &[u8; 16], expires_at_secs: i64) -> String {
+        let mut payload = Vec::with_capacity(24 + MAC_LEN);
+        payload.extend_from_slice(secret);
+        payload.extend_from_slice(&expires_at_secs.to_be_bytes());
+        let mut mac = self.mac(CONFIRM);
+        mac.update(&payload);
+        payload.extend_from_slice(&mac.finalize().into_bytes()[..MAC_LEN]);
+        URL_SAFE_NO_PAD.encode(payload)
+    }
+
+    /// The secret of a confirmation token we made that has not expired at
+    /// `now_secs`.
+    pub fn verify_confirm(&self, token: &str, now_secs: i64) -> Option<[u8; 16]> {
+        if token.len() > 64 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if bytes.len() != 24 + MAC_LEN {
+            return None;
+        }
+        let (payload, tag) = bytes.split_at(24);
+        let mut mac = self.mac(CONFIRM);
+        mac.update(payload);
+        mac.verify_truncated_left(tag).ok()?;
+        let expires = i64::from_be_bytes(payload[16..24].try_into().ok()?);
+        (now_secs <= expires).then(|| payload[..16].try_into().expect("16 bytes"))
+    }
+
+    /// `https://HOST/c/TOKEN`.
+    pub fn confirm_url(&self, token: &str) -> String {
+        format!("{}/c/{token}", self.base_url)
+    }
+
     /// `https://HOST/u/TOKEN`.
     pub fn url(&self, token: &str) -> String {
         format!("{}/u/{token}", self.base_url)
     }
 }
 
+/// Local part prefix of the `mailto:` unsubscribe address:
+/// `unsubscribe+TOKEN@DOMAIN`.
+pub const MAILTO_PREFIX: &str = "unsubscribe+";
+
+/// Recipient index in a token that names a whole message: a message with
+/// several recipients shares one rendering, so its `mailto:` link can't
+/// name one of them; the request's From does.
+pub const WHOLE_MESSAGE: u16 = u16::MAX;
+
+/// The links of one marketing message's `List-Unsubscribe`.
+pub struct ListLinks {
+    /// This recipient's one-click URL; None for several recipients.
+    pub https: Option<String>,
+    /// `mailto:unsubscribe+TOKEN@DOMAIN?subject=unsubscribe`.
+    pub mailto: String,
+}
+
 /// Marketing mail gets RFC 2369/8058 list headers, signed with the rest:
-/// `List-Unsubscribe` with `url` (this recipient's one-click link),
-/// `List-Unsubscribe-Post` and a `List-Id`. A link names one recipient, so
-/// only single-recipient messages get one (a campaign sends one message per
-/// subscriber); headers the caller set are kept as they are.
-/// `url` is only asked for when the message gets the link (signing it is
-/// work the other messages don't need).
-pub fn add_list_headers(msg: &mut NewMessage, url: impl FnOnce() -> String) {
-    if msg.stream != Stream::Marketing || msg.recipients().count() != 1 {
+/// `List-Unsubscribe` with the recipient's one-click link and a `mailto:`
+/// link, `List-Unsubscribe-Post` and a `List-Id`. A one-click link names
+/// one recipient, so a message with several recipients gets the `mailto:`
+/// link only (and no `List-Unsubscribe-Post`, which RFC 8058 ties to an
+/// https link): campaigns should send one message per subscriber.
+/// Headers the caller set are kept as they are. `links` is only asked for
+/// when the message gets them (signing is work other messages don't need).
+pub fn add_list_headers(msg: &mut NewMessage, links: impl FnOnce(usize) -> ListLinks) {
+    if msg.stream != Stream::Marketing {
         return;
     }
     let has = |msg: &NewMessage, name: &str| {
@@ -125,11 +179,17 @@ pub fn add_list_headers(msg: &mut NewMessage, url: impl FnOnce() -> String) {
     };
     let mut extra = Vec::new();
     if !has(msg, "List-Unsubscribe") && !has(msg, "List-Unsubscribe-Post") {
-        extra.push(("List-Unsubscribe", format!("<{}>", url())));
-        extra.push((
-            "List-Unsubscribe-Post",
-            "List-Unsubscribe=One-Click".to_string(),
-        ));
+        let links = links(msg.recipients().count());
+        match links.https {
+            Some(url) => {
+                extra.push(("List-Unsubscribe", format!("<{url}>, <{}>", links.mailto)));
+                extra.push((
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click".to_string(),
+                ));
+            }
+            None => extra.push(("List-Unsubscribe", format!("<{}>", links.mailto))),
+        }
     }
     if !has(msg, "List-Id") {
         let domain = msg.from.address().domain().to_string();
@@ -202,5 +262,28 @@ mod tests {
         assert_eq!(links.verify_reference(&r), Some((id, 3)));
         assert_eq!(links.verify_reference(&t), None);
         assert_eq!(links.verify(&r), None);
+    }
+
+    #[test]
+    fn confirm_tokens_expire_and_are_signed_apart() {
+        let links = Links::new("https://mail.shop.example", b"k1");
+        let t = links.confirm_token(&[7; 16], 1_000);
+        assert_eq!(links.verify_confirm(&t, 999), Some([7; 16]));
+        assert_eq!(links.verify_confirm(&t, 1_000), Some([7; 16]));
+        assert_eq!(links.verify_confirm(&t, 1_001), None);
+        assert_eq!(Links::new("x", b"k2").verify_confirm(&t, 0), None);
+        assert_eq!(links.verify(&t), None);
+        // Moving the expiry invalidates the signature.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        bytes[23] ^= 1;
+        assert_eq!(
+            links.verify_confirm(&URL_SAFE_NO_PAD.encode(bytes), 0),
+            None
+        );
+        assert!(
+            links
+                .confirm_url(&t)
+                .starts_with("https://mail.shop.example/c/")
+        );
     }
 }

@@ -7,8 +7,18 @@
 //! - [`relay`]: starting, killing and talking to the `mailroom` process.
 //! - [`dkim`]: verifying signatures offline with mail-auth.
 //! - [`dns`]: a DNS server answering MX queries, for the direct-MX route.
+//! - [`webhook_sink`]: an HTTP endpoint receiving the relay's event webhooks.
 
 pub mod dkim;
 pub mod dns;
 pub mod relay;
 pub mod smtp_sink;
+pub mod webhook_sink;
+
+/// An HTTP client builder. The workspace builds reqwest's rustls without a
+/// built-in crypto provider (the relay uses aws-lc-rs, as lettre does), so
+/// one is installed first.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}

@@ -85,10 +85,17 @@ fn rand_suffix() -> String {
 }
 
 /// Creates an API key with `mailroom keys create`; returns the key.
-pub fn create_key(database: &str, name: &str, streams: &[&str]) -> String {
+/// `grants` are stream names (`--stream`) and scopes (`--scope`: webhooks,
+/// lists, suppressions).
+pub fn create_key(database: &str, name: &str, grants: &[&str]) -> String {
     let mut args = vec!["keys", "create", "--database", database, "--name", name];
-    for s in streams {
-        args.extend(["--stream", s]);
+    for g in grants {
+        let flag = if matches!(*g, "transactional" | "marketing") {
+            "--stream"
+        } else {
+            "--scope"
+        };
+        args.extend([flag, g]);
     }
     let (code, out, err) = run_cli(&args);
     assert_eq!(code, 0, "keys create failed: {err}");
@@ -192,7 +199,7 @@ impl Relay {
             child,
             base: format!("http://{addr}"),
             stdout: stdout_lines,
-            client: reqwest::Client::builder()
+            client: crate::http_client()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .unwrap(),

@@ -14,6 +14,10 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// A DSN whose failure is permanent but not address-level (5.3.0): soft.
 fn soft_bounce(n: usize) -> Vec<u8> {
+    soft_bounce_for(n, "lee@flaky.example")
+}
+
+fn soft_bounce_for(n: usize, address: &str) -> Vec<u8> {
     format!(
         "From: MAILER-DAEMON@mx.flaky.example\r\nTo: bounces@shop.example\r\n\
          Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <soft-{n}@mx.flaky.example>\r\n\
@@ -21,7 +25,7 @@ fn soft_bounce(n: usize) -> Vec<u8> {
          Content-Type: multipart/report; report-type=delivery-status; boundary=\"s\"\r\n\r\n\
          --s\r\nContent-Type: message/delivery-status\r\n\r\n\
          Reporting-MTA: dns; mx.flaky.example\r\n\r\n\
-         Final-Recipient: rfc822; lee@flaky.example\r\nAction: failed\r\nStatus: 5.3.0\r\n\
+         Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 5.3.0\r\n\
          Diagnostic-Code: smtp; 554 5.3.0 mailbox temporarily unavailable\r\n\r\n--s--\r\n"
     )
     .into_bytes()
@@ -62,8 +66,13 @@ async fn bounces_feed_the_suppression_list(postgres: bool) {
         format!("database = \"{database}\"\nallow_unsigned = true\ncapture = true\nsoft_bounce_limit = 3\n"),
     )
     .unwrap();
-    let key = create_key(&database, "mta", &["transactional", "marketing"]);
+    let key = create_key(
+        &database,
+        "mta",
+        &["transactional", "marketing", "webhooks"],
+    );
     let marketing_only = create_key(&database, "newsletter", &["marketing"]);
+    let summary_key = create_key(&database, "ops", &["suppressions"]);
     let relay = Relay::start(&config, &[]);
 
     // A hard bounce suppresses at once, on every stream.
@@ -108,6 +117,50 @@ async fn bounces_feed_the_suppression_list(postgres: bool) {
         "soft_bounces (global)"
     );
 
+    // A successful delivery in between resets the soft count.
+    for n in 1..=2 {
+        let (_, r) = post_bounce(&relay, &key, soft_bounce_for(n, "kim@flaky.example")).await;
+        assert_eq!(r["recipients"][0]["outcome"], "recorded");
+    }
+    let (code, sent) = relay
+        .post(
+            "/v1/messages",
+            &key,
+            &json!({"from": "Shop <orders@shop.example>", "to": "kim@flaky.example",
+                    "subject": "Hi", "text": "Hello", "stream": "transactional"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{sent}");
+    relay
+        .wait_status(
+            sent["id"].as_str().unwrap(),
+            &key,
+            std::time::Duration::from_secs(60),
+            |v| v["status"] == "delivered",
+        )
+        .await;
+    let (_, r) = post_bounce(&relay, &key, soft_bounce_for(3, "kim@flaky.example")).await;
+    assert_eq!(
+        r["recipients"][0]["outcome"], "recorded",
+        "the delivery reset the count: {r}"
+    );
+
+    // Policy blocks and full mailboxes are counted per stream and domain.
+    let (code, s) = relay
+        .get_json("/v1/bounces/summary?since=1h", &summary_key)
+        .await;
+    assert_eq!(code, 200, "{s}");
+    let counts = s["counts"].as_array().unwrap();
+    let count_of = |domain: &str, class: &str| {
+        counts
+            .iter()
+            .find(|c| c["domain"] == domain && c["class"] == class)
+            .map(|c| c["count"].as_i64().unwrap())
+    };
+    assert_eq!(count_of("strict-isp.example", "policy"), Some(1), "{s}");
+    assert_eq!(count_of("flaky.example", "soft"), Some(6), "{s}");
+    assert_eq!(relay.get_json("/v1/bounces/summary", &key).await.0, 403);
+
     // Auto-replies and ordinary mail are not bounces; garbage is refused.
     let (code, r) = post_bounce(&relay, &key, fixture("vacation-auto-reply.eml")).await;
     assert_eq!((code, r["kind"].as_str()), (200, Some("auto_reply")));
@@ -117,7 +170,7 @@ async fn bounces_feed_the_suppression_list(postgres: bool) {
         (code, r["error"]["code"].as_str()),
         (422, Some("invalid_bounce"))
     );
-    // Only a key for every stream may feed bounces; none at all is 401.
+    // Only a key with the webhooks scope may feed bounces; none at all is 401.
     let (code, _) = post_bounce(&relay, &marketing_only, fixture("qmail.eml")).await;
     assert_eq!(code, 403);
     let (code, _) = post_bounce(&relay, "", fixture("qmail.eml")).await;

@@ -82,7 +82,11 @@ async fn complaints_suppress_the_traced_recipient(postgres: bool) {
         ),
     )
     .unwrap();
-    let key = create_key(&database, "fbl", &["transactional", "marketing"]);
+    let key = create_key(
+        &database,
+        "fbl",
+        &["transactional", "marketing", "webhooks"],
+    );
     let relay = Relay::start(&config, &[]);
 
     // A single-recipient message carries the signed reference.

@@ -60,8 +60,13 @@ async fn suppressed_recipients_are_never_delivered(postgres: bool) {
         ),
     )
     .unwrap();
-    let key = create_key(&database, "shop", &["transactional", "marketing"]);
-    let marketing_only = create_key(&database, "newsletter-tool", &["marketing"]);
+    let key = create_key(
+        &database,
+        "shop",
+        &["transactional", "marketing", "suppressions"],
+    );
+    let marketing_only = create_key(&database, "newsletter-tool", &["marketing", "suppressions"]);
+    let sender = create_key(&database, "sender", &["transactional", "marketing"]);
     let relay = Relay::start(&config, &[]);
 
     // An unsubscribe stops marketing only; a domain entry stops everything.
@@ -94,6 +99,19 @@ async fn suppressed_recipients_are_never_delivered(postgres: bool) {
         (code, err["error"]["code"].as_str()),
         (403, Some("forbidden_scope"))
     );
+    // A key without the suppressions scope can't touch the list at all.
+    let (code, err) = relay
+        .post(
+            "/v1/suppressions",
+            &sender,
+            &json!({"address": "x@other.example", "scope": "marketing"}),
+        )
+        .await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (403, Some("forbidden_scope"))
+    );
+    assert_eq!(relay.get_json("/v1/suppressions", &sender).await.0, 403);
     let (code, err) = relay
         .post(
             "/v1/suppressions",

@@ -44,7 +44,12 @@ async fn one_click_unsubscribe(postgres: bool) {
         ),
     )
     .unwrap();
-    let key = create_key(&database, "shop", &["transactional", "marketing"]);
+    let key = create_key(
+        &database,
+        "shop",
+        &["transactional", "marketing", "suppressions"],
+    );
+    let mta = create_key(&database, "mta", &["webhooks"]);
     let relay = Relay::start(&config, &[]);
 
     let (code, resp) = relay
@@ -78,13 +83,19 @@ async fn one_click_unsubscribe(postgres: bool) {
     for h in ["list-unsubscribe", "list-unsubscribe-post", "list-id"] {
         assert!(signed.iter().any(|s| s == h), "{h} not signed: {signed:?}");
     }
-    let url = lu.trim_start_matches('<').trim_end_matches('>').to_string();
+    let links = list_links(&lu);
+    assert_eq!(links.len(), 2, "{lu}");
+    let url = links[0].clone();
     assert!(
         url.starts_with(&format!("{}/u/", relay.base)),
         "{url} in {text}"
     );
+    assert!(
+        links[1].starts_with("mailto:unsubscribe+") && links[1].contains("@shop.example?"),
+        "{lu}"
+    );
 
-    let client = reqwest::Client::new();
+    let client = mailroom_e2e::http_client().build().unwrap();
     // A link scanner's GET shows a page and unsubscribes nobody.
     let page = client.get(&url).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -168,6 +179,129 @@ async fn one_click_unsubscribe(postgres: bool) {
             .unwrap()
             .starts_with("one-click:")
     );
+
+    // The mailto: link, for clients without one-click: the MTA receiving
+    // the unsubscribe mail hands it to the webhook.
+    let mailto = links[1].trim_start_matches("mailto:");
+    let to = mailto.split('?').next().unwrap();
+    let request = format!(
+        "From: someone@elsewhere.example\r\nTo: {to}\r\nSubject: unsubscribe\r\n\r\nplease\r\n"
+    );
+    // dana is unsubscribed already; it is idempotent.
+    let (code, r) = post_raw(&relay, &mta, request.clone().into_bytes()).await;
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (200, Some("unsubscribed")),
+        "{r}"
+    );
+    assert_eq!(r["address"], "dana@customer.example");
+    // A key without the webhooks scope can't.
+    assert_eq!(post_raw(&relay, &key, request.into_bytes()).await.0, 403);
+
+    // A message to several recipients gets the mailto: link only; the
+    // unsubscribe mail's From says which recipient it is.
+    let (code, multi) = relay
+        .post(
+            "/v1/messages",
+            &key,
+            &json!({
+                "from": "Acme <news@shop.example>",
+                "to": ["ann@customer.example", "bo@customer.example"],
+                "subject": "Winter gear",
+                "text": "Hello, the winter range is in.",
+                "stream": "marketing",
+            }),
+        )
+        .await;
+    assert_eq!(code, 202, "{multi}");
+    let raw = received_by(&sink, "ann@customer.example").await;
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert!(parsed.header_raw("List-Unsubscribe-Post").is_none());
+    let links = list_links(parsed.header_raw("List-Unsubscribe").unwrap());
+    assert_eq!(links.len(), 1, "{links:?}");
+    let to = links[0]
+        .trim_start_matches("mailto:")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let forged = format!("From: mallory@evil.example\r\nTo: {to}\r\n\r\nx\r\n");
+    let (code, r) = post_raw(&relay, &mta, forged.into_bytes()).await;
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (200, Some("unresolved")),
+        "{r}"
+    );
+    let real = format!("From: Bo <BO@customer.example>\r\nTo: {to}\r\n\r\nx\r\n");
+    let (code, r) = post_raw(&relay, &mta, real.into_bytes()).await;
+    assert_eq!(
+        (code, r["address"].as_str()),
+        (200, Some("bo@customer.example")),
+        "{r}"
+    );
+    let (_, next) = relay
+        .post(
+            "/v1/messages",
+            &key,
+            &json!({
+                "from": "Acme <news@shop.example>",
+                "to": ["ann@customer.example", "bo@customer.example"],
+                "subject": "More gear",
+                "text": "Hello again.",
+                "stream": "marketing",
+            }),
+        )
+        .await;
+    assert_eq!(next["recipients"][0]["status"], "queued", "{next}");
+    assert_eq!(next["recipients"][1]["status"], "suppressed", "{next}");
+    // A body with no token is refused with a reason.
+    let (code, r) = post_raw(
+        &relay,
+        &mta,
+        b"From: a@b.example\r\nTo: list@shop.example\r\n\r\nx".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (422, Some("no_token")),
+        "{r}"
+    );
+}
+
+/// The links of a `List-Unsubscribe` value, without angle brackets.
+fn list_links(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|l| {
+            l.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The first message the sink received for `rcpt`, waiting for it.
+async fn received_by(sink: &SmtpSink, rcpt: &str) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(m) = sink
+            .received()
+            .into_iter()
+            .find(|m| m.rcpt_to.iter().any(|r| r == rcpt))
+        {
+            return m.data;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing for {rcpt}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post_raw(relay: &Relay, key: &str, body: Vec<u8>) -> (u16, Value) {
+    relay
+        .post_raw("/v1/webhooks/unsubscribes", key, body, &[])
+        .await
 }
 
 #[tokio::test]

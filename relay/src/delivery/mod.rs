@@ -4,6 +4,7 @@
 
 pub mod dkim;
 pub mod mx;
+pub mod outcomes;
 pub mod smtp;
 pub mod worker;
 

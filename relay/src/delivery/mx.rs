@@ -135,6 +135,30 @@ impl MxResolver {
     }
 }
 
+impl MxResolver {
+    /// Whether `domain` can receive mail: it has MX hosts, or no MX but an
+    /// address record (the implicit MX). A null MX or a name with neither
+    /// is a no.
+    ///
+    /// # Errors
+    /// DNS gave no answer either way (timeout, SERVFAIL): the caller decides.
+    pub async fn can_receive(&self, domain: &str) -> Result<bool, MxError> {
+        match self.lookup(domain).await? {
+            MxAnswer::NullMx => return Ok(false),
+            MxAnswer::Hosts(hosts) if hosts != [domain] => return Ok(true),
+            MxAnswer::Hosts(_) => {}
+        }
+        match self.resolver.lookup_ip(format!("{domain}.").as_str()).await {
+            Ok(ips) => Ok(ips.iter().next().is_some()),
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => Ok(false),
+            Err(e) => Err(MxError {
+                domain: domain.to_owned(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

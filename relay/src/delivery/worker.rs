@@ -36,6 +36,8 @@ pub struct Worker {
     pub sender: Arc<Sender>,
     /// Woken by the enqueuer when this stream has new mail.
     pub wake: Arc<Notify>,
+    /// Wakes the webhook dispatcher when outcomes queue events.
+    pub events: Arc<Notify>,
 }
 
 type Key = (String, i64);
@@ -51,8 +53,14 @@ impl Worker {
         let (done_tx, done_rx) =
             mpsc::channel::<(Claimed, i64, Finish)>(concurrency * 4 + FINISH_BATCH);
         let finisher = tokio::spawn(
-            finisher(self.store.clone(), done_rx, inflight.clone())
-                .instrument(info_span!("finisher", %stream)),
+            finisher(
+                self.store.clone(),
+                stream,
+                self.events.clone(),
+                done_rx,
+                inflight.clone(),
+            )
+            .instrument(info_span!("finisher", %stream)),
         );
         let lease = self.settings.lease.as_millis() as i64;
         let mut pacer = Pacer::new(self.settings.rate_limit);
@@ -225,6 +233,8 @@ impl Pacer {
 /// an unrecorded outcome only means a duplicate delivery once the lease ends.
 async fn finisher(
     store: Store,
+    stream: Stream,
+    events: Arc<Notify>,
     mut rx: mpsc::Receiver<(Claimed, i64, Finish)>,
     inflight: Arc<Mutex<HashMap<Key, Claimed>>>,
 ) {
@@ -235,14 +245,19 @@ async fn finisher(
             match store.finish_batch(&batch).await {
                 Ok(recorded) => {
                     let mut hard = Vec::new();
+                    let mut done = Vec::with_capacity(batch.len());
                     for ((c, _, f), ok) in batch.iter().zip(recorded) {
                         if !ok {
                             warn!(message_id = %c.message_id, idx = c.idx, outcome = ?f, "lease lost before the outcome was recorded");
-                        } else if let Some(entry) = hard_bounce(c, f) {
+                            continue;
+                        }
+                        if let Some(entry) = hard_bounce(c, f) {
                             hard.push(entry);
                         }
+                        done.push((c, f));
                     }
                     suppress_hard_bounces(&store, &hard).await;
+                    super::outcomes::after(&store, stream, &events, &done).await;
                     break;
                 }
                 Err(e) => {

@@ -9,7 +9,7 @@ use lru::LruCache;
 
 use super::{ApiError, AppState};
 use crate::domain::Stream;
-use crate::keys::hash_key;
+use crate::keys::{ApiScope, hash_key};
 use crate::store::ApiKeyRecord;
 
 /// How long a verified key is trusted without asking the store again: a
@@ -45,13 +45,18 @@ impl Caller {
         }
     }
 
-    /// 403 `forbidden_scope` unless the key may use every stream: for
-    /// actions that affect all of them (global suppressions, webhooks).
-    pub fn require_all_streams(&self, why: &str) -> Result<(), ApiError> {
-        if Stream::ALL.iter().all(|s| self.0.streams.contains(s)) {
+    /// 403 `forbidden_scope` unless the key holds `scope`.
+    pub fn require_scope(&self, scope: ApiScope) -> Result<(), ApiError> {
+        if self.0.scopes.contains(&scope) {
             Ok(())
         } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden_scope", why))
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_scope",
+                format!(
+                    "this API key lacks the {scope} scope (mailroom keys create --scope {scope})"
+                ),
+            ))
         }
     }
 

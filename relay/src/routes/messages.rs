@@ -16,6 +16,7 @@ use super::{ApiError, AppState, Caller};
 use crate::compose::{self, Rendered};
 use crate::domain::message::SendRequest;
 use crate::domain::{MessageId, NewMessage, Stream};
+use crate::events::{self, Event, EventKind};
 use crate::linting;
 use crate::queue::EnqueueError;
 use crate::store::{EnqueueOutcome, IdempotencyClaim, PreparedMessage, PreparedRecipient, now_ms};
@@ -154,7 +155,30 @@ async fn prepare(
 /// the signed recipient reference to every single-recipient message (see
 /// [`crate::unsubscribe`]).
 pub(super) fn add_list_headers(state: &AppState, msg: &mut NewMessage, id: &MessageId) {
-    crate::unsubscribe::add_list_headers(msg, || state.links.url(&state.links.token(id, 0)));
+    let return_path = &state.settings.streams.get(msg.stream).return_path;
+    let domain = if return_path.is_empty() {
+        msg.from.address().domain().to_string()
+    } else {
+        return_path.clone()
+    };
+    crate::unsubscribe::add_list_headers(msg, |recipients| {
+        let single = recipients == 1;
+        let token = state.links.token(
+            id,
+            if single {
+                0
+            } else {
+                crate::unsubscribe::WHOLE_MESSAGE
+            },
+        );
+        crate::unsubscribe::ListLinks {
+            https: single.then(|| state.links.url(&token)),
+            mailto: format!(
+                "mailto:{}{token}@{domain}?subject=unsubscribe",
+                crate::unsubscribe::MAILTO_PREFIX
+            ),
+        }
+    });
     crate::unsubscribe::add_reference_header(msg, || state.links.reference(id, 0));
 }
 
@@ -193,6 +217,58 @@ async fn lint_gate(
     .detail("report", serde_json::to_value(&report).expect("reports serialize")))
 }
 
+/// A `suppressed` event for each recipient the suppression list held back
+/// from an accepted message.
+async fn emit_suppressed(state: &AppState, response: &Value) {
+    let events: Vec<Event> = response["recipients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["status"] == "suppressed")
+        .map(|r| {
+            Event::new(
+                EventKind::Suppressed,
+                json!({
+                    "message_id": response["id"],
+                    "stream": response["stream"],
+                    "address": r["address"],
+                    "reason": r["reason"],
+                }),
+            )
+        })
+        .collect();
+    if !events.is_empty() {
+        events::emit(&state.store, &state.wake, events).await;
+    }
+}
+
+/// Sends mail the relay writes itself (double opt-in confirmations) on
+/// `stream`, through the same checks, signing, suppression list and queue
+/// as an API request. Returns the message id.
+pub(super) async fn send_system(
+    state: &AppState,
+    stream: Stream,
+    req: SendRequest,
+) -> Result<MessageId, ApiError> {
+    let caller = Caller(crate::store::ApiKeyRecord {
+        id: "system".into(),
+        name: "mailroom".into(),
+        streams: vec![stream],
+        scopes: Vec::new(),
+        created_at: 0,
+        revoked_at: None,
+    });
+    let (prepared, response) = prepare(state, &caller, req, None).await?;
+    let id = prepared.id;
+    state
+        .enqueuer
+        .enqueue(prepared)
+        .await
+        .map_err(enqueue_failed)?;
+    emit_suppressed(state, &response).await;
+    Ok(id)
+}
+
 fn enqueue_failed(e: EnqueueError) -> ApiError {
     match e {
         EnqueueError::ShuttingDown => ApiError::new(
@@ -227,6 +303,7 @@ pub async fn send(
         .map_err(enqueue_failed)?;
     match outcome {
         EnqueueOutcome::Accepted => {
+            emit_suppressed(&state, &response).await;
             span.in_scope(|| {
                 tracing::info!(
                     recipients = response["recipients"].as_array().map_or(0, Vec::len),
@@ -300,6 +377,7 @@ pub async fn send_batch(
                     .enqueue(prepared)
                     .await
                     .map_err(enqueue_failed)?;
+                emit_suppressed(&state, &response).await;
                 Ok::<_, ApiError>(response)
             }
             .await;

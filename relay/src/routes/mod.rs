@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod health;
 mod lint;
+mod lists;
 mod messages;
 mod suppressions;
 mod unsubscribe;
@@ -36,6 +37,33 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     pub suppressions: Arc<Suppressions>,
     pub links: Arc<Links>,
+    /// Wakes this process's webhook dispatcher when events are queued.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// For the optional MX check on new subscribers.
+    pub mx: Option<Arc<crate::delivery::mx::MxResolver>>,
+}
+
+/// `limit` (default 100, at most 1000) and `offset` (default 0) of a list
+/// route's query; `422 invalid_field` naming the bad one.
+pub(super) fn paging(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<(i64, i64), ApiError> {
+    let number = |name: &'static str, default: i64, max: i64| {
+        params.get(name).map_or(Ok(default), |v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| (0..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_field",
+                        format!("{name} must be a number from 0 to {max}"),
+                    )
+                    .field(name)
+                })
+        })
+    };
+    Ok((number("limit", 100, 1000)?, number("offset", 0, i64::MAX)?))
 }
 
 /// The API described for clients and tools; docs/api.md is the prose.
@@ -62,8 +90,31 @@ pub fn router(state: AppState) -> Router {
                 .post(suppressions::add)
                 .delete(suppressions::remove),
         )
+        .route("/v1/lists", get(lists::all).post(lists::create))
+        .route("/v1/lists/{list}", get(lists::one))
+        .route(
+            "/v1/lists/{list}/subscribers",
+            get(lists::subscribers).post(lists::subscribe),
+        )
+        .route(
+            "/v1/lists/{list}/subscribers/{address}",
+            get(lists::subscriber).delete(lists::unsubscribe),
+        )
+        .route("/v1/engagement", post(lists::engagement))
         .route("/v1/webhooks/bounces", post(webhooks::bounces))
         .route("/v1/webhooks/complaints", post(webhooks::complaints))
+        .route("/v1/webhooks/unsubscribes", post(webhooks::unsubscribes))
+        .route(
+            "/v1/webhooks/endpoints",
+            get(webhooks::endpoints).post(webhooks::add_endpoint),
+        )
+        .route(
+            "/v1/webhooks/endpoints/{id}",
+            axum::routing::delete(webhooks::delete_endpoint),
+        )
+        .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/v1/bounces/summary", get(webhooks::bounce_summary))
+        .route("/c/{token}", get(lists::confirm_page).post(lists::confirm))
         .route(
             "/u/{token}",
             get(unsubscribe::page).post(unsubscribe::one_click),
@@ -91,6 +142,18 @@ mod tests {
             "/v1/suppressions",
             "/v1/webhooks/bounces",
             "/v1/webhooks/complaints",
+            "/v1/webhooks/unsubscribes",
+            "/v1/webhooks/endpoints",
+            "/v1/webhooks/endpoints/{id}",
+            "/v1/webhooks/deliveries",
+            "/v1/bounces/summary",
+            "/v1/lists",
+            "/v1/lists/{list}",
+            "/v1/lists/{list}/subscribers",
+            "/v1/lists/{list}/subscribers/{address}",
+            "/v1/engagement",
+            "/c/{token}",
+            "/u/{token}",
             "/healthz",
             "/readyz",
         ] {

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 use super::messages::body_bytes;
 use super::{ApiError, AppState, Caller};
+use crate::domain::Stream;
+use crate::keys::ApiScope;
 use crate::suppression::{self, REASONS, Scope, Target};
 
 fn scope_param(raw: Option<&str>) -> Result<Scope, ApiError> {
@@ -24,14 +26,23 @@ fn scope_param(raw: Option<&str>) -> Result<Scope, ApiError> {
     })
 }
 
+/// Managing suppressions takes the `suppressions` scope, and the streams
+/// the entry stops: one stream, or every stream for a global entry.
 fn require_scope(caller: &Caller, scope: Scope) -> Result<(), ApiError> {
+    caller.require_scope(ApiScope::Suppressions)?;
     match scope {
         Scope::Stream(s) => caller.require_stream(s),
-        Scope::Global => caller
-            .require_all_streams(
-                "global suppressions stop every stream: they need a key for every stream",
-            )
-            .map_err(|e| e.field("scope")),
+        Scope::Global => Stream::ALL
+            .into_iter()
+            .try_for_each(|s| caller.require_stream(s))
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_scope",
+                    "global suppressions stop every stream: they need a key for every stream",
+                )
+                .field("scope")
+            }),
     }
 }
 
@@ -122,6 +133,7 @@ pub async fn list(
     caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_scope(ApiScope::Suppressions)?;
     let scope = params
         .get("scope")
         .map(|s| scope_param(Some(s)))
@@ -134,23 +146,7 @@ pub async fn list(
                 .to_string(),
         ),
     };
-    let number = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
-        params.get(name).map_or(Ok(default), |v| {
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| (0..=max).contains(n))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_field",
-                        format!("{name} must be a number from 0 to {max}"),
-                    )
-                    .field(name)
-                })
-        })
-    };
-    let limit = number("limit", 100, 1000)?;
-    let offset = number("offset", 0, i64::MAX)?;
+    let (limit, offset) = super::paging(&params)?;
     let rows = state
         .store
         .list_suppressions(scope.map(Scope::as_str), value.as_deref(), limit, offset)

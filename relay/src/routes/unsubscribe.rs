@@ -16,7 +16,7 @@ use crate::suppression::{self, Scope, Target};
 
 /// The page headers: nothing loads from elsewhere, nothing frames it, the
 /// token never leaks in a Referer.
-fn page_response(status: StatusCode, body: String) -> Response {
+pub(super) fn page_response(status: StatusCode, body: String) -> Response {
     (
         status,
         [
@@ -34,7 +34,7 @@ fn page_response(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '&' => "&amp;".to_string(),
@@ -47,7 +47,7 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-fn html(title: &str, body: &str) -> String {
+pub(super) fn html(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -60,7 +60,7 @@ fn html(title: &str, body: &str) -> String {
 
 /// `d***@customer.example`: enough for the reader to recognise, not enough
 /// to harvest from a forwarded link.
-fn masked(address: &str) -> String {
+pub(super) fn masked(address: &str) -> String {
     match address.split_once('@') {
         Some((local, domain)) => {
             let first: String = local.chars().take(1).collect();
@@ -112,6 +112,50 @@ async fn recipient(state: &AppState, token: &str) -> Result<Option<(String, Stri
         .into_iter()
         .find(|r| r.idx == i64::from(idx))
         .map(|r| (r.address, message.sender)))
+}
+
+/// Unsubscribes `target` from marketing mail: a marketing suppression, its
+/// subscriptions on every list marked `unsubscribed`, an event.
+///
+/// # Errors
+/// The suppression could not be stored (the rest is logged, not returned).
+pub(super) async fn apply(
+    state: &AppState,
+    target: &Target,
+    source: &str,
+) -> Result<(), crate::store::StoreError> {
+    let entry = suppression::entry(
+        Scope::Stream(crate::domain::Stream::Marketing),
+        target,
+        "unsubscribe",
+        Some(source.to_string()),
+        None,
+    );
+    state.suppressions.add(&state.store, &entry).await?;
+    if let Err(e) = state
+        .store
+        .change_status(
+            None,
+            target.value(),
+            &["pending", "confirmed"],
+            "unsubscribed",
+            source,
+            None,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "marking subscriptions unsubscribed failed");
+    }
+    crate::events::emit(
+        &state.store,
+        &state.wake,
+        vec![crate::events::Event::new(
+            crate::events::EventKind::Unsubscribed,
+            serde_json::json!({"address": target.value(), "source": source}),
+        )],
+    )
+    .await;
+    Ok(())
 }
 
 /// `GET /u/{token}`: a page with one button; changes nothing.
@@ -171,14 +215,7 @@ pub async fn one_click(
         }
     };
     let (id, _) = state.links.verify(&token).expect("verified above");
-    let entry = suppression::entry(
-        Scope::Stream(crate::domain::Stream::Marketing),
-        &target,
-        "unsubscribe",
-        Some(format!("one-click:{id}")),
-        None,
-    );
-    if let Err(e) = state.suppressions.add(&state.store, &entry).await {
+    if let Err(e) = apply(&state, &target, &format!("one-click:{id}")).await {
         tracing::error!(error = %e, "recording an unsubscribe failed");
         return page_response(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 
 use super::messages::body_bytes;
 use super::{ApiError, AppState, Caller};
-use crate::store::{BounceRecord, now_ms};
+use crate::delivery::outcomes;
+use crate::events::{self, Event, EventKind};
+use crate::keys::ApiScope;
+use crate::store::{BounceRecord, EndpointRecord, now_ms};
 use crate::suppression::{self, Scope, Target};
 
 /// Takes the raw bounce message (RFC 5322) as the body; answers what was
@@ -27,9 +30,7 @@ pub async fn bounces(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_all_streams(
-        "bounces can suppress addresses on every stream: they need a key for every stream",
-    )?;
+    caller.require_scope(ApiScope::Webhooks)?;
     let body = body_bytes(body)?;
     let parsed = tokio::task::spawn_blocking(move || bounce::parse(&body))
         .await
@@ -42,8 +43,23 @@ pub async fn bounces(
             )
         })?;
     let mut results = Vec::new();
+    let mut events = Vec::new();
     if matches!(parsed.kind, Kind::Dsn | Kind::NonStandard) {
         let now = now_ms();
+        // The stream, when the VERP path names one of our messages.
+        let stream = match parsed
+            .verp
+            .as_ref()
+            .and_then(|v| crate::domain::MessageId::parse(&v.message_id))
+        {
+            Some(id) => state
+                .store
+                .get_message(&id)
+                .await
+                .map_err(|e| ApiError::internal("looking up a bounced message", &e))?
+                .map(|m| m.stream),
+            None => None,
+        };
         for r in &parsed.recipients {
             let Ok(target) = Target::parse(Some(&r.address), None) else {
                 results.push(json!({"address": r.address, "class": r.class, "outcome": "ignored: not an address"}));
@@ -59,6 +75,9 @@ pub async fn bounces(
                 diagnostic: r.diagnostic.clone(),
                 original_message_id: parsed.original_message_id.clone(),
                 relay_message_id: parsed.verp.as_ref().map(|v| v.message_id.clone()),
+                source: "webhook".into(),
+                stream: stream.clone(),
+                domain: target.value().rsplit_once('@').map(|(_, d)| d.to_string()),
             };
             state
                 .store
@@ -98,6 +117,22 @@ pub async fn bounces(
                     .add(&state.store, &entry)
                     .await
                     .map_err(|e| ApiError::internal("suppressing a bounced address", &e))?;
+                outcomes::mark_subscribers(&state.store, target.value(), "bounced", reason).await;
+            }
+            if r.action != "delayed" {
+                events.push(Event::new(
+                    EventKind::Bounced,
+                    json!({
+                        "message_id": record.relay_message_id,
+                        "stream": stream,
+                        "address": target.value(),
+                        "class": r.class,
+                        "status": r.status,
+                        "diagnostic": r.diagnostic,
+                        "source": "webhook",
+                        "suppressed": suppress.is_some(),
+                    }),
+                ));
             }
             tracing::info!(
                 class = r.class.as_str(),
@@ -113,6 +148,7 @@ pub async fn bounces(
             }));
         }
     }
+    events::emit(&state.store, &state.wake, events).await;
     Ok(Json(json!({
         "kind": parsed.kind,
         "original_message_id": parsed.original_message_id,
@@ -149,9 +185,7 @@ pub async fn complaints(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_all_streams(
-        "complaints suppress addresses on every stream: they need a key for every stream",
-    )?;
+    caller.require_scope(ApiScope::Webhooks)?;
     let body = body_bytes(body)?;
     let report = mail_auth::report::Feedback::parse_rfc5322(&body).map_err(|e| {
         ApiError::new(
@@ -174,10 +208,11 @@ pub async fn complaints(
     };
     let mut address = None;
     let mut via = "original-rcpt-to";
-    if let Some((how, (id, idx))) = traced {
+    if let Some((how, (id, idx))) = &traced {
+        let (how, idx) = (*how, *idx);
         let rows = state
             .store
-            .get_recipients(&id)
+            .get_recipients(id)
             .await
             .map_err(|e| ApiError::internal("looking up a complaint's recipient", &e))?;
         if let Some(r) = rows.into_iter().find(|r| r.idx == i64::from(idx)) {
@@ -216,6 +251,20 @@ pub async fn complaints(
         .add(&state.store, &entry)
         .await
         .map_err(|e| ApiError::internal("suppressing a complainer", &e))?;
+    outcomes::mark_subscribers(&state.store, target.value(), "complained", &feedback_type).await;
+    events::emit(
+        &state.store,
+        &state.wake,
+        vec![Event::new(
+            EventKind::Complained,
+            json!({
+                "address": target.value(),
+                "feedback_type": feedback_type,
+                "message_id": traced.as_ref().map(|(_, (id, _))| id.to_string()),
+            }),
+        )],
+    )
+    .await;
     tracing::info!(feedback_type, via, "complaint: address suppressed");
     Ok(Json(json!({
         "feedback_type": feedback_type,
@@ -223,4 +272,265 @@ pub async fn complaints(
         "found_by": via,
         "outcome": "suppressed",
     })))
+}
+
+/// `POST /v1/webhooks/unsubscribes`: an unsubscribe request mailed to the
+/// `mailto:` address in `List-Unsubscribe` (`unsubscribe+TOKEN@DOMAIN`),
+/// handed over raw by the MTA that receives it. The token is the signed
+/// one-click token; for a message with several recipients it names the
+/// message only, and the request's From must be one of its recipients.
+pub async fn unsubscribes(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_scope(ApiScope::Webhooks)?;
+    let body = body_bytes(body)?;
+    let parsed = mail_parser::MessageParser::default()
+        .parse_headers(&body)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_message",
+                "the body is not a mail message (RFC 5322)",
+            )
+        })?;
+    let mut candidates: Vec<String> = Vec::new();
+    for name in ["To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To"] {
+        for h in parsed.header_values(name) {
+            if let Some(list) = h.as_address() {
+                candidates.extend(list.iter().filter_map(|a| a.address().map(str::to_string)));
+            } else if let Some(text) = h.as_text() {
+                candidates.push(text.trim().trim_matches(['<', '>']).to_string());
+            }
+        }
+    }
+    let from = parsed
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .map(str::to_lowercase);
+    let token = candidates.iter().find_map(|a| {
+        let local = a.split_once('@')?.0;
+        let token = local.strip_prefix(crate::unsubscribe::MAILTO_PREFIX)?;
+        state.links.verify(token)
+    });
+    let Some((id, idx)) = token else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_token",
+            "no valid unsubscribe+TOKEN@ address among the message's recipients",
+        ));
+    };
+    let rows = state
+        .store
+        .get_recipients(&id)
+        .await
+        .map_err(|e| ApiError::internal("looking up an unsubscribe", &e))?;
+    let address = if idx == crate::unsubscribe::WHOLE_MESSAGE {
+        // The token names the message: the sender must be one of its
+        // recipients (a forged From can only unsubscribe a recipient of a
+        // message the forger holds the token of).
+        from.filter(|f| rows.iter().any(|r| r.address.eq_ignore_ascii_case(f)))
+    } else {
+        rows.into_iter()
+            .find(|r| r.idx == i64::from(idx))
+            .map(|r| r.address.to_lowercase())
+    };
+    let Some(address) = address else {
+        return Ok(Json(json!({"address": null, "outcome": "unresolved"})));
+    };
+    let target = Target::parse(Some(&address), None)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_address", e))?;
+    super::unsubscribe::apply(&state, &target, &format!("mailto:{id}"))
+        .await
+        .map_err(|e| ApiError::internal("recording an unsubscribe", &e))?;
+    tracing::info!(message_id = %id, "unsubscribed (mailto)");
+    Ok(Json(
+        json!({"address": target.value(), "outcome": "unsubscribed"}),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    url: String,
+    /// Event types; omitted or empty: all of them.
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+/// `POST /v1/webhooks/endpoints`: 201 with the endpoint and its signing
+/// secret, shown this once.
+pub async fn add_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    caller.require_scope(ApiScope::Webhooks)?;
+    let req: NewEndpoint = super::error::parse_json(&body_bytes(body)?)?;
+    let bad_url = |why: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_url",
+            why.to_string(),
+        )
+        .field("url")
+    };
+    let url = url::Url::parse(req.url.trim()).map_err(|e| bad_url(&format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(bad_url("the URL must be http(s) with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad_url(
+            "credentials in the URL would be stored in clear; verify the signature instead",
+        ));
+    }
+    let mut kinds = Vec::new();
+    for e in &req.events {
+        let k = EventKind::parse(e).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_event",
+                format!(
+                    "unknown event {e:?}; events are {}",
+                    EventKind::ALL.map(EventKind::as_str).join(", ")
+                ),
+            )
+            .field("events")
+        })?;
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    if kinds.is_empty() {
+        kinds = EventKind::ALL.to_vec();
+    }
+    let endpoint = EndpointRecord {
+        id: format!("we_{}", uuid::Uuid::now_v7().simple()),
+        url: url.to_string(),
+        events: format!(
+            ",{},",
+            kinds
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        secret: events::new_secret(),
+        created_at: now_ms(),
+    };
+    state
+        .store
+        .insert_endpoint(&endpoint)
+        .await
+        .map_err(|e| ApiError::internal("storing an endpoint", &e))?;
+    tracing::info!(endpoint = %endpoint.id, key_id = %caller.0.id, "webhook endpoint added");
+    let mut v = json!(endpoint);
+    v["secret"] = json!(endpoint.secret);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// `GET /v1/webhooks/endpoints` (secrets are not shown again).
+pub async fn endpoints(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_scope(ApiScope::Webhooks)?;
+    let list = state
+        .store
+        .list_endpoints()
+        .await
+        .map_err(|e| ApiError::internal("listing endpoints", &e))?;
+    Ok(Json(json!({ "endpoints": list })))
+}
+
+/// `DELETE /v1/webhooks/endpoints/{id}`: 204; pending deliveries to it are
+/// given up.
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_scope(ApiScope::Webhooks)?;
+    if state
+        .store
+        .delete_endpoint(&id)
+        .await
+        .map_err(|e| ApiError::internal("deleting an endpoint", &e))?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("endpoint"))
+    }
+}
+
+/// `GET /v1/webhooks/deliveries?endpoint=&state=&limit=&offset=`: the
+/// outbox, newest first, with each delivery's attempts and last answer.
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_scope(ApiScope::Webhooks)?;
+    let wanted = params.get("state").map(String::as_str);
+    if let Some(w) = wanted
+        && !matches!(w, "pending" | "delivered" | "failed")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_state",
+            "state must be pending, delivered or failed",
+        )
+        .field("state"));
+    }
+    let (limit, offset) = super::paging(&params)?;
+    let rows = state
+        .store
+        .list_deliveries(
+            params.get("endpoint").map(String::as_str),
+            wanted,
+            limit,
+            offset,
+        )
+        .await
+        .map_err(|e| ApiError::internal("listing deliveries", &e))?;
+    let depth = state
+        .store
+        .outbox_depth()
+        .await
+        .map_err(|e| ApiError::internal("counting the outbox", &e))?;
+    Ok(Json(json!({ "pending": depth, "deliveries": rows })))
+}
+
+/// `GET /v1/bounces/summary?since=7d`: bounces counted by stream,
+/// destination domain and class — where policy blocks and full mailboxes
+/// (which suppress nothing) pile up.
+pub async fn bounce_summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_scope(ApiScope::Suppressions)?;
+    let since = match params.get("since") {
+        None => std::time::Duration::from_secs(7 * 24 * 3600),
+        Some(s) => humantime::parse_duration(s).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("since must be a duration like 7d or 24h: {e}"),
+            )
+            .field("since")
+        })?,
+    };
+    let (limit, _) = super::paging(&params)?;
+    let rows = state
+        .store
+        .bounce_counts(now_ms() - since.as_millis() as i64, limit)
+        .await
+        .map_err(|e| ApiError::internal("counting bounces", &e))?;
+    Ok(Json(
+        json!({ "since_ms": since.as_millis() as i64, "counts": rows }),
+    ))
 }

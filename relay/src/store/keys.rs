@@ -1,5 +1,6 @@
 use super::{Result, Store, StoreError, now_ms};
 use crate::domain::Stream;
+use crate::keys::ApiScope;
 
 /// What is stored of a new API key: never the secret itself.
 #[derive(Debug, Clone)]
@@ -8,6 +9,7 @@ pub struct NewApiKey {
     pub name: String,
     pub secret_hash: String,
     pub streams: Vec<Stream>,
+    pub scopes: Vec<ApiScope>,
 }
 
 #[derive(Debug, Clone)]
@@ -15,6 +17,7 @@ pub struct ApiKeyRecord {
     pub id: String,
     pub name: String,
     pub streams: Vec<Stream>,
+    pub scopes: Vec<ApiScope>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
@@ -24,6 +27,7 @@ struct KeyRow {
     id: String,
     name: String,
     streams: String,
+    scopes: String,
     created_at: i64,
     revoked_at: Option<i64>,
 }
@@ -41,31 +45,42 @@ impl TryFrom<KeyRow> for ApiKeyRecord {
                     .map_err(|e| StoreError::Corrupt(format!("api key {}: {e}", r.id)))
             })
             .collect::<Result<_>>()?;
+        let scopes = r
+            .scopes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ApiScope>()
+                    .map_err(|e| StoreError::Corrupt(format!("api key {}: {e}", r.id)))
+            })
+            .collect::<Result<_>>()?;
         Ok(ApiKeyRecord {
             id: r.id,
             name: r.name,
             streams,
+            scopes,
             created_at: r.created_at,
             revoked_at: r.revoked_at,
         })
     }
 }
 
-fn join_streams(streams: &[Stream]) -> String {
-    streams
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
         .iter()
-        .map(|s| s.as_str())
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
 }
 
 impl Store {
     pub async fn insert_api_key(&self, key: &NewApiKey) -> Result<()> {
-        sqlx::query("INSERT INTO api_keys (id, name, secret_hash, streams, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO api_keys (id, name, secret_hash, streams, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&key.id)
             .bind(&key.name)
             .bind(&key.secret_hash)
-            .bind(join_streams(&key.streams))
+            .bind(join(&key.streams))
+            .bind(join(&key.scopes))
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
@@ -75,7 +90,7 @@ impl Store {
     /// The live (not revoked) key whose secret hashes to `secret_hash`.
     pub async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
         sqlx::query_as::<_, KeyRow>(
-            "SELECT id, name, streams, created_at, revoked_at FROM api_keys \
+            "SELECT id, name, streams, scopes, created_at, revoked_at FROM api_keys \
              WHERE secret_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secret_hash)
@@ -87,7 +102,7 @@ impl Store {
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         sqlx::query_as::<_, KeyRow>(
-            "SELECT id, name, streams, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+            "SELECT id, name, streams, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
         .await?

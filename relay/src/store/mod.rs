@@ -5,12 +5,14 @@
 
 mod bounces;
 mod keys;
+mod lists;
 mod messages;
 mod queue;
 mod secrets;
 mod suppressions;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::str::FromStr as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,14 +20,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
-pub use bounces::BounceRecord;
+pub use bounces::{BounceCount, BounceRecord};
 pub use keys::{ApiKeyRecord, NewApiKey};
+pub use lists::{ConsentEvent, ListRecord, SubscriberRecord};
 pub use messages::{
     AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage,
     PreparedRecipient, RecipientRecord,
 };
 pub use queue::{Claimed, Finish, Payload, QueueDepth};
 pub use suppressions::SuppressionRecord;
+pub use webhooks::{DeliveryRecord, EndpointRecord};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

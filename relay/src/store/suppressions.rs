@@ -78,6 +78,26 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
+    /// Removes one entry if it was made for `reason`; false otherwise.
+    pub async fn delete_suppression_for(
+        &self,
+        scope: &str,
+        kind: &str,
+        value: &str,
+        reason: &str,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM suppressions WHERE scope = $1 AND kind = $2 AND value = $3 AND reason = $4",
+        )
+        .bind(scope)
+        .bind(kind)
+        .bind(value)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// Entries, newest first, optionally of one scope or value.
     pub async fn list_suppressions(
         &self,

@@ -78,7 +78,7 @@ async fn post_all(
     clients: usize,
     offset: usize,
 ) -> Duration {
-    let client = reqwest::Client::builder()
+    let client = mailroom_e2e::http_client()
         .pool_max_idle_per_host(clients)
         .build()
         .unwrap();
