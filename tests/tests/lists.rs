@@ -253,10 +253,17 @@ async fn double_opt_in(postgres: bool) {
         ));
         assert_eq!(h.json()["data"]["address"], "ana@customer.example");
     }
-    let (_, d) = relay
-        .get_json("/v1/webhooks/deliveries?state=delivered", &key)
-        .await;
-    assert_eq!(d["deliveries"].as_array().unwrap().len(), 2, "{d}");
+    // Recorded just after the endpoint answered: wait for it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, d) = relay.get_json("/v1/webhooks/deliveries", &key).await;
+        let rows = d["deliveries"].as_array().unwrap();
+        if rows.len() == 2 && rows.iter().all(|r| r["state"] == "delivered") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Engagement and unsubscribing through the API.
     let (code, e) = relay
