@@ -488,4 +488,24 @@ mod tests {
         let bad: Settings = toml::from_str("[streams.marketing]\nroute = \"ftp://x\"\nconcurrency = 1\nmax_age = \"1d\"\nretry_schedule = [\"1m\"]").unwrap();
         assert!(bad.check().is_err());
     }
+
+    #[test]
+    fn the_documented_example_loads_and_lists_and_webhooks_have_defaults() {
+        let doc = include_str!("../../docs/configuration.md");
+        let start = doc.find("## Example").unwrap();
+        let block = &doc[start..];
+        let toml_start = block.find("```toml\n").unwrap() + "```toml\n".len();
+        let toml_end = toml_start + block[toml_start..].find("```").unwrap();
+        let s: Settings = toml::from_str(&block[toml_start..toml_end]).unwrap();
+        assert!(s.lists.check_mx);
+        assert_eq!(s.webhooks.timeout, Duration::from_secs(5));
+        assert_eq!(s.webhooks.max_age, Duration::from_secs(3 * 24 * 3600));
+        let d = Settings::default();
+        assert_eq!(d.lists.confirm_link_ttl, Duration::from_secs(48 * 3600));
+        assert_eq!(d.lists.pending_expiry, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(d.webhooks.retry_delay(1), Duration::from_secs(30));
+        assert_eq!(d.webhooks.retry_delay(100), Duration::from_secs(6 * 3600));
+        let bad: Settings = toml::from_str("[webhooks]\nretry_schedule = []").unwrap();
+        assert!(bad.check().is_err());
+    }
 }
