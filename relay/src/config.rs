@@ -45,6 +45,64 @@ pub struct Settings {
     pub streams: StreamsSettings,
     pub lists: ListsSettings,
     pub webhooks: WebhooksSettings,
+    pub limits: LimitsSettings,
+    /// Longest a request may take, body upload included (then 408).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest a client may take to send its request headers (and, with
+    /// TLS, to finish the handshake) before the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Serve HTTPS with this certificate; reloaded on SIGHUP.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[tls]`: PEM files. The chain starts with the server's certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[limits]`: rate limits and the lockout of clients presenting bad keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSettings {
+    /// API requests per second per key (token bucket; 0: no limit).
+    pub requests_per_second: u32,
+    /// Requests a key may make at once before the rate applies.
+    pub burst: u32,
+    /// Inbound webhook requests per second per key, a budget of their own.
+    pub webhook_requests_per_second: u32,
+    /// Requests per second per client address to the public pages
+    /// (one-click unsubscribe, confirmation).
+    pub public_requests_per_second: u32,
+    /// Failed authentications from one client address within
+    /// `auth_failure_window` that lock it out for `lockout`.
+    pub auth_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy
+    /// that sets it; otherwise clients could pick their own address).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        LimitsSettings {
+            requests_per_second: 1000,
+            burst: 2000,
+            webhook_requests_per_second: 100,
+            public_requests_per_second: 5,
+            auth_failures: 10,
+            auth_failure_window: Duration::from_secs(5 * MIN),
+            lockout: Duration::from_secs(15 * MIN),
+            trust_forwarded_for: false,
+        }
+    }
 }
 
 /// `[lists]`: double opt-in.
@@ -134,6 +192,10 @@ impl Default for Settings {
             streams: StreamsSettings::default(),
             lists: ListsSettings::default(),
             webhooks: WebhooksSettings::default(),
+            limits: LimitsSettings::default(),
+            request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -188,6 +250,7 @@ struct StreamPatch {
     source_address: Option<std::net::IpAddr>,
     paused: Option<bool>,
     lint_max_score: Option<f64>,
+    messages_per_hour: Option<u32>,
 }
 
 impl StreamPatch {
@@ -204,6 +267,7 @@ impl StreamPatch {
             source_address: self.source_address.or(base.source_address),
             paused: self.paused.unwrap_or(base.paused),
             lint_max_score: self.lint_max_score.or(base.lint_max_score),
+            messages_per_hour: self.messages_per_hour.unwrap_or(base.messages_per_hour),
         }
     }
 }
@@ -274,6 +338,9 @@ pub struct StreamSettings {
     /// Refuse (422, with the lint report) messages whose spam-risk score is
     /// above this. None: no lint gate. See docs/lint-rules.md for scores.
     pub lint_max_score: Option<f64>,
+    /// Messages per hour one API key may send on this stream (token bucket
+    /// with a burst of the same size); 0: no limit.
+    pub messages_per_hour: u32,
 }
 
 fn duration_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
@@ -321,6 +388,7 @@ impl StreamSettings {
             source_address: None,
             paused: false,
             lint_max_score: None,
+            messages_per_hour: 0,
         }
     }
 
@@ -341,6 +409,7 @@ impl StreamSettings {
             source_address: None,
             paused: false,
             lint_max_score: None,
+            messages_per_hour: 0,
         }
     }
 
@@ -385,6 +454,10 @@ impl Settings {
                 "public_url must be an http(s) URL with a host, e.g. https://mail.shop.example"
             );
         }
+        anyhow::ensure!(
+            !self.request_timeout.is_zero() && !self.header_timeout.is_zero(),
+            "request_timeout and header_timeout must be positive"
+        );
         anyhow::ensure!(
             !self.webhooks.retry_schedule.is_empty(),
             "webhooks.retry_schedule must not be empty"

@@ -18,18 +18,26 @@ pub enum ApiScope {
     Webhooks,
     /// Lists and subscribers.
     Lists,
-    /// The suppression list.
+    /// The suppression list and the bounce summary.
     Suppressions,
+    /// `GET /metrics`, for the Prometheus scraper.
+    Metrics,
 }
 
 impl ApiScope {
-    pub const ALL: [ApiScope; 3] = [ApiScope::Webhooks, ApiScope::Lists, ApiScope::Suppressions];
+    pub const ALL: [ApiScope; 4] = [
+        ApiScope::Webhooks,
+        ApiScope::Lists,
+        ApiScope::Suppressions,
+        ApiScope::Metrics,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ApiScope::Webhooks => "webhooks",
             ApiScope::Lists => "lists",
             ApiScope::Suppressions => "suppressions",
+            ApiScope::Metrics => "metrics",
         }
     }
 }
@@ -48,7 +56,7 @@ impl std::str::FromStr for ApiScope {
             .into_iter()
             .find(|x| x.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown scope {s:?}: expected \"webhooks\", \"lists\" or \"suppressions\"")
+                format!("unknown scope {s:?}: expected webhooks, lists, suppressions or metrics")
             })
     }
 }
@@ -70,7 +78,8 @@ pub fn key_id(key: &str) -> Option<&str> {
     (id.len() == 12 && !secret.is_empty()).then_some(id)
 }
 
-/// Creates and stores a key that may send on `streams` and use `scopes`.
+/// Creates and stores a key that may send on `streams` and use `scopes`,
+/// valid until `expires_at` (Unix ms) if given.
 ///
 /// # Errors
 /// The store failed.
@@ -79,6 +88,7 @@ pub async fn create(
     name: &str,
     streams: &[Stream],
     scopes: &[ApiScope],
+    expires_at: Option<i64>,
 ) -> Result<IssuedKey, StoreError> {
     let mut rng = rand::rng();
     let mut id = [0u8; 6];
@@ -100,9 +110,43 @@ pub async fn create(
             secret_hash: hash_key(&full),
             streams,
             scopes,
+            expires_at,
         })
         .await?;
     Ok(IssuedKey { id, secret: full })
+}
+
+/// Why a key couldn't be rotated.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("no live key with id {0}")]
+    NoSuchKey(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Issues a new key with the old one's name, streams and scopes, and lets
+/// the old one live on for `grace` (so clients can be moved over without
+/// an outage), then expire.
+///
+/// # Errors
+/// No live key with that id, or the store failed.
+pub async fn rotate(
+    store: &Store,
+    id: &str,
+    grace: std::time::Duration,
+) -> Result<IssuedKey, RotateError> {
+    let now = crate::store::now_ms();
+    let old = store
+        .get_api_key(id)
+        .await?
+        .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|t| t > now))
+        .ok_or_else(|| RotateError::NoSuchKey(id.to_string()))?;
+    let new = create(store, &old.name, &old.streams, &old.scopes, None).await?;
+    store
+        .expire_api_key(id, now + grace.as_millis() as i64)
+        .await?;
+    Ok(new)
 }
 
 #[cfg(test)]
@@ -117,6 +161,7 @@ mod tests {
                 "shop",
                 &[Stream::Marketing, Stream::Transactional, Stream::Marketing],
                 &[ApiScope::Suppressions, ApiScope::Webhooks],
+                None,
             )
             .await
             .unwrap();
@@ -151,6 +196,66 @@ mod tests {
                     .is_none()
             );
             assert!(!t.store.revoke_api_key(&k.id).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_the_old_key_for_the_grace_period_and_expiry_ends_a_key() {
+        for t in crate::store::testing::all().await {
+            let old = create(
+                &t.store,
+                "shop",
+                &[Stream::Marketing],
+                &[ApiScope::Lists],
+                None,
+            )
+            .await
+            .unwrap();
+            let new = rotate(&t.store, &old.id, std::time::Duration::from_secs(3600))
+                .await
+                .unwrap();
+            let found = t
+                .store
+                .find_api_key(&hash_key(&new.secret))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (found.name.as_str(), found.scopes.clone()),
+                ("shop", vec![ApiScope::Lists])
+            );
+            let still = t
+                .store
+                .find_api_key(&hash_key(&old.secret))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(still.expires_at.is_some(), "in its grace period");
+            // A rotation with no grace ends the key at once.
+            rotate(&t.store, &new.id, std::time::Duration::ZERO)
+                .await
+                .unwrap();
+            assert!(
+                t.store
+                    .find_api_key(&hash_key(&new.secret))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(matches!(
+                rotate(&t.store, &new.id, std::time::Duration::ZERO).await,
+                Err(RotateError::NoSuchKey(_))
+            ));
+            let expired = create(&t.store, "x", &[Stream::Marketing], &[], Some(1))
+                .await
+                .unwrap();
+            assert!(
+                t.store
+                    .find_api_key(&hash_key(&expired.secret))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
         }
     }
 

@@ -16,6 +16,7 @@
 //! - [`linting`]: `mailroom lint` inputs and printers; the pre-send gate
 //!   uses the lint crate through it.
 //! - [`lists`]: list import and pruning for the CLI.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
 
 pub mod compose;
@@ -24,10 +25,13 @@ pub mod delivery;
 pub mod domain;
 pub mod events;
 pub mod keys;
+pub mod limits;
 pub mod linting;
 pub mod lists;
+pub mod metrics;
 pub mod queue;
 pub mod routes;
+pub mod server;
 pub mod startup;
 pub mod store;
 pub mod suppression;

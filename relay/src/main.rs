@@ -89,6 +89,23 @@ enum Command {
         #[command(subcommand)]
         command: ListCommand,
     },
+    /// Show the audit log: keys created, rotated and revoked, suppressions
+    /// added and removed by hand, configuration reloads (tab-separated,
+    /// oldest first).
+    Audit {
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+        /// How far back: `7d`, `12h`.
+        #[arg(long, default_value = "30d")]
+        since: humantime::Duration,
+        /// Only this action, or actions starting with it (`key.`).
+        #[arg(long)]
+        action: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,9 +281,26 @@ enum KeysCommand {
         /// Stream the key may send on (repeatable).
         #[arg(long = "stream", value_parser = parse_stream, required_unless_present = "scopes")]
         streams: Vec<Stream>,
-        /// Administrative scope: webhooks, lists or suppressions (repeatable).
+        /// Administrative scope: webhooks, lists, suppressions or metrics
+        /// (repeatable).
         #[arg(long = "scope", value_parser = parse_api_scope)]
         scopes: Vec<ApiScope>,
+        /// The key stops working after this long (`90d`); default never.
+        #[arg(long)]
+        expires_in: Option<humantime::Duration>,
+    },
+    /// Issue a new key with an old one's name, streams and scopes; the old
+    /// one keeps working for --grace, then expires.
+    Rotate {
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+        id: String,
+        #[arg(long, default_value = "7d")]
+        grace: humantime::Duration,
     },
     /// List keys (id, name, streams, scopes, status; never secrets).
     List {
@@ -410,6 +444,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
             relay.run(listener, shutdown_signal()).await
         }
         Command::Keys { command } => keys(command).await,
+        Command::Audit {
+            database,
+            since,
+            action,
+        } => {
+            let store = Store::connect(&database)
+                .await
+                .context("opening database")?;
+            let since =
+                relay::store::now_ms() - std::time::Duration::from(since).as_millis() as i64;
+            for e in store.audit_entries(since, action.as_deref()).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH
+                            + std::time::Duration::from_millis(e.at.max(0) as u64)
+                    ),
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.detail.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
         Command::Suppressions { command } => suppressions(command).await,
         Command::List {
             command:
@@ -493,6 +552,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Who ran a command, for the audit log: the login name, as far as the
+/// environment tells.
+fn cli_actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
 async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create {
@@ -500,11 +569,17 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             name,
             streams,
             scopes,
+            expires_in,
         } => {
             let store = Store::connect(&database)
                 .await
                 .context("opening database")?;
-            let key = relay::keys::create(&store, &name, &streams, &scopes).await?;
+            let expires_at = expires_in
+                .map(|d| relay::store::now_ms() + std::time::Duration::from(d).as_millis() as i64);
+            let key = relay::keys::create(&store, &name, &streams, &scopes, expires_at).await?;
+            store
+                .audit(&cli_actor(), "key.created", &key.id, Some(&name))
+                .await?;
             let list: Vec<&str> = streams
                 .iter()
                 .map(|s| s.as_str())
@@ -524,18 +599,34 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             for k in store.list_api_keys().await? {
                 let streams: Vec<&str> = k.streams.iter().map(|s| s.as_str()).collect();
                 let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
-                let status = if k.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
+                let now = relay::store::now_ms();
+                let status = match (k.revoked_at, k.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(t)) if t <= now => "expired",
+                    _ => "active",
+                };
+                let time = |t: Option<i64>| {
+                    t.map_or_else(
+                        || "-".to_string(),
+                        |ms| {
+                            humantime::format_rfc3339_seconds(
+                                std::time::UNIX_EPOCH
+                                    + std::time::Duration::from_millis(ms.max(0) as u64),
+                            )
+                            .to_string()
+                        },
+                    )
                 };
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\tcreated {}\tlast used {}\texpires {}",
                     k.id,
                     k.name,
                     streams.join(","),
                     scopes.join(","),
-                    status
+                    status,
+                    time(Some(k.created_at)),
+                    time(k.last_used_at),
+                    time(k.expires_at),
                 );
             }
         }
@@ -547,7 +638,37 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 store.revoke_api_key(&id).await?,
                 "no active key with id {id:?}"
             );
+            store.audit(&cli_actor(), "key.revoked", &id, None).await?;
             println!("Revoked key {id}");
+        }
+        KeysCommand::Rotate {
+            database,
+            id,
+            grace,
+        } => {
+            let store = Store::connect(&database)
+                .await
+                .context("opening database")?;
+            let grace = std::time::Duration::from(grace);
+            let key = relay::keys::rotate(&store, &id, grace).await?;
+            store
+                .audit(
+                    &cli_actor(),
+                    "key.rotated",
+                    &id,
+                    Some(&format!(
+                        "new key {}; old one valid {}",
+                        key.id,
+                        humantime::format_duration(grace)
+                    )),
+                )
+                .await?;
+            println!(
+                "Created key {} to replace {id}, which keeps working for {}. It is shown once; store it now:",
+                key.id,
+                humantime::format_duration(grace)
+            );
+            println!("{}", key.secret);
         }
     }
     Ok(())
@@ -847,6 +968,14 @@ async fn suppressions(command: SuppressionsCommand) -> anyhow::Result<()> {
                     expires_at,
                 ))
                 .await?;
+            store
+                .audit(
+                    &cli_actor(),
+                    "suppression.added",
+                    target.value(),
+                    Some(&format!("{} {reason}", scope.as_str())),
+                )
+                .await?;
             println!(
                 "Suppressed {} {} ({}, {reason})",
                 target.kind(),
@@ -870,6 +999,14 @@ async fn suppressions(command: SuppressionsCommand) -> anyhow::Result<()> {
                 scope.as_str(),
                 target.value()
             );
+            store
+                .audit(
+                    &cli_actor(),
+                    "suppression.removed",
+                    target.value(),
+                    Some(scope.as_str()),
+                )
+                .await?;
             println!(
                 "Removed {} {} ({})",
                 target.kind(),

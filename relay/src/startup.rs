@@ -81,6 +81,7 @@ impl Relay {
                 "capture-bootstrap",
                 &Stream::ALL,
                 &keys::ApiScope::ALL,
+                None,
             )
             .await?,
         ))
@@ -131,7 +132,18 @@ impl Relay {
         } else {
             None
         };
+        let tls = match &settings.tls {
+            Some(t) => Some(Arc::new(crate::server::Tls::load(
+                t.cert.clone(),
+                t.key.clone(),
+            )?)),
+            None => None,
+        };
+        let header_timeout = settings.header_timeout;
         let events_wake = Arc::new(tokio::sync::Notify::new());
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let running: Vec<(Stream, Arc<std::sync::atomic::AtomicBool>)> =
+            Stream::ALL.iter().map(|s| (*s, Arc::default())).collect();
         let wakers = Arc::new(Wakers::default());
         let (enqueuer, writer) = Enqueuer::spawn(store.clone(), wakers.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -167,6 +179,12 @@ impl Relay {
                 sender: Arc::new(sender),
                 wake: wakers.get(stream).clone(),
                 events: events_wake.clone(),
+                metrics: metrics.clone(),
+                running: running
+                    .iter()
+                    .find(|(s, _)| *s == stream)
+                    .map(|(_, r)| r.clone())
+                    .expect("every stream has a flag"),
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
@@ -189,6 +207,13 @@ impl Relay {
             stop_rx.clone(),
         ));
 
+        let limits = Arc::new(crate::limits::Limits::new(
+            &settings.limits,
+            [
+                settings.streams.transactional.messages_per_hour,
+                settings.streams.marketing.messages_per_hour,
+            ],
+        ));
         let state = AppState {
             store: store.clone(),
             enqueuer,
@@ -199,13 +224,19 @@ impl Relay {
             links,
             wake: events_wake,
             mx,
+            metrics,
+            workers: Arc::new(running),
+            limits,
         };
-        let app =
-            routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let mut api_stop = stop_rx.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = api_stop.wait_for(|s| *s).await;
+        let app = routes::router(state);
+        let reloader = tls.clone().map(|t| {
+            tokio::spawn(crate::server::reload_on_sighup(
+                t,
+                store.clone(),
+                stop_rx.clone(),
+            ))
         });
+        let server = crate::server::serve(listener, app, tls, header_timeout, stop_rx.clone());
         tokio::spawn(async move {
             shutdown.await;
             info!("shutdown requested: no longer accepting; finishing deliveries");
@@ -221,6 +252,9 @@ impl Relay {
         let _ = housekeeping.await;
         let _ = refresher.await;
         let _ = dispatcher.await;
+        if let Some(r) = reloader {
+            let _ = r.await;
+        }
         store.close().await;
         info!("stopped");
         Ok(())

@@ -16,6 +16,8 @@ async fn events_reach_endpoints(postgres: bool) {
     let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
         if rcpt.starts_with("gone@") {
             Reply::Refuse
+        } else if rcpt.starts_with("slow@") {
+            Reply::Defer
         } else {
             Reply::Accept
         }
@@ -84,7 +86,7 @@ async fn events_reach_endpoints(postgres: bool) {
         .post(
             "/v1/webhooks/endpoints",
             &key,
-            &endpoint(&hooks.url, json!(["delivered", "bounced"])),
+            &endpoint(&hooks.url, json!(["delivered", "deferred", "bounced"])),
         )
         .await;
     assert_eq!(code, 201, "{good}");
@@ -108,10 +110,14 @@ async fn events_reach_endpoints(postgres: bool) {
     );
     assert_eq!(
         list["endpoints"][0]["events"],
-        json!(["delivered", "bounced"])
+        json!(["delivered", "deferred", "bounced"])
     );
 
-    for to in ["ok@customer.example", "gone@customer.example"] {
+    for to in [
+        "ok@customer.example",
+        "gone@customer.example",
+        "slow@customer.example",
+    ] {
         let (code, r) = relay
             .post(
                 "/v1/messages",
@@ -125,17 +131,20 @@ async fn events_reach_endpoints(postgres: bool) {
 
     let hits = hooks
         .wait_until(WAIT, |h| {
-            h.iter().filter(|h| h.answered == 204).count() >= 2
+            h.iter().filter(|h| h.answered == 204).count() >= 3
         })
         .await;
-    assert!(hits.len() >= 4, "two failures, then both events: {hits:#?}");
+    assert!(
+        hits.len() >= 5,
+        "two failures, then the three events: {hits:#?}"
+    );
     let ok: Vec<_> = hits.iter().filter(|h| h.answered == 204).collect();
     let mut kinds: Vec<String> = ok
         .iter()
         .map(|h| h.json()["type"].as_str().unwrap().to_string())
         .collect();
     kinds.sort();
-    assert_eq!(kinds, ["bounced", "delivered"]);
+    assert_eq!(kinds, ["bounced", "deferred", "delivered"]);
     for h in &hits {
         assert!(
             signature_ok(&secret, &h.headers["mailroom-signature"], &h.body),
@@ -155,7 +164,7 @@ async fn events_reach_endpoints(postgres: bool) {
         .iter()
         .map(|h| h.json()["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids.len(), 2, "{hits:#?}");
+    assert_eq!(ids.len(), 3, "{hits:#?}");
     let bounced = ok
         .iter()
         .find(|h| h.json()["type"] == "bounced")
@@ -170,6 +179,14 @@ async fn events_reach_endpoints(postgres: bool) {
         .unwrap()
         .json();
     assert_eq!(delivered["data"]["stream"], "transactional");
+    let deferred = ok
+        .iter()
+        .find(|h| h.json()["type"] == "deferred")
+        .unwrap()
+        .json();
+    assert_eq!(deferred["data"]["address"], "slow@customer.example");
+    assert_eq!(deferred["data"]["smtp_code"], 451);
+    assert!(deferred["data"]["retry_at"].is_i64(), "{deferred}");
 
     // The deliveries list: both delivered (recorded just after the
     // endpoint answered), the attempts add up.
@@ -177,7 +194,7 @@ async fn events_reach_endpoints(postgres: bool) {
         &relay,
         &key,
         &format!("/v1/webhooks/deliveries?endpoint={good_id}"),
-        2,
+        3,
     )
     .await;
     let rows = d["deliveries"].as_array().unwrap();
@@ -192,7 +209,7 @@ async fn events_reach_endpoints(postgres: bool) {
             .get_json(&format!("/v1/webhooks/deliveries?endpoint={dead_id}"), &key)
             .await;
         let rows = d["deliveries"].as_array().unwrap().clone();
-        if rows.len() == 2 && rows.iter().all(|r| r["last_error"].is_string()) {
+        if rows.len() == 3 && rows.iter().all(|r| r["last_error"].is_string()) {
             break rows;
         }
         assert!(tokio::time::Instant::now() < deadline, "{d}");
@@ -217,7 +234,7 @@ async fn events_reach_endpoints(postgres: bool) {
             &key,
         )
         .await;
-    assert_eq!(d["deliveries"].as_array().unwrap().len(), 2, "{d}");
+    assert_eq!(d["deliveries"].as_array().unwrap().len(), 3, "{d}");
     let (code, e) = relay
         .get_json("/v1/webhooks/deliveries?state=lost", &key)
         .await;

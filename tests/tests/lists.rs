@@ -579,3 +579,63 @@ async fn import_and_prune_sqlite() {
 async fn import_and_prune_postgres() {
     import_and_prune(true).await;
 }
+
+/// With `[lists] check_mx`, a sign-up whose domain has neither MX nor
+/// address records is refused before anything is stored.
+#[tokio::test]
+async fn sign_ups_to_domains_that_cannot_receive_mail_are_refused() {
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = relay::database(dir.path(), false).await.unwrap();
+    let zone = [(
+        "receives.example".to_string(),
+        vec![(10, "mx.receives.example.".to_string())],
+    )]
+    .into_iter()
+    .collect();
+    let dns = mailroom_e2e::dns::serve_mx(zone).await;
+    let config = config(
+        dir.path(),
+        &database,
+        &sink,
+        &format!("dns_servers = [\"{dns}\"]\n[lists]\ncheck_mx = true"),
+    );
+    let key = create_key(&database, "shop", &["lists"]);
+    let relay = Relay::start(&config, &[]);
+    let (code, _) = relay
+        .post(
+            "/v1/lists",
+            &key,
+            &json!({"id": "news", "name": "News", "from": "news@shop.example"}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let (code, r) = relay
+        .post(
+            "/v1/lists/news/subscribers",
+            &key,
+            &json!({"email": "ana@nomail.example"}),
+        )
+        .await;
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (422, Some("domain_cannot_receive")),
+        "{r}"
+    );
+    let (code, r) = relay
+        .post(
+            "/v1/lists/news/subscribers",
+            &key,
+            &json!({"email": "ana@receives.example"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{r}");
+    let (_, subs) = relay.get_json("/v1/lists/news/subscribers", &key).await;
+    let addresses: Vec<&str> = subs["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addresses, ["ana@receives.example"]);
+}

@@ -12,15 +12,23 @@ use tracing::warn;
 
 use crate::domain::Stream;
 use crate::events::{self, Event, EventKind};
+use crate::metrics::{self, Metrics, StreamDomain, StreamOnly};
 use crate::store::{BounceRecord, Claimed, Finish, Store, now_ms};
 
 /// Runs after a batch of outcomes of `stream` is recorded.
-pub async fn after(store: &Store, stream: Stream, wake: &Notify, done: &[(&Claimed, &Finish)]) {
+pub async fn after(
+    store: &Store,
+    stream: Stream,
+    wake: &Notify,
+    metrics: &Metrics,
+    done: &[(&Claimed, &Finish)],
+) {
     use list_hygiene::bounce::{BounceClass, StatusCode, classify};
     let now = now_ms();
     let mut events = Vec::with_capacity(done.len());
     let mut delivered = Vec::new();
     for (c, f) in done {
+        count(metrics, stream, c, f, now);
         let base = json!({
             "message_id": c.message_id,
             "recipient_index": c.idx,
@@ -99,6 +107,58 @@ pub async fn after(store: &Store, stream: Stream, wake: &Notify, done: &[(&Claim
         }
     }
     events::emit(store, wake, events).await;
+}
+
+fn count(m: &Metrics, stream: Stream, c: &Claimed, f: &Finish, now: i64) {
+    let labels = StreamDomain {
+        stream: stream.into(),
+        domain: metrics::domain_group(&c.domain),
+    };
+    let code = match f {
+        Finish::Delivered { code, .. }
+        | Finish::Deferred { code, .. }
+        | Finish::Bounced { code, .. } => *code,
+        Finish::Expired { .. } => None,
+    };
+    if !matches!(f, Finish::Expired { .. }) {
+        m.smtp_replies
+            .get_or_create(&metrics::Reply {
+                stream: stream.into(),
+                class: metrics::reply_class(code),
+            })
+            .inc();
+    }
+    match f {
+        Finish::Delivered { .. } => {
+            m.delivered.get_or_create(&labels).inc();
+            m.delivery_latency
+                .get_or_create(&StreamOnly {
+                    stream: stream.into(),
+                })
+                .observe((now - c.created_at).max(0) as f64 / 1000.0);
+        }
+        Finish::Deferred { .. } => {
+            m.deferred.get_or_create(&labels).inc();
+        }
+        Finish::Bounced { reply, .. } => {
+            use list_hygiene::bounce::{BounceClass, StatusCode, classify};
+            let class = if code.is_some_and(|c| (500..600).contains(&c)) {
+                classify(StatusCode::find(reply), reply)
+            } else {
+                BounceClass::Unknown
+            };
+            m.bounced
+                .get_or_create(&metrics::Bounce {
+                    stream: stream.into(),
+                    domain: labels.domain,
+                    class: class.as_str(),
+                })
+                .inc();
+        }
+        Finish::Expired { .. } => {
+            m.expired.get_or_create(&labels).inc();
+        }
+    }
 }
 
 /// Moves `address`'s live subscriptions on every list to `status`

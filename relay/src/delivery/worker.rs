@@ -38,6 +38,9 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Wakes the webhook dispatcher when outcomes queue events.
     pub events: Arc<Notify>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// True while `run` runs, for `/readyz`.
+    pub running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Key = (String, i64);
@@ -46,6 +49,16 @@ impl Worker {
     /// Runs until `shutdown` turns true; then stops claiming, lets deliveries
     /// in flight finish (up to a grace period) and releases the rest.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // Down again when this returns, or if it panics and unwinds.
+        struct Running(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.running
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _running = Running(self.running.clone());
         let stream = self.stream;
         let concurrency = self.settings.concurrency;
         let sem = Arc::new(Semaphore::new(concurrency));
@@ -57,6 +70,7 @@ impl Worker {
                 self.store.clone(),
                 stream,
                 self.events.clone(),
+                self.metrics.clone(),
                 done_rx,
                 inflight.clone(),
             )
@@ -235,6 +249,7 @@ async fn finisher(
     store: Store,
     stream: Stream,
     events: Arc<Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
     mut rx: mpsc::Receiver<(Claimed, i64, Finish)>,
     inflight: Arc<Mutex<HashMap<Key, Claimed>>>,
 ) {
@@ -257,7 +272,7 @@ async fn finisher(
                         done.push((c, f));
                     }
                     suppress_hard_bounces(&store, &hard).await;
-                    super::outcomes::after(&store, stream, &events, &done).await;
+                    super::outcomes::after(&store, stream, &events, &metrics, &done).await;
                     break;
                 }
                 Err(e) => {

@@ -76,23 +76,75 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let ip = state.limits.client_ip(&parts.headers, peer);
+        if let Some(ip) = ip
+            && let Some(wait) = state.limits.lockout.locked(ip)
+        {
+            state
+                .metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::Reason { reason: "lockout" })
+                .inc();
+            return Err(ApiError::too_many(
+                "locked_out",
+                "too many failed authentications from this address; try again later",
+                wait,
+            ));
+        }
+        // A missing header is a client that didn't try; a malformed or
+        // unknown key counts towards the lockout.
+        let failed = |reason: &'static str| {
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&crate::metrics::Reason { reason })
+                .inc();
+            if reason != "missing"
+                && let Some(ip) = ip
+                && state.limits.lockout.failed(ip)
+            {
+                state.metrics.lockouts.inc();
+                tracing::warn!(%ip, "client locked out after repeated authentication failures");
+            }
+        };
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing Authorization: Bearer <API key> header"))?;
+            .ok_or_else(|| {
+                failed("missing");
+                unauthorized("missing Authorization: Bearer <API key> header")
+            })?;
         let key = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| unauthorized("Authorization header must be \"Bearer <API key>\""))?;
+            .ok_or_else(|| {
+                failed("malformed");
+                unauthorized("Authorization header must be \"Bearer <API key>\"")
+            })?;
         let hash = hash_key(key);
         let now = Instant::now();
-        if let Some((rec, at)) = state.keys.0.lock().expect("key cache lock").get(&hash)
-            && now.duration_since(*at) < KEY_CACHE_TTL
-        {
-            return Ok(Caller(rec.clone()));
+        let cached = state
+            .keys
+            .0
+            .lock()
+            .expect("key cache lock")
+            .get(&hash)
+            // An expiry (a rotation's grace period ending) applies at once,
+            // cached or not.
+            .filter(|(rec, at)| {
+                now.duration_since(*at) < KEY_CACHE_TTL
+                    && rec.expires_at.is_none_or(|t| t > crate::store::now_ms())
+            })
+            .map(|(rec, _)| rec.clone());
+        if let Some(rec) = cached {
+            return rate_limit(state, parts, rec);
         }
         let rec = state
             .store
@@ -100,6 +152,7 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .map_err(|e| ApiError::internal("looking up API key", &e))?
             .ok_or_else(|| {
+                failed("unknown");
                 tracing::info!(
                     key_id = crate::keys::key_id(key).unwrap_or("malformed"),
                     "unknown or revoked API key"
@@ -112,6 +165,44 @@ impl FromRequestParts<AppState> for Caller {
             .lock()
             .expect("key cache lock")
             .put(hash, (rec.clone(), now));
-        Ok(Caller(rec))
+        // Last use, at most once per cache period per process; off the
+        // request's path.
+        let (store, id) = (state.store.clone(), rec.id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_key(&id, crate::store::now_ms()).await {
+                tracing::debug!(error = %e, "noting a key's last use failed");
+            }
+        });
+        rate_limit(state, parts, rec)
     }
+}
+
+/// Each key's request budget: inbound webhooks have their own, so a burst
+/// of bounces and the shop's sending don't starve each other.
+fn rate_limit(state: &AppState, parts: &Parts, rec: ApiKeyRecord) -> Result<Caller, ApiError> {
+    let path = parts.uri.path();
+    let inbound = [
+        "/v1/webhooks/bounces",
+        "/v1/webhooks/complaints",
+        "/v1/webhooks/unsubscribes",
+    ]
+    .contains(&path);
+    let (limiter, reason) = if inbound {
+        (&state.limits.webhooks, "webhook_requests")
+    } else {
+        (&state.limits.requests, "requests")
+    };
+    if let Err(wait) = limiter.check(&rec.id) {
+        state
+            .metrics
+            .rate_limited
+            .get_or_create(&crate::metrics::Reason { reason })
+            .inc();
+        return Err(ApiError::too_many(
+            "rate_limited",
+            "this API key is over its request rate; slow down",
+            wait,
+        ));
+    }
+    Ok(Caller(rec))
 }

@@ -15,7 +15,9 @@ pub struct ApiError {
     pub field: Option<String>,
     /// An extra top-level member of the body, e.g. `("report", {...})` for
     /// a message the lint gate refused.
-    pub detail: Option<(&'static str, serde_json::Value)>,
+    pub detail: Option<Box<(&'static str, serde_json::Value)>>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -26,7 +28,20 @@ impl ApiError {
             message: message.into(),
             field: None,
             detail: None,
+            retry_after: None,
         }
+    }
+
+    /// `429 rate_limited` (or `locked_out`) with `Retry-After`.
+    pub fn too_many(
+        code: &'static str,
+        message: impl Into<String>,
+        wait: std::time::Duration,
+    ) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+        e.retry_after = Some(secs.max(1));
+        e
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -35,7 +50,7 @@ impl ApiError {
     }
 
     pub fn detail(mut self, key: &'static str, value: serde_json::Value) -> Self {
-        self.detail = Some((key, value));
+        self.detail = Some(Box::new((key, value)));
         self
     }
 
@@ -70,7 +85,7 @@ impl ApiError {
             e["field"] = json!(f);
         }
         let mut body = json!({ "error": e });
-        if let Some((key, value)) = &self.detail {
+        if let Some((key, value)) = self.detail.as_deref() {
             body[*key] = value.clone();
         }
         body
@@ -85,13 +100,19 @@ impl From<ValidationError> for ApiError {
             message: e.message,
             field: Some(e.field),
             detail: None,
+            retry_after: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.to_json())).into_response()
+        let mut resp = (self.status, Json(self.to_json())).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -109,13 +130,13 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
                 } else {
                     Some(path)
                 };
-                ApiError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    code: "invalid_request",
-                    message: inner.to_string(),
-                    field: f,
-                    detail: None,
-                }
+                let mut e = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    inner.to_string(),
+                );
+                e.field = f;
+                e
             }
             _ => ApiError::new(
                 StatusCode::BAD_REQUEST,

@@ -21,6 +21,9 @@ use crate::linting;
 use crate::queue::EnqueueError;
 use crate::store::{EnqueueOutcome, IdempotencyClaim, PreparedMessage, PreparedRecipient, now_ms};
 
+/// The key id recorded for mail the relay sends itself.
+const SYSTEM_KEY_ID: &str = "system";
+
 /// Messages up to this size (bodies and attachments) render on the request's
 /// own thread.
 const INLINE_RENDER_LIMIT: usize = 64 * 1024;
@@ -70,6 +73,28 @@ async fn prepare(
 ) -> Result<(PreparedMessage, Value), ApiError> {
     let mut msg = NewMessage::try_from(req)?;
     caller.require_stream(msg.stream)?;
+    // The relay's own mail (confirmations) is not the caller's budget.
+    if caller.0.id != SYSTEM_KEY_ID {
+        let limiter = &state.limits.messages[match msg.stream {
+            Stream::Transactional => 0,
+            Stream::Marketing => 1,
+        }];
+        if let Err(wait) = limiter.check(&caller.0.id) {
+            state
+                .metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::Reason { reason: "messages" })
+                .inc();
+            return Err(ApiError::too_many(
+                "rate_limited",
+                format!(
+                    "this API key is over its {} stream's messages_per_hour",
+                    msg.stream
+                ),
+                wait,
+            ));
+        }
+    }
     let from_domain = msg.from.address().domain();
     let signer = state.signers.for_domain(from_domain.as_str(), msg.stream);
     if signer.is_none() && !state.settings.allow_unsigned {
@@ -217,9 +242,26 @@ async fn lint_gate(
     .detail("report", serde_json::to_value(&report).expect("reports serialize")))
 }
 
-/// A `suppressed` event for each recipient the suppression list held back
-/// from an accepted message.
-async fn emit_suppressed(state: &AppState, response: &Value) {
+/// Counts an accepted message's recipients, and sends a `suppressed` event
+/// for each one the suppression list held back.
+async fn after_accept(state: &AppState, response: &Value) {
+    let stream = response["stream"]
+        .as_str()
+        .and_then(|s| s.parse::<Stream>().ok())
+        .unwrap_or(Stream::Transactional);
+    for r in response["recipients"].as_array().into_iter().flatten() {
+        let address = r["address"].as_str().unwrap_or_default();
+        let labels = crate::metrics::StreamDomain {
+            stream: stream.into(),
+            domain: crate::metrics::domain_group(address.rsplit('@').next().unwrap_or_default()),
+        };
+        let family = if r["status"] == "suppressed" {
+            &state.metrics.suppressed
+        } else {
+            &state.metrics.accepted
+        };
+        family.get_or_create(&labels).inc();
+    }
     let events: Vec<Event> = response["recipients"]
         .as_array()
         .into_iter()
@@ -251,12 +293,14 @@ pub(super) async fn send_system(
     req: SendRequest,
 ) -> Result<MessageId, ApiError> {
     let caller = Caller(crate::store::ApiKeyRecord {
-        id: "system".into(),
+        id: SYSTEM_KEY_ID.into(),
         name: "mailroom".into(),
         streams: vec![stream],
         scopes: Vec::new(),
         created_at: 0,
         revoked_at: None,
+        expires_at: None,
+        last_used_at: None,
     });
     let (prepared, response) = prepare(state, &caller, req, None).await?;
     let id = prepared.id;
@@ -265,7 +309,7 @@ pub(super) async fn send_system(
         .enqueue(prepared)
         .await
         .map_err(enqueue_failed)?;
-    emit_suppressed(state, &response).await;
+    after_accept(state, &response).await;
     Ok(id)
 }
 
@@ -303,7 +347,7 @@ pub async fn send(
         .map_err(enqueue_failed)?;
     match outcome {
         EnqueueOutcome::Accepted => {
-            emit_suppressed(&state, &response).await;
+            after_accept(&state, &response).await;
             span.in_scope(|| {
                 tracing::info!(
                     recipients = response["recipients"].as_array().map_or(0, Vec::len),
@@ -377,7 +421,7 @@ pub async fn send_batch(
                     .enqueue(prepared)
                     .await
                     .map_err(enqueue_failed)?;
-                emit_suppressed(&state, &response).await;
+                after_accept(&state, &response).await;
                 Ok::<_, ApiError>(response)
             }
             .await;

@@ -22,6 +22,7 @@ pub use error::ApiError;
 
 use crate::config::Settings;
 use crate::delivery::dkim::Signers;
+use crate::domain::Stream;
 use crate::queue::Enqueuer;
 use crate::store::Store;
 use crate::suppression::Suppressions;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// For the optional MX check on new subscribers.
     pub mx: Option<Arc<crate::delivery::mx::MxResolver>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub limits: Arc<crate::limits::Limits>,
+    /// Per stream: whether its worker is running (for `/readyz`).
+    pub workers: Arc<Vec<(Stream, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 /// `limit` (default 100, at most 1000) and `offset` (default 0) of a list
@@ -64,6 +69,54 @@ pub(super) fn paging(
         })
     };
     Ok((number("limit", 100, 1000)?, number("offset", 0, i64::MAX)?))
+}
+
+/// The public pages' budget per client address: nothing in them needs a
+/// key, so this is what stops one client hammering them.
+async fn public_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = state.limits.client_ip(req.headers(), peer)
+        && let Err(wait) = state.limits.public.check(&ip.to_string())
+    {
+        state
+            .metrics
+            .rate_limited
+            .get_or_create(&crate::metrics::Reason { reason: "public" })
+            .inc();
+        return ApiError::too_many("rate_limited", "too many requests; try again shortly", wait)
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Counts every request by route pattern and status.
+async fn count_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .api_requests
+        .get_or_create(&crate::metrics::Request {
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
 }
 
 /// The API described for clients and tools; docs/api.md is the prose.
@@ -114,16 +167,35 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/v1/bounces/summary", get(webhooks::bounce_summary))
-        .route("/c/{token}", get(lists::confirm_page).post(lists::confirm))
+        .route(
+            "/c/{token}",
+            get(lists::confirm_page).post(lists::confirm).route_layer(
+                axum::middleware::from_fn_with_state(state.clone(), public_limit),
+            ),
+        )
         .route(
             "/u/{token}",
-            get(unsubscribe::page).post(unsubscribe::one_click),
+            get(unsubscribe::page)
+                .post(unsubscribe::one_click)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    public_limit,
+                )),
         )
+        .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.settings.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -154,6 +226,7 @@ mod tests {
             "/v1/engagement",
             "/c/{token}",
             "/u/{token}",
+            "/metrics",
             "/healthz",
             "/readyz",
         ] {

@@ -117,6 +117,16 @@ pub async fn add(
         .add(&state.store, &entry)
         .await
         .map_err(|e| ApiError::internal("adding a suppression", &e))?;
+    state
+        .store
+        .audit(
+            &format!("api:{}", caller.0.id),
+            "suppression.added",
+            &entry.value,
+            Some(&format!("{} {reason}", entry.scope)),
+        )
+        .await
+        .map_err(|e| ApiError::internal("writing the audit log", &e))?;
     tracing::info!(
         scope = entry.scope,
         kind = entry.kind,
@@ -178,6 +188,16 @@ pub async fn remove(
         .await
         .map_err(|e| ApiError::internal("removing a suppression", &e))?;
     if removed {
+        state
+            .store
+            .audit(
+                &format!("api:{}", caller.0.id),
+                "suppression.removed",
+                target.value(),
+                Some(scope.as_str()),
+            )
+            .await
+            .map_err(|e| ApiError::internal("writing the audit log", &e))?;
         tracing::info!(
             scope = scope.as_str(),
             kind = target.kind(),

@@ -139,6 +139,24 @@ pub async fn bounces(
                 suppressed = suppress.is_some(),
                 "bounce recorded"
             );
+            if r.action != "delayed" {
+                let stream = match stream.as_deref() {
+                    Some("transactional") => crate::metrics::StreamLabel::transactional,
+                    Some("marketing") => crate::metrics::StreamLabel::marketing,
+                    _ => crate::metrics::StreamLabel::unknown,
+                };
+                state
+                    .metrics
+                    .bounced
+                    .get_or_create(&crate::metrics::Bounce {
+                        stream,
+                        domain: crate::metrics::domain_group(
+                            record.domain.as_deref().unwrap_or_default(),
+                        ),
+                        class: r.class.as_str(),
+                    })
+                    .inc();
+            }
             results.push(json!({
                 "address": target.value(),
                 "action": r.action,
@@ -252,6 +270,27 @@ pub async fn complaints(
         .await
         .map_err(|e| ApiError::internal("suppressing a complainer", &e))?;
     outcomes::mark_subscribers(&state.store, target.value(), "complained", &feedback_type).await;
+    let stream = match &traced {
+        Some((_, (id, _))) => state
+            .store
+            .get_message(id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|m| m.stream.parse::<crate::domain::Stream>().ok())
+            .map_or(crate::metrics::StreamLabel::unknown, Into::into),
+        None => crate::metrics::StreamLabel::unknown,
+    };
+    state
+        .metrics
+        .complained
+        .get_or_create(&crate::metrics::StreamDomain {
+            stream,
+            domain: crate::metrics::domain_group(
+                target.value().rsplit('@').next().unwrap_or_default(),
+            ),
+        })
+        .inc();
     events::emit(
         &state.store,
         &state.wake,
@@ -426,6 +465,16 @@ pub async fn add_endpoint(
         .insert_endpoint(&endpoint)
         .await
         .map_err(|e| ApiError::internal("storing an endpoint", &e))?;
+    state
+        .store
+        .audit(
+            &format!("api:{}", caller.0.id),
+            "webhook.endpoint_added",
+            &endpoint.id,
+            Some(&endpoint.url),
+        )
+        .await
+        .map_err(|e| ApiError::internal("writing the audit log", &e))?;
     tracing::info!(endpoint = %endpoint.id, key_id = %caller.0.id, "webhook endpoint added");
     let mut v = json!(endpoint);
     v["secret"] = json!(endpoint.secret);
@@ -460,6 +509,16 @@ pub async fn delete_endpoint(
         .await
         .map_err(|e| ApiError::internal("deleting an endpoint", &e))?
     {
+        state
+            .store
+            .audit(
+                &format!("api:{}", caller.0.id),
+                "webhook.endpoint_deleted",
+                &id,
+                None,
+            )
+            .await
+            .map_err(|e| ApiError::internal("writing the audit log", &e))?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("endpoint"))

@@ -3,6 +3,7 @@
 //! placeholders, which both backends accept); where the dialects differ the
 //! function says so and branches on [`Backend`].
 
+mod audit;
 mod bounces;
 mod keys;
 mod lists;
@@ -20,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
+pub use audit::AuditRecord;
 pub use bounces::{BounceCount, BounceRecord};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use lists::{ConsentEvent, ListRecord, SubscriberRecord};
@@ -126,6 +128,21 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether every migration this binary knows has been applied (and the
+    /// store answers at all).
+    pub async fn migrations_current(&self) -> Result<bool> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let (applied,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(applied.unwrap_or(0) >= latest)
     }
 
     /// Cheap round trip, for readiness checks.

@@ -261,6 +261,19 @@ impl Store {
         Ok(d)
     }
 
+    /// Acceptance time of the oldest recipient of `stream` still waiting
+    /// for delivery, if any.
+    pub async fn oldest_queued(&self, stream: Stream) -> Result<Option<i64>> {
+        let (t,): (Option<i64>,) = sqlx::query_as(
+            "SELECT MIN(created_at) FROM recipients \
+             WHERE stream = $1 AND state IN ('queued', 'deferred', 'inflight')",
+        )
+        .bind(stream.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(t)
+    }
+
     /// When the earliest recipient of `stream` falls due, if any.
     pub async fn next_due(&self, stream: Stream) -> Result<Option<i64>> {
         let (t,): (Option<i64>,) = sqlx::query_as(
