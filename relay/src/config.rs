@@ -55,6 +55,10 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Serve HTTPS with this certificate; reloaded on SIGHUP.
     pub tls: Option<TlsSettings>,
+    /// The database password, read from this file (trailing newline
+    /// dropped) or environment variable instead of written in `database`.
+    pub database_password_file: Option<PathBuf>,
+    pub database_password_env: Option<String>,
 }
 
 /// `[tls]`: PEM files. The chain starts with the server's certificate.
@@ -196,6 +200,8 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             tls: None,
+            database_password_file: None,
+            database_password_env: None,
         }
     }
 }
@@ -251,6 +257,8 @@ struct StreamPatch {
     paused: Option<bool>,
     lint_max_score: Option<f64>,
     messages_per_hour: Option<u32>,
+    smtp_password_file: Option<PathBuf>,
+    smtp_password_env: Option<String>,
 }
 
 impl StreamPatch {
@@ -268,6 +276,8 @@ impl StreamPatch {
             paused: self.paused.unwrap_or(base.paused),
             lint_max_score: self.lint_max_score.or(base.lint_max_score),
             messages_per_hour: self.messages_per_hour.unwrap_or(base.messages_per_hour),
+            smtp_password_file: self.smtp_password_file.or(base.smtp_password_file),
+            smtp_password_env: self.smtp_password_env.or(base.smtp_password_env),
         }
     }
 }
@@ -341,6 +351,10 @@ pub struct StreamSettings {
     /// Messages per hour one API key may send on this stream (token bucket
     /// with a burst of the same size); 0: no limit.
     pub messages_per_hour: u32,
+    /// The smarthost password, read from this file or environment variable
+    /// instead of written in `route` (which then names only the user).
+    pub smtp_password_file: Option<PathBuf>,
+    pub smtp_password_env: Option<String>,
 }
 
 fn duration_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
@@ -357,6 +371,37 @@ fn some_duration_list<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Vec<Duration>>, D::Error> {
     duration_list(d).map(Some)
+}
+
+/// A secret from a file (trailing newline dropped) or an environment
+/// variable; None when neither is configured.
+fn secret(what: &str, file: Option<&Path>, env: Option<&str>) -> anyhow::Result<Option<String>> {
+    match (file, env) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("{what}: give a password file or an environment variable, not both")
+        }
+        (Some(f), None) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("{what}: reading password file {}", f.display()))?;
+            Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()))
+        }
+        (None, Some(v)) => std::env::var(v)
+            .map(Some)
+            .with_context(|| format!("{what}: environment variable {v} is not set")),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `url` with `password` set (percent-encoded as the URL needs).
+fn with_password(url: &str, password: &str) -> anyhow::Result<String> {
+    let mut u = url::Url::parse(url).context("not a URL to put a password in")?;
+    anyhow::ensure!(
+        !u.username().is_empty(),
+        "a password needs a user name in the URL (scheme://USER@host)"
+    );
+    u.set_password(Some(password))
+        .map_err(|()| anyhow::anyhow!("this URL can't carry a password"))?;
+    Ok(u.to_string())
 }
 
 fn default_lease() -> Duration {
@@ -389,6 +434,8 @@ impl StreamSettings {
             paused: false,
             lint_max_score: None,
             messages_per_hour: 0,
+            smtp_password_file: None,
+            smtp_password_env: None,
         }
     }
 
@@ -410,6 +457,8 @@ impl StreamSettings {
             paused: false,
             lint_max_score: None,
             messages_per_hour: 0,
+            smtp_password_file: None,
+            smtp_password_env: None,
         }
     }
 
@@ -439,6 +488,34 @@ impl Settings {
         };
         settings.check()?;
         Ok(settings)
+    }
+
+    /// Puts the passwords kept in files or environment variables into the
+    /// database URL and smarthost routes. Call once, after command-line
+    /// overrides; the values are never logged (URLs are redacted).
+    ///
+    /// # Errors
+    /// A file or variable named can't be read, or the URL can't take it.
+    pub fn resolve_secrets(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = secret(
+            "database",
+            self.database_password_file.as_deref(),
+            self.database_password_env.as_deref(),
+        )? {
+            self.database = with_password(&self.database, &p).context("database")?;
+        }
+        for stream in Stream::ALL {
+            let s = self.streams.get_mut(stream);
+            if let Some(p) = secret(
+                stream.as_str(),
+                s.smtp_password_file.as_deref(),
+                s.smtp_password_env.as_deref(),
+            )? {
+                s.route = with_password(&s.route, &p)
+                    .with_context(|| format!("streams.{stream}.route"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks what serde can't: values within range and routes that parse.
@@ -560,6 +637,43 @@ mod tests {
         assert!(toml::from_str::<Settings>("listn = \"x\"").is_err());
         let bad: Settings = toml::from_str("[streams.marketing]\nroute = \"ftp://x\"\nconcurrency = 1\nmax_age = \"1d\"\nretry_schedule = [\"1m\"]").unwrap();
         assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn passwords_come_from_files_and_environment_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("smtp-password");
+        std::fs::write(&file, "s3cr:t/@x\n").unwrap();
+        // SAFETY (edition 2024): this test alone uses this variable.
+        unsafe { std::env::set_var("MAILROOM_TEST_DB_PASSWORD", "pg pass") };
+        let text = format!(
+            "database = \"postgres://mailroom@db.internal/mailroom\"\n\
+             database_password_env = \"MAILROOM_TEST_DB_PASSWORD\"\n\
+             [streams.marketing]\nroute = \"smtps://news@smtp.provider.example:465\"\n\
+             smtp_password_file = \"{}\"\n",
+            file.display()
+        );
+        let mut s: Settings = toml::from_str(&text).unwrap();
+        s.resolve_secrets().unwrap();
+        assert_eq!(
+            s.database,
+            "postgres://mailroom:pg%20pass@db.internal/mailroom"
+        );
+        let route = crate::delivery::Smarthost::parse(&s.streams.marketing.route).unwrap();
+        assert_eq!(
+            route.credentials,
+            Some(("news".to_string(), "s3cr:t/@x".to_string()))
+        );
+        assert!(!route.display.contains("s3cr"), "{}", route.display);
+        let bad: Settings = toml::from_str(
+            "[streams.marketing]\nroute = \"smtp://host.example\"\nsmtp_password_env = \"MAILROOM_TEST_DB_PASSWORD\"",
+        )
+        .unwrap();
+        let mut bad = bad;
+        assert!(
+            bad.resolve_secrets().is_err(),
+            "no user to give the password to"
+        );
     }
 
     #[test]

@@ -17,8 +17,10 @@
 //!   uses the lint crate through it.
 //! - [`lists`]: list import and pruning for the CLI.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`backup`]: encrypted SQLite backups, verify and restore.
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
 
+pub mod backup;
 pub mod compose;
 pub mod config;
 pub mod delivery;

@@ -38,7 +38,8 @@ impl Relay {
     ///
     /// # Errors
     /// The database can't be opened or migrated, or a key file is bad.
-    pub async fn build(settings: Settings) -> anyhow::Result<Relay> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Relay> {
+        settings.resolve_secrets()?;
         let store = Store::connect(&settings.database).await.with_context(|| {
             format!(
                 "opening database {}",
