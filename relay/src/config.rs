@@ -46,6 +46,7 @@ pub struct Settings {
     pub lists: ListsSettings,
     pub webhooks: WebhooksSettings,
     pub limits: LimitsSettings,
+    pub alerts: AlertSettings,
     /// Longest a request may take, body upload included (then 408).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -67,6 +68,33 @@ pub struct Settings {
 pub struct TlsSettings {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// `[alerts]`: the rates `mailroom report` warns about and the relay
+/// watches itself (metrics `mailroom_rate_alert`, a log warning).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// Complaints / delivered. Gmail and Yahoo ask for under 0.1 %.
+    pub complaint_rate: f64,
+    /// Hard bounces / accepted.
+    pub hard_bounce_rate: f64,
+    /// Deferred / attempts at one destination (with at least 20 attempts).
+    pub deferral_rate: f64,
+    /// How often the relay checks the last day's rates.
+    #[serde(with = "humantime_serde")]
+    pub check_every: Duration,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            complaint_rate: 0.001,
+            hard_bounce_rate: 0.02,
+            deferral_rate: 0.2,
+            check_every: Duration::from_secs(5 * MIN),
+        }
+    }
 }
 
 /// `[limits]`: rate limits and the lockout of clients presenting bad keys.
@@ -197,6 +225,7 @@ impl Default for Settings {
             lists: ListsSettings::default(),
             webhooks: WebhooksSettings::default(),
             limits: LimitsSettings::default(),
+            alerts: AlertSettings::default(),
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             tls: None,
@@ -531,6 +560,10 @@ impl Settings {
                 "public_url must be an http(s) URL with a host, e.g. https://mail.shop.example"
             );
         }
+        anyhow::ensure!(
+            !self.alerts.check_every.is_zero(),
+            "alerts.check_every must be positive"
+        );
         anyhow::ensure!(
             !self.request_timeout.is_zero() && !self.header_timeout.is_zero(),
             "request_timeout and header_timeout must be positive"

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::{Notify, watch};
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::config::WebhooksSettings;
 use crate::store::{DeliveryRecord, EndpointRecord, Store, now_ms};
@@ -213,9 +213,13 @@ impl Dispatcher {
                     self.settings.clone(),
                     token.clone(),
                 );
-                set.spawn(async move {
-                    deliver(&client, &store, &settings, &token, d, endpoint).await;
-                });
+                let span = tracing::info_span!("webhook", event_id = %d.event_id, endpoint = %d.endpoint_id, event = %d.event);
+                set.spawn(
+                    async move {
+                        deliver(&client, &store, &settings, &token, d, endpoint).await;
+                    }
+                    .instrument(span),
+                );
             }
             while set.join_next().await.is_some() {}
         }
@@ -230,8 +234,6 @@ async fn deliver(
     d: DeliveryRecord,
     endpoint: Option<EndpointRecord>,
 ) {
-    let span = tracing::info_span!("webhook", event_id = %d.event_id, endpoint = %d.endpoint_id, event = %d.event);
-    let _enter = span.enter();
     let Some(endpoint) = endpoint else {
         let _ = store
             .finish_delivery(&d, token, "failed", None, Some("endpoint deleted"), None)

@@ -32,6 +32,7 @@ pub mod linting;
 pub mod lists;
 pub mod metrics;
 pub mod queue;
+pub mod report;
 pub mod routes;
 pub mod server;
 pub mod startup;

@@ -121,6 +121,25 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Deliverability health report per stream and sending domain: volumes,
+    /// bounce and complaint rates, deferrals by destination, top bounce
+    /// reasons, suppressions added, with warnings against the thresholds
+    /// (`[alerts]` in --config; Gmail's and Yahoo's 0.3 % complaint limit).
+    Report {
+        #[arg(
+            long,
+            env = "MAILROOM_DATABASE_URL",
+            default_value = "sqlite://mailroom.db"
+        )]
+        database: String,
+        /// For the `[alerts]` thresholds.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "7d")]
+        since: humantime::Duration,
+        #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+        format: LintFormat,
+    },
     /// Show the audit log: keys created, rotated and revoked, suppressions
     /// added and removed by hand, configuration reloads (tab-separated,
     /// oldest first).
@@ -598,6 +617,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let manifest = relay::backup::restore(&file, &database, &key, force).await?;
             println!("restored {} into {database}", file.display());
             print_manifest(&manifest);
+            Ok(())
+        }
+        Command::Report {
+            database,
+            config,
+            since,
+            format,
+        } => {
+            let settings = Settings::load(config.as_deref())?;
+            let store = Store::connect(&database)
+                .await
+                .context("opening database")?;
+            let since =
+                relay::store::now_ms() - std::time::Duration::from(since).as_millis() as i64;
+            let report = relay::report::build(&store, since, &settings.alerts).await?;
+            let mut out = std::io::stdout().lock();
+            match format {
+                LintFormat::Text => relay::report::write_text(&report, &mut out)?,
+                LintFormat::Json => {
+                    serde_json::to_writer(&mut out, &report)?;
+                    std::io::Write::write_all(&mut out, b"\n")?;
+                }
+            }
             Ok(())
         }
         Command::Audit {

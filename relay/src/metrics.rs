@@ -69,6 +69,13 @@ pub struct Request {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Alert {
+    pub stream: StreamLabel,
+    /// `complaint` or `hard_bounce`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
     pub reason: &'static str,
 }
@@ -100,6 +107,8 @@ pub struct Metrics {
     queue_depth: Family<StreamOnly, Gauge>,
     oldest_queued: Family<StreamOnly, Gauge>,
     outbox_depth: Gauge,
+    rates: Family<Alert, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    rate_alerts: Family<Alert, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,6 +137,8 @@ impl Default for Metrics {
             queue_depth: Family::default(),
             oldest_queued: Family::default(),
             outbox_depth: Gauge::default(),
+            rates: Family::default(),
+            rate_alerts: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -206,11 +217,31 @@ impl Default for Metrics {
             "Event webhook deliveries still to be made",
             m.outbox_depth.clone(),
         );
+        r.register(
+            "rate",
+            "Complaint (of delivered) and hard-bounce (of accepted) rates over the last 24 hours",
+            m.rates.clone(),
+        );
+        r.register(
+            "rate_alert",
+            "1 while a rate is at or over its [alerts] threshold",
+            m.rate_alerts.clone(),
+        );
         m
     }
 }
 
 impl Metrics {
+    /// Sets a stream's 24-hour rate and whether it is over its threshold.
+    pub fn set_rate(&self, stream: Stream, kind: &'static str, rate: f64, over: bool) {
+        let labels = Alert {
+            stream: stream.into(),
+            kind,
+        };
+        self.rates.get_or_create(&labels).set(rate);
+        self.rate_alerts.get_or_create(&labels).set(i64::from(over));
+    }
+
     /// The OpenMetrics text, with the queue gauges read from the store.
     ///
     /// # Errors

@@ -194,6 +194,12 @@ impl Relay {
             settings.lists.pending_expiry,
             stop_rx.clone(),
         ));
+        let rate_watch = tokio::spawn(crate::report::watch_rates(
+            store.clone(),
+            settings.alerts.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
         let dispatcher = tokio::spawn(
             crate::events::Dispatcher {
                 store: store.clone(),
@@ -253,6 +259,7 @@ impl Relay {
         let _ = housekeeping.await;
         let _ = refresher.await;
         let _ = dispatcher.await;
+        let _ = rate_watch.await;
         if let Some(r) = reloader {
             let _ = r.await;
         }

@@ -270,17 +270,32 @@ pub async fn complaints(
         .await
         .map_err(|e| ApiError::internal("suppressing a complainer", &e))?;
     outcomes::mark_subscribers(&state.store, target.value(), "complained", &feedback_type).await;
-    let stream = match &traced {
+    let message_stream = match &traced {
         Some((_, (id, _))) => state
             .store
             .get_message(id)
             .await
             .ok()
             .flatten()
-            .and_then(|m| m.stream.parse::<crate::domain::Stream>().ok())
-            .map_or(crate::metrics::StreamLabel::unknown, Into::into),
-        None => crate::metrics::StreamLabel::unknown,
+            .and_then(|m| m.stream.parse::<crate::domain::Stream>().ok()),
+        None => None,
     };
+    if let Err(e) = state
+        .store
+        .insert_complaint(
+            target.value(),
+            &feedback_type,
+            traced
+                .as_ref()
+                .map(|(_, (id, _))| id.to_string())
+                .as_deref(),
+            message_stream.map(|s| s.as_str()),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "recording a complaint failed");
+    }
+    let stream = message_stream.map_or(crate::metrics::StreamLabel::unknown, Into::into);
     state
         .metrics
         .complained

@@ -9,6 +9,7 @@ mod keys;
 mod lists;
 mod messages;
 mod queue;
+mod report;
 mod secrets;
 mod suppressions;
 #[cfg(test)]
