@@ -631,19 +631,6 @@ pub async fn confirm_page(State(state): State<AppState>, Path(token): Path<Strin
     )
 }
 
-/// The client's address for the trail: the first `X-Forwarded-For` hop
-/// when behind a proxy (`public_url` set means one is expected), else the
-/// peer.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.trim().parse::<IpAddr>().ok())
-        .unwrap_or(peer.ip())
-        .to_string()
-}
-
 /// `POST /c/{token}`: confirms, once. The trail records the IP address
 /// and browser that clicked.
 pub async fn confirm(
@@ -658,7 +645,12 @@ pub async fn confirm(
         Err(r) => return r,
     };
     let mut event = ConsentEvent::new(&sub.list_id, &sub.address, "confirmed", "confirmation-link");
-    event.ip = Some(client_ip(&headers, peer));
+    // The same rule as the limits: X-Forwarded-For only from a trusted
+    // proxy, or anyone could write any address into the consent trail.
+    event.ip = state
+        .limits
+        .client_ip(&headers, Some(peer.ip()))
+        .map(|ip| ip.to_string());
     event.user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
