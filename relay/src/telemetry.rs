@@ -1,6 +1,10 @@
 //! Logging: human-readable by default, JSON for log shippers. Level from
 //! `RUST_LOG` (default `info`).
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::Regex;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -21,4 +25,43 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// `text` with the local part of every address in it masked
+/// (`***@example.com`): SMTP replies quote the recipient ("550 5.1.1
+/// <jane@example.com>: unknown user"), and logs at info level must not hold
+/// full recipient addresses. The domain is kept; it is what an operator
+/// needs to tell a provider's problem from a mailbox's.
+pub fn redact_addresses(text: &str) -> Cow<'_, str> {
+    static LOCAL_PART: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"[^\s<>"'(),;:\[\]@]+@"#).expect("a valid pattern"));
+    LOCAL_PART.replace_all(text, "***@")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_addresses;
+
+    #[test]
+    fn addresses_in_replies_lose_their_local_part() {
+        assert_eq!(
+            redact_addresses("550 5.1.1 <jane.doe+shop@example.com>: Recipient address rejected"),
+            "550 5.1.1 <***@example.com>: Recipient address rejected"
+        );
+        assert_eq!(
+            redact_addresses(
+                "452 4.2.2 The email account that you tried to reach is over quota. a@b.c, x@y.z"
+            ),
+            "452 4.2.2 The email account that you tried to reach is over quota. ***@b.c, ***@y.z"
+        );
+        assert_eq!(
+            redact_addresses("stored address \"bob@example.org\": invalid"),
+            "stored address \"***@example.org\": invalid"
+        );
+        // Nothing to hide: the text is borrowed, not copied.
+        assert!(matches!(
+            redact_addresses("250 2.0.0 Ok: queued as 4F2D"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

@@ -142,6 +142,8 @@ pub struct Relay {
     child: Child,
     pub base: String,
     pub stdout: Vec<String>,
+    /// Every line the relay has written to stderr (its log) so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     client: reqwest::Client,
 }
 
@@ -165,6 +167,8 @@ impl Relay {
             .expect("starting mailroom serve");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let log_writer = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -172,14 +176,16 @@ impl Relay {
                     eprintln!("[relay] {line}");
                 }
                 if !sent && let Some(i) = line.find("listening on ") {
-                    let addr = line[i + 13..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .to_string();
+                    // Up to the first character no socket address has (a
+                    // space in text logs, a quote in JSON ones).
+                    let addr: String = line[i + 13..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                        .collect();
                     let _ = tx.send(addr);
                     sent = true;
                 }
+                log_writer.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(Duration::from_secs(60)) {
@@ -199,11 +205,17 @@ impl Relay {
             child,
             base: format!("http://{addr}"),
             stdout: stdout_lines,
+            log,
             client: crate::http_client()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// The lines the relay has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Reads what the relay printed on stdout so far (it prints before it

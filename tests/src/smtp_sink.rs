@@ -12,9 +12,9 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     Accept,
-    /// 451 4.3.0
+    /// 451 4.3.0 <address>: …
     Defer,
-    /// 550 5.1.1
+    /// 550 5.1.1 <address>: …
     Refuse,
 }
 
@@ -265,8 +265,20 @@ impl SmtpSink {
                         rcpts.push(a);
                         w.write_all(b"250 2.1.5 ok\r\n").await?;
                     }
-                    Reply::Defer => w.write_all(b"451 4.3.0 try again later\r\n").await?,
-                    Reply::Refuse => w.write_all(b"550 5.1.1 no such user here\r\n").await?,
+                    // Quoting the address, as Postfix and most MTAs do.
+                    Reply::Defer => {
+                        w.write_all(format!("451 4.3.0 <{a}>: try again later\r\n").as_bytes())
+                            .await?
+                    }
+                    Reply::Refuse => {
+                        w.write_all(
+                            format!(
+                                "550 5.1.1 <{a}>: Recipient address rejected: no such user here\r\n"
+                            )
+                            .as_bytes(),
+                        )
+                        .await?
+                    }
                 }
             } else if upper == "DATA" {
                 w.write_all(b"354 go ahead\r\n").await?;

@@ -3,7 +3,8 @@
 //! keys is locked out (429 + Retry-After) without touching a valid key
 //! holder elsewhere, and recovers after the cool-down; per-key request and
 //! message rate limits and the public pages' limit answer 429 with
-//! Retry-After and recover.
+//! Retry-After and recover; the JSON log names message and stream and never
+//! a full recipient address.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -403,5 +404,100 @@ async fn keys_rotate_with_a_grace_period_and_the_audit_log_says_who_did_what() {
     assert!(
         only_keys.lines().all(|l| l.contains("\tkey.")),
         "{only_keys}"
+    );
+}
+
+/// Issue 5's log rules, read off the real binary's JSON log: every line
+/// about a message carries its id and stream, and no line holds a full
+/// recipient address — not even the SMTP replies, which quote it.
+#[tokio::test]
+async fn json_logs_name_message_and_stream_and_never_a_full_recipient_address() {
+    use mailroom_e2e::smtp_sink::Reply;
+    let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
+        if rcpt.starts_with("gone@") {
+            Reply::Refuse
+        } else if rcpt.starts_with("later@") {
+            Reply::Defer
+        } else {
+            Reply::Accept
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = relay::database(dir.path(), false).await.unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"{database}\"\nallow_unsigned = true\n\
+             [streams.transactional]\nroute = \"{url}\"\n\
+             [streams.marketing]\npaused = true\n",
+            url = sink.url()
+        ),
+    )
+    .unwrap();
+    let key = create_key(&database, "shop", &["transactional"]);
+    let relay = Relay::start(&config, &["--log-format", "json"]);
+    let recipients = [
+        "ana.ok@customer.example",
+        "gone@customer.example",
+        "later@customer.example",
+    ];
+    let (code, r) = relay
+        .post(
+            "/v1/messages",
+            &key,
+            &json!({"from": "orders@shop.example", "subject": "Receipt", "text": "Thanks",
+                    "to": recipients, "stream": "transactional"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+
+    let message_of = |line: &str| -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let log = loop {
+        let log = relay.log();
+        let said = |what: &str| {
+            log.iter()
+                .any(|l| message_of(l)["fields"]["message"] == what)
+        };
+        if said("delivered") && said("bounced") && said("deferred") {
+            break log;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    for line in &log {
+        for address in recipients {
+            assert!(
+                !line.to_lowercase().contains(address),
+                "a full recipient address in the log: {line}"
+            );
+        }
+        let v = message_of(line);
+        let what = v["fields"]["message"].as_str().unwrap_or_default();
+        if ["accepted", "delivered", "bounced", "deferred"].contains(&what) {
+            // The event's own fields and those of every span it is in.
+            let mut scopes = vec![&v["fields"]];
+            scopes.extend(v["spans"].as_array().into_iter().flatten());
+            let field = |name: &str| scopes.iter().find_map(|s| s[name].as_str());
+            assert_eq!(field("message_id"), Some(id.as_str()), "{line}");
+            assert_eq!(field("stream"), Some("transactional"), "{line}");
+        }
+    }
+    // The replies are still there for the operator, domain and all.
+    let bounced = log
+        .iter()
+        .map(|l| message_of(l))
+        .find(|v| v["fields"]["message"] == "bounced")
+        .unwrap();
+    let reply = bounced["fields"]["reply"].as_str().unwrap();
+    assert!(
+        reply.contains("<***@customer.example>: Recipient address rejected"),
+        "{reply}"
     );
 }

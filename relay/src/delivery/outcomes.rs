@@ -6,6 +6,7 @@
 //! step failing costs a record or an event, never a delivery. Failures are
 //! logged.
 
+use list_hygiene::bounce::{BounceClass, StatusCode, classify};
 use serde_json::json;
 use tokio::sync::Notify;
 use tracing::warn;
@@ -15,20 +16,34 @@ use crate::events::{self, Event, EventKind};
 use crate::metrics::{self, Metrics, StreamDomain, StreamOnly};
 use crate::store::{BounceRecord, Claimed, Finish, Store, now_ms};
 
-/// Runs after a batch of outcomes of `stream` is recorded.
+/// The class of a bounced outcome (`None` for any other). Only a reply
+/// from the receiving server is read for its cause; a bounce the relay
+/// decided itself (no SMTP code) is `Unknown`.
+pub fn bounce_class(f: &Finish) -> Option<BounceClass> {
+    let Finish::Bounced { code, reply, .. } = f else {
+        return None;
+    };
+    Some(if code.is_some_and(|c| (500..600).contains(&c)) {
+        classify(StatusCode::find(reply), reply)
+    } else {
+        BounceClass::Unknown
+    })
+}
+
+/// Runs after a batch of outcomes of `stream` is recorded; each comes with
+/// its [`bounce_class`], worked out once by the caller.
 pub async fn after(
     store: &Store,
     stream: Stream,
     wake: &Notify,
     metrics: &Metrics,
-    done: &[(&Claimed, &Finish)],
+    done: &[(&Claimed, &Finish, Option<BounceClass>)],
 ) {
-    use list_hygiene::bounce::{BounceClass, StatusCode, classify};
     let now = now_ms();
     let mut events = Vec::with_capacity(done.len());
     let mut delivered = Vec::new();
-    for (c, f) in done {
-        count(metrics, stream, c, f, now);
+    for &(c, f, class) in done {
+        count(metrics, stream, c, f, class, now);
         let base = json!({
             "message_id": c.message_id,
             "recipient_index": c.idx,
@@ -62,11 +77,7 @@ pub async fn after(
             )),
             Finish::Bounced { code, reply, host } => {
                 let status = StatusCode::find(reply);
-                let class = if code.is_some_and(|c| (500..600).contains(&c)) {
-                    classify(status, reply)
-                } else {
-                    BounceClass::Unknown
-                };
+                let class = class.unwrap_or(BounceClass::Unknown);
                 let record = BounceRecord {
                     id: uuid::Uuid::now_v7().to_string(),
                     received_at: now,
@@ -109,7 +120,14 @@ pub async fn after(
     events::emit(store, wake, events).await;
 }
 
-fn count(m: &Metrics, stream: Stream, c: &Claimed, f: &Finish, now: i64) {
+fn count(
+    m: &Metrics,
+    stream: Stream,
+    c: &Claimed,
+    f: &Finish,
+    class: Option<BounceClass>,
+    now: i64,
+) {
     let labels = StreamDomain {
         stream: stream.into(),
         domain: metrics::domain_group(&c.domain),
@@ -140,18 +158,12 @@ fn count(m: &Metrics, stream: Stream, c: &Claimed, f: &Finish, now: i64) {
         Finish::Deferred { .. } => {
             m.deferred.get_or_create(&labels).inc();
         }
-        Finish::Bounced { reply, .. } => {
-            use list_hygiene::bounce::{BounceClass, StatusCode, classify};
-            let class = if code.is_some_and(|c| (500..600).contains(&c)) {
-                classify(StatusCode::find(reply), reply)
-            } else {
-                BounceClass::Unknown
-            };
+        Finish::Bounced { .. } => {
             m.bounced
                 .get_or_create(&metrics::Bounce {
                     stream: stream.into(),
                     domain: labels.domain,
-                    class: class.as_str(),
+                    class: class.unwrap_or(BounceClass::Unknown).as_str(),
                 })
                 .inc();
         }

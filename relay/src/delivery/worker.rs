@@ -8,16 +8,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lettre::address::Envelope;
+use list_hygiene::bounce::BounceClass;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use super::Outcome;
+use super::outcomes::bounce_class;
 use super::smtp::Sender;
 use crate::config::StreamSettings;
 use crate::domain::{EmailAddress, Stream};
 use crate::store::{Claimed, Finish, Payload, Store, now_ms};
 use crate::suppression::{self, Scope, Target};
+use crate::telemetry::redact_addresses;
 
 /// How long an idle worker sleeps at most before looking again; other
 /// processes sharing the database enqueue without notifying this one.
@@ -263,13 +266,14 @@ async fn finisher(
                     let mut done = Vec::with_capacity(batch.len());
                     for ((c, _, f), ok) in batch.iter().zip(recorded) {
                         if !ok {
-                            warn!(message_id = %c.message_id, idx = c.idx, outcome = ?f, "lease lost before the outcome was recorded");
+                            warn!(message_id = %c.message_id, idx = c.idx, outcome = f.state(), "lease lost before the outcome was recorded");
                             continue;
                         }
-                        if let Some(entry) = hard_bounce(c, f) {
+                        let class = bounce_class(f);
+                        if let Some(entry) = hard_bounce(c, class) {
                             hard.push(entry);
                         }
-                        done.push((c, f));
+                        done.push((c, f, class));
                     }
                     suppress_hard_bounces(&store, &hard).await;
                     super::outcomes::after(&store, stream, &events, &metrics, &done).await;
@@ -294,17 +298,8 @@ async fn finisher(
 /// suppression list: it is never mailed again on any stream. Policy blocks,
 /// full mailboxes and other 5xx replies are the sender's or a passing
 /// problem and suppress nothing.
-fn hard_bounce(c: &Claimed, f: &Finish) -> Option<crate::store::SuppressionRecord> {
-    use list_hygiene::bounce::{BounceClass, StatusCode, classify};
-    let Finish::Bounced {
-        code: Some(500..=599),
-        reply,
-        ..
-    } = f
-    else {
-        return None;
-    };
-    if classify(StatusCode::find(reply), reply) != BounceClass::Hard {
+fn hard_bounce(c: &Claimed, class: Option<BounceClass>) -> Option<crate::store::SuppressionRecord> {
+    if class != Some(BounceClass::Hard) {
         return None;
     }
     let target = Target::parse(Some(&c.address), None).ok()?;
@@ -356,7 +351,7 @@ impl Attempt {
         let envelope = match self.envelope(c, sender) {
             Ok(e) => e,
             Err(why) => {
-                error!(%why, "stored recipient no longer valid");
+                error!(why = %redact_addresses(&why), "stored recipient no longer valid");
                 return Finish::Bounced {
                     code: None,
                     reply: why,
@@ -371,21 +366,21 @@ impl Attempt {
                 Finish::Delivered { code, reply, host }
             }
             Outcome::Bounced { code, reply, host } => {
-                info!(?code, %reply, "bounced");
+                info!(?code, reply = %redact_addresses(&reply), "bounced");
                 Finish::Bounced { code, reply, host }
             }
             Outcome::Deferred { code, reply, host } => {
                 let attempts = u32::try_from(c.attempts).unwrap_or(u32::MAX);
                 let retry_at = now_ms() + self.settings.retry_delay(attempts).as_millis() as i64;
                 if retry_at > c.created_at + max_age {
-                    info!(?code, %reply, "deferred past max_age: expired");
+                    info!(?code, reply = %redact_addresses(&reply), "deferred past max_age: expired");
                     Finish::Expired {
                         reply: format!(
                             "gave up after {attempts} attempts (max_age); last reply: {reply}"
                         ),
                     }
                 } else {
-                    info!(?code, %reply, retry_in_ms = retry_at - now, "deferred");
+                    info!(?code, reply = %redact_addresses(&reply), retry_in_ms = retry_at - now, "deferred");
                     Finish::Deferred {
                         code,
                         reply,
@@ -484,7 +479,11 @@ mod hard_bounce_tests {
     #[test]
     fn only_address_level_permanent_failures_suppress() {
         let c = claimed();
-        let entry = hard_bounce(&c, &bounced(550, "550 5.1.1 no such user here")).unwrap();
+        let entry = hard_bounce(
+            &c,
+            bounce_class(&bounced(550, "550 5.1.1 no such user here")),
+        )
+        .unwrap();
         assert_eq!(
             (
                 entry.scope.as_str(),
@@ -500,7 +499,10 @@ mod hard_bounce_tests {
             (552, "552 5.5.3 too many recipients"),
             (550, "550 go away"),
         ] {
-            assert!(hard_bounce(&c, &bounced(code, reply)).is_none(), "{reply}");
+            assert!(
+                hard_bounce(&c, bounce_class(&bounced(code, reply))).is_none(),
+                "{reply}"
+            );
         }
         let deferred = Finish::Deferred {
             code: Some(450),
@@ -508,6 +510,14 @@ mod hard_bounce_tests {
             host: None,
             retry_at: 0,
         };
-        assert!(hard_bounce(&c, &deferred).is_none());
+        assert!(hard_bounce(&c, bounce_class(&deferred)).is_none());
+        // A 5xx that names the address is hard only from a server that
+        // answered: the relay's own refusals (no code) are not.
+        let own = Finish::Bounced {
+            code: None,
+            reply: "5.1.1 stored address invalid".into(),
+            host: None,
+        };
+        assert!(hard_bounce(&c, bounce_class(&own)).is_none());
     }
 }

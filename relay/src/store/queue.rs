@@ -41,7 +41,7 @@ pub enum Finish {
 }
 
 impl Finish {
-    fn state(&self) -> &'static str {
+    pub fn state(&self) -> &'static str {
         match self {
             Finish::Delivered { .. } => "delivered",
             Finish::Deferred { .. } => "deferred",
