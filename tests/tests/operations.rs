@@ -42,13 +42,18 @@ async fn scrape(relay: &Relay, key: &str) -> HashMap<String, f64> {
     samples(&String::from_utf8(body).unwrap())
 }
 
-#[tokio::test]
-async fn metrics_count_what_flows_and_readyz_reports_workers() {
+/// An SMTP sink that refuses `gone@…` (5.1.1), defers `later@…` and takes
+/// the rest; a SQLite store; a config sending transactional mail to the
+/// sink, marketing paused. Returns (sink, dir to keep, database, config).
+async fn delivering_setup() -> (SmtpSink, tempfile::TempDir, String, std::path::PathBuf) {
+    use mailroom_e2e::smtp_sink::Reply;
     let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
         if rcpt.starts_with("gone@") {
-            mailroom_e2e::smtp_sink::Reply::Refuse
+            Reply::Refuse
+        } else if rcpt.starts_with("later@") {
+            Reply::Defer
         } else {
-            mailroom_e2e::smtp_sink::Reply::Accept
+            Reply::Accept
         }
     })
     .await;
@@ -65,6 +70,12 @@ async fn metrics_count_what_flows_and_readyz_reports_workers() {
         ),
     )
     .unwrap();
+    (sink, dir, database, config)
+}
+
+#[tokio::test]
+async fn metrics_count_what_flows_and_readyz_reports_workers() {
+    let (sink, _dir, database, config) = delivering_setup().await;
     let key = create_key(&database, "shop", &["transactional", "suppressions"]);
     let scraper = create_key(&database, "prometheus", &["metrics"]);
     let relay = Relay::start(&config, &[]);
@@ -412,30 +423,7 @@ async fn keys_rotate_with_a_grace_period_and_the_audit_log_says_who_did_what() {
 /// recipient address — not even the SMTP replies, which quote it.
 #[tokio::test]
 async fn json_logs_name_message_and_stream_and_never_a_full_recipient_address() {
-    use mailroom_e2e::smtp_sink::Reply;
-    let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
-        if rcpt.starts_with("gone@") {
-            Reply::Refuse
-        } else if rcpt.starts_with("later@") {
-            Reply::Defer
-        } else {
-            Reply::Accept
-        }
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let database = relay::database(dir.path(), false).await.unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\n\
-             [streams.transactional]\nroute = \"{url}\"\n\
-             [streams.marketing]\npaused = true\n",
-            url = sink.url()
-        ),
-    )
-    .unwrap();
+    let (_sink, _dir, database, config) = delivering_setup().await;
     let key = create_key(&database, "shop", &["transactional"]);
     let relay = Relay::start(&config, &["--log-format", "json"]);
     let recipients = [
@@ -454,7 +442,7 @@ async fn json_logs_name_message_and_stream_and_never_a_full_recipient_address() 
     assert_eq!(code, 202, "{r}");
     let id = r["id"].as_str().unwrap().to_string();
 
-    let message_of = |line: &str| -> serde_json::Value {
+    let parse_line = |line: &str| -> serde_json::Value {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
     };
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -462,7 +450,7 @@ async fn json_logs_name_message_and_stream_and_never_a_full_recipient_address() 
         let log = relay.log();
         let said = |what: &str| {
             log.iter()
-                .any(|l| message_of(l)["fields"]["message"] == what)
+                .any(|l| parse_line(l)["fields"]["message"] == what)
         };
         if said("delivered") && said("bounced") && said("deferred") {
             break log;
@@ -478,7 +466,7 @@ async fn json_logs_name_message_and_stream_and_never_a_full_recipient_address() 
                 "a full recipient address in the log: {line}"
             );
         }
-        let v = message_of(line);
+        let v = parse_line(line);
         let what = v["fields"]["message"].as_str().unwrap_or_default();
         if ["accepted", "delivered", "bounced", "deferred"].contains(&what) {
             // The event's own fields and those of every span it is in.
@@ -492,7 +480,7 @@ async fn json_logs_name_message_and_stream_and_never_a_full_recipient_address() 
     // The replies are still there for the operator, domain and all.
     let bounced = log
         .iter()
-        .map(|l| message_of(l))
+        .map(|l| parse_line(l))
         .find(|v| v["fields"]["message"] == "bounced")
         .unwrap();
     let reply = bounced["fields"]["reply"].as_str().unwrap();
