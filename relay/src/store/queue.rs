@@ -172,7 +172,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO attempts (message_id, idx, attempt, started_at, finished_at, outcome, smtp_code, \
                  reply, host) VALUES {}",
-                values_clause(done.len(), 9)
+                self.values_list(done.len(), 9, "", 0)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for &i in &done {
