@@ -169,6 +169,22 @@ fn cpu_seconds(pid: u32) -> f64 {
     }
 }
 
+/// [`post_all`], measured: (elapsed, messages/s, the relay's CPU time per
+/// message in µs).
+async fn post_measured(
+    relay: &Relay,
+    key: &str,
+    from: &str,
+    n: usize,
+    clients: usize,
+    offset: usize,
+) -> (Duration, f64, f64) {
+    let cpu = cpu_seconds(relay.pid());
+    let t = post_all(relay, key, from, n, clients, offset).await;
+    let cpu_us = (cpu_seconds(relay.pid()) - cpu) * 1e6 / n as f64;
+    (t, n as f64 / t.as_secs_f64(), cpu_us)
+}
+
 /// `mailroom-bench accept N CLIENTS`: phase 1 alone, then a graceful stop
 /// (SIGTERM), so a profiler wrapped around the relay writes its output.
 async fn accept_only(n: usize, clients: usize) {
@@ -177,13 +193,9 @@ async fn accept_only(n: usize, clients: usize) {
     let paused = config(dir.path(), &db, "smtp://127.0.0.1:9", true);
     let key = create_key(&db, "bench", &["transactional", "marketing"]);
     let relay = Relay::start(&paused, &[]);
-    let cpu = cpu_seconds(relay.pid());
-    let t = post_all(&relay, &key, "orders@shop.example", n, clients, 0).await;
+    let (t, rate, cpu_us) = post_measured(&relay, &key, "orders@shop.example", n, clients, 0).await;
     println!(
-        "acceptance (Ed25519 signing, SQLite, {clients} clients): {n} in {:.2?} = {:.0} msg/s; relay CPU {:.0} µs/msg",
-        t,
-        n as f64 / t.as_secs_f64(),
-        (cpu_seconds(relay.pid()) - cpu) * 1e6 / n as f64
+        "acceptance (Ed25519 signing, SQLite, {clients} clients): {n} in {t:.2?} = {rate:.0} msg/s; relay CPU {cpu_us:.0} µs/msg"
     );
     relay.terminate().await;
 }
@@ -222,13 +234,9 @@ async fn main() {
     let paused = config(dir.path(), &db, &sink.url(), true);
     let key = create_key(&db, "bench", &["transactional", "marketing"]);
     let relay = Relay::start(&paused, &[]);
-    let cpu = cpu_seconds(relay.pid());
-    let t = post_all(&relay, &key, "orders@shop.example", n, clients, 0).await;
+    let (t, rate, cpu_us) = post_measured(&relay, &key, "orders@shop.example", n, clients, 0).await;
     println!(
-        "1. acceptance (Ed25519 signing, SQLite, {clients} clients): {n} in {:.2?} = {:.0} msg/s; relay CPU {:.0} µs/msg",
-        t,
-        n as f64 / t.as_secs_f64(),
-        (cpu_seconds(relay.pid()) - cpu) * 1e6 / n as f64
+        "1. acceptance (Ed25519 signing, SQLite, {clients} clients): {n} in {t:.2?} = {rate:.0} msg/s; relay CPU {cpu_us:.0} µs/msg"
     );
     let t = post_all(&relay, &key, "orders@rsa.example", n, clients, n).await;
     println!(
@@ -285,13 +293,10 @@ async fn main() {
     let paused3 = config(dir3.path(), &db3, &sink.url(), true);
     let key3 = create_key(&db3, "bench", &["transactional", "marketing"]);
     let relay = Relay::start(&paused3, &[]);
-    let cpu = cpu_seconds(relay.pid());
-    let t = post_all(&relay, &key3, "orders@shop.example", rss_n, clients, 0).await;
+    let (t, rate, cpu_us) =
+        post_measured(&relay, &key3, "orders@shop.example", rss_n, clients, 0).await;
     println!(
-        "3. {rss_n} queued in {:.2?} = {:.0} msg/s; relay CPU {:.0} µs/msg; relay peak RSS {:.1} MB",
-        t,
-        rss_n as f64 / t.as_secs_f64(),
-        (cpu_seconds(relay.pid()) - cpu) * 1e6 / rss_n as f64,
+        "3. {rss_n} queued in {t:.2?} = {rate:.0} msg/s; relay CPU {cpu_us:.0} µs/msg; relay peak RSS {:.1} MB",
         peak_rss_mb(relay.pid())
     );
     let relay2 = {
