@@ -337,7 +337,8 @@ async fn double_opt_in(postgres: bool) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "pending sign-up not expired"
+            "pending sign-up not expired; the relay logged:\n{}",
+            relay.log().join("\n")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

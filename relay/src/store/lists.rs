@@ -163,7 +163,7 @@ impl Store {
     /// Writes the whole subscriber row and its trail entry in one
     /// transaction.
     pub async fn put_subscriber(&self, s: &SubscriberRecord, event: &ConsentEvent) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let sql = format!(
             "INSERT INTO subscribers ({SUBSCRIBER_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -209,7 +209,7 @@ impl Store {
     /// Confirms the pending subscriber whose link secret hashes to `hash`,
     /// using the link up. False if the link was used already or replaced.
     pub async fn confirm_subscriber(&self, hash: &str, event: &ConsentEvent) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE subscribers SET status = 'confirmed', confirm_hash = NULL, confirmed_at = $1, \
              updated_at = $1, reengaged_at = NULL \
@@ -241,7 +241,7 @@ impl Store {
         source: &str,
         reason: Option<&str>,
     ) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT list_id, status FROM subscribers WHERE address = $1 AND ($2 IS NULL OR list_id = $2)",
         )
@@ -356,7 +356,7 @@ impl Store {
     /// keep); those confirmed once and re-subscribing go back to
     /// `unsubscribed`. Returns (deleted, reverted).
     pub async fn expire_pending(&self, cutoff: i64) -> Result<(u64, u64)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let reverted: Vec<(String, String)> = sqlx::query_as(
             "SELECT list_id, address FROM subscribers WHERE status = 'pending' \
              AND updated_at < $1 AND confirmed_at IS NOT NULL",
@@ -431,7 +431,7 @@ impl Store {
     ) -> Result<u64> {
         let mut added = 0;
         for chunk in addresses.chunks(1000) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             let now = now_ms();
             for a in chunk {
                 let done = sqlx::query(

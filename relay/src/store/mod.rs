@@ -152,10 +152,36 @@ impl Store {
         Ok(())
     }
 
+    /// Begins a transaction that will write, on the acceptance pool.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        begin_write(&self.pool, self.backend).await
+    }
+
+    /// Begins a transaction that will write, on the bookkeeping pool.
+    pub(crate) async fn begin_bookkeeping(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        begin_write(&self.bookkeeping, self.backend).await
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
         self.bookkeeping.close().await;
     }
+}
+
+/// On SQLite, a transaction that will write takes the write lock when it
+/// begins (`BEGIN IMMEDIATE`), waiting out the busy timeout for it. A
+/// deferred one that reads first and writes later fails at the write with
+/// SQLITE_BUSY, without waiting, whenever another connection committed in
+/// between: its snapshot is stale. That lost the hourly expiry of pending
+/// sign-ups whenever the dispatcher or a worker wrote during it.
+async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    Ok(match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    })
 }
 
 /// A SQLite pool: WAL lets readers run beside the one writer, `synchronous`

@@ -42,7 +42,7 @@ impl Store {
     /// Adds many entries in one transaction (imports); existing entries
     /// are left as they are.
     pub async fn insert_suppressions(&self, rows: &[SuppressionRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for chunk in rows.chunks(super::messages::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO suppressions (scope, kind, value, reason, source, created_at, expires_at) \

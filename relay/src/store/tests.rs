@@ -449,3 +449,50 @@ async fn concurrent_claimers_on_postgres_never_share_a_row() {
     all.dedup();
     assert_eq!((n, all.len()), (200, 200));
 }
+
+/// A write transaction that reads before it writes still commits when
+/// another connection commits meanwhile. On SQLite a deferred transaction
+/// fails here with SQLITE_BUSY at once (its snapshot is stale); `begin`
+/// takes the write lock up front, so the other writer waits instead.
+#[tokio::test]
+async fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
+    for t in testing::all().await {
+        let s = t.store.clone();
+        let entry = |value: &str| SuppressionRecord {
+            scope: "global".into(),
+            kind: "address".into(),
+            value: value.into(),
+            reason: "manual".into(),
+            source: None,
+            created_at: now_ms(),
+            expires_at: None,
+        };
+        let mut tx = s.begin().await.unwrap();
+        let (before,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM suppressions")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let other = tokio::spawn({
+            let s = s.clone();
+            let e = entry("other@x.example");
+            async move { s.upsert_suppression(&e).await }
+        });
+        // Long enough for the other connection to commit, were it allowed.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query(
+            "INSERT INTO suppressions (scope, kind, value, reason, created_at) \
+             VALUES ('global', 'address', 'mine@x.example', 'manual', $1)",
+        )
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .expect("the transaction's own write");
+        tx.commit().await.unwrap();
+        other.await.unwrap().expect("the other connection's write");
+        let (after,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM suppressions")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(after, before + 2);
+    }
+}

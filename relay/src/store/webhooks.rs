@@ -78,7 +78,7 @@ impl Store {
     /// Deletes an endpoint: nothing more is queued for it and what is still
     /// pending is given up. False if there was no such live endpoint.
     pub async fn delete_endpoint(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
