@@ -95,15 +95,10 @@ fn pct(x: f64) -> String {
     format!("{:.2} %", x * 100.0)
 }
 
-/// Builds the report for everything since `since` (Unix ms).
-///
-/// # Errors
-/// The store failed.
-pub async fn build(
-    store: &Store,
-    since: i64,
-    alerts: &AlertSettings,
-) -> crate::store::Result<Report> {
+/// Volumes, bounces and complaints since `since` (Unix ms) per stream and
+/// sending domain, with their rates: all the relay's own rate alerts need,
+/// without the report's other queries.
+async fn groups(store: &Store, since: i64) -> crate::store::Result<Vec<Group>> {
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     let mut group = |stream: &str, sender: Option<&str>| -> (String, String) {
         let key = (stream.to_string(), domain_of(sender));
@@ -144,7 +139,6 @@ pub async fn build(
             _ => g.complaints += n,
         }
     }
-    let mut warnings = Vec::new();
     let mut groups: Vec<Group> = groups.into_values().collect();
     for g in &mut groups {
         let all_bounces: i64 = g.bounces.values().sum();
@@ -152,6 +146,23 @@ pub async fn build(
         g.bounce_rate = ratio(all_bounces, g.accepted);
         g.hard_bounce_rate = ratio(hard, g.accepted);
         g.complaint_rate = ratio(g.complaints, g.delivered);
+    }
+    Ok(groups)
+}
+
+/// Builds the report for everything since `since` (Unix ms).
+///
+/// # Errors
+/// The store failed.
+pub async fn build(
+    store: &Store,
+    since: i64,
+    alerts: &AlertSettings,
+) -> crate::store::Result<Report> {
+    let groups = groups(store, since).await?;
+    let mut warnings = Vec::new();
+    for g in &groups {
+        let hard = g.bounces.get("hard").copied().unwrap_or(0);
         let subject = format!("{} from {}", g.stream, g.sending_domain);
         if g.complaint_rate >= COMPLAINT_LIMIT {
             warnings.push(Warning {
@@ -365,16 +376,15 @@ pub async fn watch_rates(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let report = match build(&store, now_ms() - 24 * 3600 * 1000, &alerts).await {
-            Ok(r) => r,
+        let groups = match groups(&store, now_ms() - 24 * 3600 * 1000).await {
+            Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "computing complaint and bounce rates failed");
                 continue;
             }
         };
         for stream in crate::domain::Stream::ALL {
-            let gs: Vec<&Group> = report
-                .groups
+            let gs: Vec<&Group> = groups
                 .iter()
                 .filter(|g| g.stream == stream.as_str())
                 .collect();
