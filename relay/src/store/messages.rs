@@ -239,27 +239,29 @@ impl Store {
 /// 65,535 bind parameters at 11 columns a row.
 pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
-/// `($1, $2), ($3, $4)` for `rows` rows of `cols` parameters.
-pub(super) fn values_clause(rows: usize, cols: usize) -> String {
-    values_clause_with(rows, cols, "", 0)
-}
-
-/// Like [`values_clause`], with `fixed` literal SQL after the first `cols`
-/// parameters of each row and `tail` more parameters after it.
-pub(super) fn values_clause_with(rows: usize, cols: usize, fixed: &str, tail: usize) -> String {
-    render_values(rows, cols, fixed, tail, true)
-}
-
 impl Store {
-    /// [`values_clause_with`] in the cheapest placeholders for this store,
-    /// for a statement whose only parameters are this VALUES list: plain `?`
-    /// on SQLite. SQLite finds a `$N` by a linear scan of the statement's
-    /// parameter names, once when it prepares the statement and again when
-    /// sqlx binds it, so the hundreds of parameters of a group commit cost
-    /// quadratically (~11 % of acceptance's instructions, docs/performance.md).
-    /// Plain `?` are numbered in order and never looked up.
+    /// `($1, $2), ($3, $4)`: a VALUES list of `rows` rows of `cols`
+    /// parameters, then `fixed` literal SQL and `tail` more parameters in
+    /// each row. In the cheapest placeholders for this store: plain `?` on
+    /// SQLite (so the statement's other parameters are written with
+    /// [`Store::placeholder`]). SQLite finds a `$N` by a linear scan of the
+    /// statement's parameter names, once when it prepares the statement and
+    /// again when sqlx binds it, so the hundreds of parameters of a group
+    /// commit cost quadratically (~11 % of acceptance's instructions,
+    /// docs/performance.md). Plain `?` are numbered in order and never
+    /// looked up.
     pub(super) fn values_list(&self, rows: usize, cols: usize, fixed: &str, tail: usize) -> String {
         render_values(rows, cols, fixed, tail, self.backend == Backend::Postgres)
+    }
+
+    /// The `n`th parameter (from 1) of a statement built with
+    /// [`Store::values_list`], placed after that list in the SQL text: plain
+    /// `?` on SQLite continues its numbering.
+    pub(super) fn placeholder(&self, n: usize) -> String {
+        match self.backend {
+            Backend::Postgres => format!("${n}"),
+            Backend::Sqlite => "?".to_string(),
+        }
     }
 }
 
@@ -331,9 +333,12 @@ async fn claim_idempotency_key(
 mod values_tests {
     #[test]
     fn placeholders_are_numbered_across_rows() {
-        assert_eq!(super::values_clause(2, 2), "($1, $2), ($3, $4)");
         assert_eq!(
-            super::values_clause_with(2, 1, "'q', 0, ", 1),
+            super::render_values(2, 2, "", 0, true),
+            "($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            super::render_values(2, 1, "'q', 0, ", 1, true),
             "($1, 'q', 0, $2), ($3, 'q', 0, $4)"
         );
         assert_eq!(

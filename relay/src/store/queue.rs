@@ -1,4 +1,4 @@
-use super::messages::{ROWS_PER_STATEMENT, values_clause};
+use super::messages::ROWS_PER_STATEMENT;
 use super::{Backend, Result, Store};
 use crate::domain::Stream;
 
@@ -138,11 +138,11 @@ impl Store {
             let sql = format!(
                 "WITH v (message_id, idx, lease_token, state, next_attempt_at, last_reply) AS (VALUES {}) \
                  UPDATE recipients SET state = v.state, next_attempt_at = v.next_attempt_at, lease_token = NULL, \
-                 last_reply = v.last_reply, updated_at = ${} FROM v \
+                 last_reply = v.last_reply, updated_at = {} FROM v \
                  WHERE recipients.message_id = v.message_id AND recipients.idx = v.idx \
                  AND recipients.lease_token = v.lease_token RETURNING recipients.message_id, recipients.idx",
-                values_clause(chunk.len(), 6),
-                chunk.len() * 6 + 1
+                self.values_list(chunk.len(), 6, "", 0),
+                self.placeholder(chunk.len() * 6 + 1)
             );
             let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
             for (c, _, finish) in chunk {

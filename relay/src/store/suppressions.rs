@@ -47,7 +47,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO suppressions (scope, kind, value, reason, source, created_at, expires_at) \
                  VALUES {} ON CONFLICT (scope, kind, value) DO NOTHING",
-                super::messages::values_clause_with(chunk.len(), 7, "", 0)
+                self.values_list(chunk.len(), 7, "", 0)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for s in chunk {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::messages::{ROWS_PER_STATEMENT, values_clause_with};
+use super::messages::ROWS_PER_STATEMENT;
 use super::{Backend, Result, Store, now_ms};
 use crate::events::Event;
 
@@ -119,7 +119,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO webhook_deliveries (event_id, endpoint_id, event, payload, state, \
                  attempts, next_attempt_at, created_at) VALUES {}",
-                values_clause_with(chunk.len(), 4, "'pending', 0, ", 2)
+                self.values_list(chunk.len(), 4, "'pending', 0, ", 2)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (ev, ep) in chunk {
