@@ -84,6 +84,17 @@ fn rand_suffix() -> String {
     )
 }
 
+/// Writes a relay config to `path`: `database`, unsigned mail allowed, then
+/// `rest` (top-level keys first, then tables).
+pub fn config_file(path: PathBuf, database: &str, rest: &str) -> PathBuf {
+    std::fs::write(
+        &path,
+        format!("database = \"{database}\"\nallow_unsigned = true\n{rest}"),
+    )
+    .expect("writing the config");
+    path
+}
+
 /// Creates an API key with `mailroom keys create`; returns the key.
 /// `grants` are stream names (`--stream`) and scopes (`--scope`: webhooks,
 /// lists, suppressions).

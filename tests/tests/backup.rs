@@ -19,17 +19,14 @@ fn config(
     database: &str,
     sink: &SmtpSink,
 ) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\n\
-             [streams.transactional]\nroute = \"{}\"\nconcurrency = 2\n",
+    relay::config_file(
+        dir.join(name),
+        database,
+        &format!(
+            "[streams.transactional]\nroute = \"{}\"\nconcurrency = 2\n",
             sink.url()
         ),
     )
-    .unwrap();
-    path
 }
 
 #[tokio::test]

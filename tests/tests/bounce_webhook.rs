@@ -60,12 +60,11 @@ async fn bounces_feed_the_suppression_list(postgres: bool) {
     let Some(database) = relay::database(dir.path(), postgres).await else {
         return;
     };
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!("database = \"{database}\"\nallow_unsigned = true\ncapture = true\nsoft_bounce_limit = 3\n"),
-    )
-    .unwrap();
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        "capture = true\nsoft_bounce_limit = 3\n",
+    );
     let key = create_key(
         &database,
         "mta",

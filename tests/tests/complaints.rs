@@ -72,16 +72,14 @@ async fn complaints_suppress_the_traced_recipient(postgres: bool) {
     let Some(database) = relay::database(dir.path(), postgres).await else {
         return;
     };
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\n\
-             [streams.transactional]\nroute = \"{url}\"\n[streams.marketing]\nroute = \"{url}\"\n",
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        &format!(
+            "[streams.transactional]\nroute = \"{url}\"\n[streams.marketing]\nroute = \"{url}\"\n",
             url = sink.url()
         ),
-    )
-    .unwrap();
+    );
     let key = create_key(
         &database,
         "fbl",

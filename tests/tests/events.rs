@@ -29,17 +29,15 @@ async fn events_reach_endpoints(postgres: bool) {
     let Some(database) = relay::database(dir.path(), postgres).await else {
         return;
     };
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\n\
-             [streams.transactional]\nroute = \"{url}\"\n\
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        &format!(
+            "[streams.transactional]\nroute = \"{url}\"\n\
              [webhooks]\nretry_schedule = [\"200ms\"]\n",
             url = sink.url()
         ),
-    )
-    .unwrap();
+    );
     let key = create_key(&database, "shop", &["transactional", "webhooks"]);
     let sender = create_key(&database, "sender", &["transactional"]);
     let relay = Relay::start(&config, &[]);

@@ -52,19 +52,17 @@ fn config(
     sink: &SmtpSink,
     extra: &str,
 ) -> std::path::PathBuf {
-    let config = dir.join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\n{extra}\n\
+    relay::config_file(
+        dir.join("c.toml"),
+        database,
+        &format!(
+            "{extra}\n\
              [streams.transactional]\nroute = \"{url}\"\n\
              [streams.marketing]\nroute = \"{url}\"\n\
              [webhooks]\nretry_schedule = [\"200ms\"]\n",
             url = sink.url()
         ),
     )
-    .unwrap();
-    config
 }
 
 async fn double_opt_in(postgres: bool) {

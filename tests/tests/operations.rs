@@ -59,17 +59,15 @@ async fn delivering_setup() -> (SmtpSink, tempfile::TempDir, String, std::path::
     .await;
     let dir = tempfile::tempdir().unwrap();
     let database = relay::database(dir.path(), false).await.unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\n\
-             [streams.transactional]\nroute = \"{url}\"\n\
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        &format!(
+            "[streams.transactional]\nroute = \"{url}\"\n\
              [streams.marketing]\npaused = true\n",
             url = sink.url()
         ),
-    )
-    .unwrap();
+    );
     (sink, dir, database, config)
 }
 
@@ -195,18 +193,15 @@ async fn metrics_count_what_flows_and_readyz_reports_workers() {
 async fn bad_keys_lock_out_one_client_and_rate_limits_answer_429() {
     let dir = tempfile::tempdir().unwrap();
     let database = relay::database(dir.path(), false).await.unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\ncapture = true\n\
-             [limits]\nauth_failures = 3\nauth_failure_window = \"1m\"\nlockout = \"2s\"\n\
-             requests_per_second = 5\nburst = 5\npublic_requests_per_second = 1\n\
-             trust_forwarded_for = true\n\
-             [streams.marketing]\nmessages_per_hour = 2\n"
-        ),
-    )
-    .unwrap();
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        "capture = true\n\
+         [limits]\nauth_failures = 3\nauth_failure_window = \"1m\"\nlockout = \"2s\"\n\
+         requests_per_second = 5\nburst = 5\npublic_requests_per_second = 1\n\
+         trust_forwarded_for = true\n\
+         [streams.marketing]\nmessages_per_hour = 2\n",
+    );
     let key = create_key(&database, "shop", &["transactional", "marketing"]);
     let relay = Relay::start(&config, &[]);
     let client = mailroom_e2e::http_client().build().unwrap();
@@ -306,12 +301,7 @@ async fn bad_keys_lock_out_one_client_and_rate_limits_answer_429() {
 async fn keys_rotate_with_a_grace_period_and_the_audit_log_says_who_did_what() {
     let dir = tempfile::tempdir().unwrap();
     let database = relay::database(dir.path(), false).await.unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!("database = \"{database}\"\nallow_unsigned = true\ncapture = true\n"),
-    )
-    .unwrap();
+    let config = relay::config_file(dir.path().join("c.toml"), &database, "capture = true\n");
     let old = create_key(&database, "shop", &["transactional", "suppressions"]);
     let old_id = old.split('_').nth(1).unwrap().to_string();
     let relay = Relay::start(&config, &[]);

@@ -551,14 +551,13 @@ async fn an_unreachable_smarthost_defers_then_expires_at_max_age() {
     drop(dead);
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("m.db").display());
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\n[streams.transactional]\nroute = \"{url}\"\nconcurrency = 1\nmax_age = \"3s\"\nretry_schedule = [\"1s\"]\n"
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        &format!(
+            "[streams.transactional]\nroute = \"{url}\"\nconcurrency = 1\nmax_age = \"3s\"\nretry_schedule = [\"1s\"]\n"
         ),
-    )
-    .unwrap();
+    );
     let key = create_key(&database, "k", &["transactional"]);
     let relay = Relay::start(&config, &[]);
     let (code, resp) = relay
@@ -793,12 +792,13 @@ async fn the_mx_route_follows_preference_order_and_honours_null_mx() {
     let extra = format!("dns_servers = [\"{dns}\"]\nmx_port = {}\n", sink.port);
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("m.db").display());
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!("database = \"{database}\"\nallow_unsigned = true\n{extra}[streams.transactional]\nroute = \"mx\"\nconcurrency = 2\nmax_age = \"1h\"\nretry_schedule = [\"1s\"]\n"),
-    )
-    .unwrap();
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        &format!(
+            "{extra}[streams.transactional]\nroute = \"mx\"\nconcurrency = 2\nmax_age = \"1h\"\nretry_schedule = [\"1s\"]\n"
+        ),
+    );
     let key = create_key(&database, "k", &["transactional"]);
     let relay = Relay::start(&config, &[]);
     let (code, resp) = relay.post("/v1/messages", &key, &json!({"from": "a@shop.example", "to": ["bob@customer.test", "x@nomail.test"], "subject": "s", "text": "t"})).await;
@@ -922,17 +922,16 @@ async fn starttls_is_used_when_offered_and_required_tls_checks_the_certificate()
     let dns = mailroom_e2e::dns::serve_mx(zone).await;
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("m.db").display());
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\ndns_servers = [\"{dns}\"]\nmx_port = {port}\n\
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        &format!(
+            "dns_servers = [\"{dns}\"]\nmx_port = {port}\n\
              [streams.transactional]\nroute = \"mx\"\nconcurrency = 2\nmax_age = \"1h\"\nretry_schedule = [\"1h\"]\n\
              [streams.marketing]\nroute = \"smtp://localhost:{port}?tls=required\"\nconcurrency = 2\nmax_age = \"1d\"\nretry_schedule = [\"1h\"]\n",
             port = sink.port
         ),
-    )
-    .unwrap();
+    );
     let key = create_key(&database, "k", &["transactional", "marketing"]);
     let relay = Relay::start(&config, &[]);
     let (code, resp) = relay

@@ -38,17 +38,15 @@ async fn the_report_and_the_alert_metric_flag_bounces_and_complaints() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let database = relay::database(dir.path(), false).await.unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = \"{database}\"\nallow_unsigned = true\n\
-             [alerts]\ncheck_every = \"200ms\"\n\
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        &format!(
+            "[alerts]\ncheck_every = \"200ms\"\n\
              [streams.transactional]\nroute = \"{}\"\n",
             sink.url()
         ),
-    )
-    .unwrap();
+    );
     let key = create_key(&database, "shop", &["transactional", "webhooks", "metrics"]);
     let relay = Relay::start(&config, &[]);
 
