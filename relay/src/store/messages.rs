@@ -101,7 +101,8 @@ impl Store {
     /// # Errors
     /// Any database error; then nothing of the batch is stored.
     pub async fn enqueue_batch(&self, batch: &[PreparedMessage]) -> Result<Vec<EnqueueOutcome>> {
-        let mut tx = self.begin().await?;
+        // Deferred: the first statement writes (see `begin_write`).
+        let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for m in batch {
             outcomes.push(match &m.idempotency {
