@@ -101,7 +101,7 @@ impl Store {
     /// # Errors
     /// Any database error; then nothing of the batch is stored.
     pub async fn enqueue_batch(&self, batch: &[PreparedMessage]) -> Result<Vec<EnqueueOutcome>> {
-        // Deferred: the first statement writes (see `begin_write`).
+        // Deferred: the first statement writes (see `Store::begin`).
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for m in batch {

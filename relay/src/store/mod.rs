@@ -152,37 +152,31 @@ impl Store {
         Ok(())
     }
 
-    /// Begins a transaction that will write (see [`begin_write`]).
+    /// Begins a transaction that will write.
+    ///
+    /// On SQLite, a transaction that will write takes the write lock when it
+    /// begins (`BEGIN IMMEDIATE`), waiting out the busy timeout for it. A
+    /// deferred one that reads first and writes later fails at the write with
+    /// SQLITE_BUSY, without waiting, whenever another connection committed in
+    /// between: its snapshot is stale. That lost the hourly expiry of pending
+    /// sign-ups whenever the dispatcher or a worker wrote during it.
+    ///
+    /// The group commit and the queue bookkeeping (`enqueue_batch`,
+    /// `finish_batch`, `release`) begin deferred instead: their first statement
+    /// writes, which takes the lock from a fresh snapshot (waiting out the busy
+    /// timeout), and the lock is then held one round trip less — worth 5 % of
+    /// the drain rate (docs/performance.md). Keep their first statement a write.
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        begin_write(&self.pool, self.backend).await
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
         self.bookkeeping.close().await;
     }
-}
-
-/// On SQLite, a transaction that will write takes the write lock when it
-/// begins (`BEGIN IMMEDIATE`), waiting out the busy timeout for it. A
-/// deferred one that reads first and writes later fails at the write with
-/// SQLITE_BUSY, without waiting, whenever another connection committed in
-/// between: its snapshot is stale. That lost the hourly expiry of pending
-/// sign-ups whenever the dispatcher or a worker wrote during it.
-///
-/// The group commit and the queue bookkeeping (`enqueue_batch`,
-/// `finish_batch`, `release`) begin deferred instead: their first statement
-/// writes, which takes the lock from a fresh snapshot (waiting out the busy
-/// timeout), and the lock is then held one round trip less — worth 5 % of
-/// the drain rate (docs/performance.md). Keep their first statement a write.
-async fn begin_write(
-    pool: &AnyPool,
-    backend: Backend,
-) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-    Ok(match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => pool.begin().await?,
-    })
 }
 
 /// A SQLite pool: WAL lets readers run beside the one writer, `synchronous`

@@ -126,7 +126,7 @@ impl Store {
     /// the other holder's attempt counts. Returns, per item, whether it was.
     /// Two statements per batch, not per item (see `enqueue_batch`).
     pub async fn finish_batch(&self, items: &[(Claimed, i64, Finish)]) -> Result<Vec<bool>> {
-        // Deferred: the first statement writes (see `begin_write`).
+        // Deferred: the first statement writes (see `Store::begin`).
         let mut tx = self.bookkeeping.begin().await?;
         let now = super::now_ms();
         let mut recorded = vec![false; items.len()];
@@ -200,7 +200,7 @@ impl Store {
     /// Gives leased recipients back untried (graceful shutdown): due at once,
     /// and the claim's attempt not counted.
     pub async fn release(&self, claimed: &[Claimed]) -> Result<()> {
-        // Deferred: the first statement writes (see `begin_write`).
+        // Deferred: the first statement writes (see `Store::begin`).
         let mut tx = self.bookkeeping.begin().await?;
         let now = super::now_ms();
         for c in claimed {
