@@ -1,26 +1,31 @@
-//! mailroom-list-hygiene: keeping a mailing list clean.
+//! mailroom-list-hygiene: the decisions that keep a mailing list clean, as
+//! pure code. The relay loads state, calls these and stores the result;
+//! nothing here touches a database or the network.
 //!
-//! Built so far: [`address`], the checks an address gets before it goes on
-//! a list (syntax by a real parser, IDN, role accounts, disposable domains,
-//! typos with a suggestion); [`clean`], offline hygiene of a subscriber CSV
-//! (`mailroom list clean`); and [`bounce`], reading bounces — RFC 3464 delivery status
-//! notifications and the common non-standard formats — into failed
-//! recipients with an RFC 3463 status and a class (hard, soft, mailbox
-//! full, policy, transient, unknown), with auto-replies told apart. It is
-//! pure: bytes in, a [`bounce::Bounce`] out. `mailroom bounce parse` prints
-//! what it understood.
-//!
-//! Still to come (see the list-hygiene issue): subscribers and double
-//! opt-in, suppression enforced by the relay, complaint (ARF) processing,
-//! one-click unsubscribe, inactive pruning, CSV hygiene and event webhooks.
-//!
-//! Layout:
-//! - `address.rs`: address checks; `data/` holds the disposable-domain lists.
-//! - `clean.rs`: CSV in, kept rows and a report of removed rows out.
-//! - `bounce/`: `mod.rs` (entry point, auto-replies, VERP), `dsn.rs`
-//!   (RFC 3464), `text.rs` (non-standard bodies), `classify.rs` (RFC 3463
-//!   codes and diagnostic words → class).
+//! # Layout
+//! - [`email`]: addresses and domains as mailroom accepts them (one
+//!   grammar for the send API, suppression entries and lists).
+//! - [`stream`]: transactional and marketing, which every suppression and
+//!   policy is scoped by.
+//! - [`subscriber`]: a subscriber's statuses and the one transition table
+//!   (sign-up, confirmation, unsubscribe, bounce, complaint, prune, import).
+//! - [`suppression`]: what an entry is: scope, target, reason.
+//! - [`bounce`]: reading bounces (RFC 3464 DSNs and the common
+//!   non-standard formats) into failed recipients with an RFC 3463 status
+//!   and a class, classifying an SMTP reply the same way, and
+//!   [`bounce::policy`], the one rule from a bounce to a suppression.
+//! - [`token`]: signed unsubscribe, reference and confirmation tokens.
+//! - [`verp`]: the per-recipient return path, made and found.
+//! - [`address`]: the checks a sign-up address gets (syntax, IDN, role
+//!   accounts, disposable domains, typos with a suggestion).
+//! - [`clean`]: offline hygiene of a subscriber CSV (`mailroom list clean`).
 
 pub mod address;
 pub mod bounce;
 pub mod clean;
+pub mod email;
+pub mod stream;
+pub mod subscriber;
+pub mod suppression;
+pub mod token;
+pub mod verp;

@@ -502,6 +502,15 @@ impl StreamSettings {
 }
 
 impl Settings {
+    /// The bounce policy these settings configure, for every path that
+    /// sees a bounce.
+    pub fn bounce_policy(&self) -> list_hygiene::bounce::BouncePolicy {
+        list_hygiene::bounce::BouncePolicy {
+            soft_bounce_limit: self.soft_bounce_limit,
+            soft_bounce_window: self.soft_bounce_window,
+        }
+    }
+
     /// Reads `path` if given, else the defaults.
     ///
     /// # Errors

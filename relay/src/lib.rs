@@ -10,6 +10,8 @@
 //! - [`queue`]: the group-commit enqueuer between handlers and the store.
 //! - [`delivery`]: per-stream workers, SMTP routes, MX lookup, DKIM keys.
 //! - [`routes`]: the HTTP API (axum).
+//! - [`hygiene`]: applies list-hygiene's decisions (the bounce policy,
+//!   subscriber transitions) to the store, for every path alike.
 //! - [`suppression`]: the in-memory filter in front of the suppression list.
 //! - [`unsubscribe`]: signed one-click unsubscribe and confirmation links.
 //! - [`events`]: outbound event webhooks: the outbox and its dispatcher.
@@ -21,11 +23,13 @@
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
 
 pub mod backup;
+pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod events;
+pub mod hygiene;
 pub mod keys;
 pub mod limits;
 pub mod linting;

@@ -3,6 +3,8 @@
 
 use anyhow::Context as _;
 
+use list_hygiene::subscriber::Change;
+
 use crate::store::{Store, SubscriberRecord, now_ms};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -90,8 +92,7 @@ pub async fn prune(
                     .change_status(
                         Some(list),
                         &s.address,
-                        &["confirmed"],
-                        "pruned",
+                        Change::Prune,
                         "prune",
                         Some(&reason),
                     )

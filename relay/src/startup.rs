@@ -181,6 +181,8 @@ impl Relay {
                 wake: wakers.get(stream).clone(),
                 events: events_wake.clone(),
                 metrics: metrics.clone(),
+                suppressions: suppressions.clone(),
+                bounce_policy: settings.bounce_policy(),
                 running: running
                     .iter()
                     .find(|(s, _)| *s == stream)

@@ -17,6 +17,8 @@ use std::time::Duration;
 use crate::domain::Stream;
 use crate::store::{self, Store, SuppressionRecord};
 
+pub use list_hygiene::suppression::{Reason, Scope, Target};
+
 /// How often entries added elsewhere are picked up.
 pub const REFRESH: Duration = Duration::from_secs(2);
 
@@ -156,100 +158,11 @@ fn describe(s: &SuppressionRecord) -> String {
     }
 }
 
-/// What an entry covers: one address, or every address at a domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Lower-cased.
-    Address(String),
-    Domain(String),
-}
-
-impl Target {
-    /// Exactly one of `address` and `domain`, parsed as the send API parses
-    /// recipients, so an entry matches what the relay will check.
-    ///
-    /// # Errors
-    /// Neither or both given, or the value doesn't parse.
-    pub fn parse(address: Option<&str>, domain: Option<&str>) -> Result<Target, String> {
-        match (address, domain) {
-            (Some(a), None) => crate::domain::EmailAddress::parse(a)
-                .map(|a| Target::Address(a.to_string().to_lowercase()))
-                .map_err(|e| e.to_string()),
-            (None, Some(d)) => crate::domain::address::Domain::parse(d)
-                .map(|d| Target::Domain(d.to_string()))
-                .map_err(|e| e.to_string()),
-            _ => Err("give exactly one of address and domain".into()),
-        }
-    }
-
-    /// `a@b.example` is an address, `b.example` a domain.
-    ///
-    /// # Errors
-    /// As [`Target::parse`].
-    pub fn parse_either(value: &str) -> Result<Target, String> {
-        if value.contains('@') {
-            Target::parse(Some(value), None)
-        } else {
-            Target::parse(None, Some(value))
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Target::Address(_) => "address",
-            Target::Domain(_) => "domain",
-        }
-    }
-
-    pub fn value(&self) -> &str {
-        match self {
-            Target::Address(v) | Target::Domain(v) => v,
-        }
-    }
-}
-
-/// Which mail an entry stops: all of it, or one stream's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Global,
-    Stream(Stream),
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Global => "global",
-            Scope::Stream(s) => s.as_str(),
-        }
-    }
-}
-
-impl std::str::FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "global" => Ok(Scope::Global),
-            other => other.parse::<Stream>().map(Scope::Stream).map_err(|_| {
-                format!("unknown scope {other:?}: expected global, transactional or marketing")
-            }),
-        }
-    }
-}
-
-/// Why an address is suppressed.
-pub const REASONS: &[&str] = &[
-    "hard_bounce",
-    "soft_bounces",
-    "complaint",
-    "unsubscribe",
-    "manual",
-];
-
 /// Builds the row for a new entry.
 pub fn entry(
     scope: Scope,
     target: &Target,
-    reason: &str,
+    reason: Reason,
     source: Option<String>,
     expires_at: Option<i64>,
 ) -> SuppressionRecord {
@@ -257,34 +170,9 @@ pub fn entry(
         scope: scope.as_str().to_string(),
         kind: target.kind().to_string(),
         value: target.value().to_string(),
-        reason: reason.to_string(),
+        reason: reason.as_str().to_string(),
         source,
         created_at: store::now_ms(),
         expires_at,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_and_scopes_parse_like_recipients() {
-        assert_eq!(
-            Target::parse_either(" Dana@Customer.Example ").unwrap(),
-            Target::Address("dana@customer.example".into())
-        );
-        assert_eq!(
-            Target::parse_either("Customer.Example.").unwrap(),
-            Target::Domain("customer.example".into())
-        );
-        assert!(Target::parse(Some("a@b.example"), Some("b.example")).is_err());
-        assert!(Target::parse_either("bad@").is_err());
-        assert!(Target::parse_either("a@b.example\r\nX: y").is_err());
-        assert_eq!(
-            "marketing".parse::<Scope>().unwrap(),
-            Scope::Stream(Stream::Marketing)
-        );
-        assert!("everything".parse::<Scope>().is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Logging: human-readable by default, JSON for log shippers. Level from
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default: `info`, with the libraries' own chatter left out).
+//! Colour only when stderr is a terminal and `NO_COLOR` is not set.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -17,14 +18,32 @@ pub enum LogFormat {
 /// Installs the global subscriber; logs go to stderr so stdout stays for
 /// command output (keys, DNS records).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// The default level. html5ever and markup5ever log parse errors of the
+/// HTML they read ("foster parenting not implemented", …) at warn: over a
+/// few hundred real newsletters that is hundreds of lines about the
+/// sender's markup, none of them the operator's business. `RUST_LOG`
+/// brings them back.
+const DEFAULT_FILTER: &str = "info,html5ever=error,markup5ever=error";
+
+/// Colour codes only on a terminal, and not when `NO_COLOR` is set to
+/// anything non-empty (no-color.org).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// `text` with the local part of every address in it masked
@@ -40,7 +59,15 @@ pub fn redact_addresses(text: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_addresses;
+    use super::{colour, redact_addresses};
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".as_ref())));
+        assert!(!colour(true, Some("1".as_ref())));
+        assert!(!colour(false, None));
+    }
 
     #[test]
     fn addresses_in_replies_lose_their_local_part() {

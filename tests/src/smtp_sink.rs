@@ -14,8 +14,11 @@ pub enum Reply {
     Accept,
     /// 451 4.3.0 <address>: …
     Defer,
-    /// 550 5.1.1 <address>: …
+    /// 550 5.1.1 <address>: … (a hard bounce: no such mailbox)
     Refuse,
+    /// 554 5.3.0 <address>: … (a permanent failure that is not the
+    /// address's: a soft bounce)
+    RefuseSoft,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +279,13 @@ impl SmtpSink {
                                 "550 5.1.1 <{a}>: Recipient address rejected: no such user here\r\n"
                             )
                             .as_bytes(),
+                        )
+                        .await?
+                    }
+                    Reply::RefuseSoft => {
+                        w.write_all(
+                            format!("554 5.3.0 <{a}>: mail system problem, not delivered\r\n")
+                                .as_bytes(),
                         )
                         .await?
                     }

@@ -1,7 +1,10 @@
 //! `POST /v1/webhooks/bounces` end to end: bounces in the shapes real MTAs
 //! send are read, recorded, and suppress only what the policy says.
 
+use std::time::Duration;
+
 use mailroom_e2e::relay::{self, Relay, create_key};
+use mailroom_e2e::smtp_sink::{Reply, SmtpSink};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -42,7 +45,8 @@ async fn post_bounce(relay: &Relay, key: &str, raw: Vec<u8>) -> (u16, Value) {
         .await
 }
 
-async fn send_status(relay: &Relay, key: &str, to: &str) -> Value {
+/// Sends a transactional message to `to`; the 202 answer.
+async fn send(relay: &Relay, key: &str, to: &str) -> Value {
     let (code, resp) = relay
         .post(
             "/v1/messages",
@@ -52,7 +56,12 @@ async fn send_status(relay: &Relay, key: &str, to: &str) -> Value {
         )
         .await;
     assert_eq!(code, 202, "{resp}");
-    resp["recipients"][0].clone()
+    resp
+}
+
+/// The status `to` got when a message to it was accepted.
+async fn send_status(relay: &Relay, key: &str, to: &str) -> Value {
+    send(relay, key, to).await["recipients"][0].clone()
 }
 
 async fn bounces_feed_the_suppression_list(postgres: bool) {
@@ -121,15 +130,7 @@ async fn bounces_feed_the_suppression_list(postgres: bool) {
         let (_, r) = post_bounce(&relay, &key, soft_bounce_for(n, "kim@flaky.example")).await;
         assert_eq!(r["recipients"][0]["outcome"], "recorded");
     }
-    let (code, sent) = relay
-        .post(
-            "/v1/messages",
-            &key,
-            &json!({"from": "Shop <orders@shop.example>", "to": "kim@flaky.example",
-                    "subject": "Hi", "text": "Hello", "stream": "transactional"}),
-        )
-        .await;
-    assert_eq!(code, 202, "{sent}");
+    let sent = send(&relay, &key, "kim@flaky.example").await;
     relay
         .wait_status(
             sent["id"].as_str().unwrap(),
@@ -184,4 +185,104 @@ async fn bounces_feed_the_suppression_list_sqlite() {
 #[tokio::test]
 async fn bounces_feed_the_suppression_list_postgres() {
     bounces_feed_the_suppression_list(true).await;
+}
+
+/// One bounce policy for every path: soft bounces returned later as DSNs
+/// and soft bounces the relay gets as its own SMTP replies add to one
+/// count, and the limit suppresses the address whichever path reaches it.
+async fn relay_seen_and_returned_soft_bounces_share_one_count(postgres: bool) {
+    let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
+        if rcpt.contains("lee@") {
+            Reply::RefuseSoft
+        } else {
+            Reply::Accept
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = relay::database(dir.path(), postgres).await else {
+        return;
+    };
+    let config = relay::config_file(
+        dir.path().join("c.toml"),
+        &database,
+        &format!(
+            "soft_bounce_limit = 3\n[streams.transactional]\nroute = \"{}\"\n",
+            sink.url()
+        ),
+    );
+    let key = create_key(
+        &database,
+        "mta",
+        &["transactional", "marketing", "webhooks", "suppressions"],
+    );
+    let relay = Relay::start(&config, &[]);
+
+    // One soft bounce returned as a DSN: recorded.
+    let (code, r) = post_bounce(&relay, &key, soft_bounce(1)).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["recipients"][0]["class"], "soft");
+    assert_eq!(r["recipients"][0]["outcome"], "recorded", "{r}");
+    // Two the relay sees itself (554 5.3.0 from the receiving server): the
+    // second reaches the limit.
+    for _ in 0..2 {
+        let sent = send(&relay, &key, "lee@flaky.example").await;
+        assert_eq!(sent["recipients"][0]["status"], "queued", "{sent}");
+        let status = relay
+            .wait_status(
+                sent["id"].as_str().unwrap(),
+                &key,
+                Duration::from_secs(60),
+                |v| v["recipients"][0]["status"] == "bounced",
+            )
+            .await;
+        assert_eq!(
+            status["recipients"][0]["history"][0]["smtp_code"], 554,
+            "{status}"
+        );
+    }
+    // The policy runs just after the outcome is recorded: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let entry = loop {
+        let (code, list) = relay
+            .get_json("/v1/suppressions?address=lee@flaky.example", &key)
+            .await;
+        assert_eq!(code, 200, "{list}");
+        if let Some(e) = list["suppressions"].as_array().and_then(|a| a.first()) {
+            break e.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay's own soft bounces never reached the limit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (entry["scope"].as_str(), entry["reason"].as_str()),
+        (Some("global"), Some("soft_bounces")),
+        "{entry}"
+    );
+    assert!(
+        entry["source"].as_str().unwrap().starts_with("relay:"),
+        "{entry}"
+    );
+    assert_eq!(
+        send_status(&relay, &key, "lee@flaky.example").await["reason"],
+        "soft_bounces (global)"
+    );
+    // Another address at the same domain is untouched.
+    assert_eq!(
+        send_status(&relay, &key, "kim@flaky.example").await["status"],
+        "queued"
+    );
+}
+
+#[tokio::test]
+async fn relay_seen_and_returned_soft_bounces_share_one_count_sqlite() {
+    relay_seen_and_returned_soft_bounces_share_one_count(false).await;
+}
+
+#[tokio::test]
+async fn relay_seen_and_returned_soft_bounces_share_one_count_postgres() {
+    relay_seen_and_returned_soft_bounces_share_one_count(true).await;
 }

@@ -6,6 +6,7 @@
 
 mod classify;
 mod dsn;
+pub mod policy;
 mod text;
 
 use std::sync::LazyLock;
@@ -14,7 +15,9 @@ use mail_parser::{HeaderName, MessageParser, PartType};
 use regex::Regex;
 use serde::Serialize;
 
+pub use crate::verp::Verp;
 pub use classify::{BounceClass, StatusCode, classify};
+pub use policy::{BouncePolicy, Failure};
 
 /// What kind of message was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,15 +45,6 @@ pub struct Recipient {
     /// The remote server's words, when given.
     pub diagnostic: Option<String>,
     pub class: BounceClass,
-}
-
-/// The relay's VERP return path, `bounces+MESSAGEID-INDEX@domain`, found in
-/// the bounce's recipient headers: it names the message and recipient even
-/// when the bounce itself is vague.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verp {
-    pub message_id: String,
-    pub recipient_index: u32,
 }
 
 /// What a bounce says.
@@ -224,19 +218,9 @@ fn is_auto_reply(message: &mail_parser::Message<'_>, subject: &str) -> bool {
     .any(|w| s.starts_with(w) || s.contains(&format!(": {w}")))
 }
 
-/// The relay's VERP return path (`bounces+MESSAGEID-INDEX@…`) anywhere in
-/// `text`: a recipient header, or the quoted headers of a reported message.
+/// A VERP address anywhere in `text` (see [`crate::verp::find`]).
 pub fn verp_in(text: &str) -> Option<Verp> {
-    static VERP: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)bounces\+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-(\d{1,4})@")
-            .expect("regex")
-    });
-    VERP.captures(text).and_then(|m| {
-        Some(Verp {
-            message_id: m[1].to_ascii_lowercase(),
-            recipient_index: m[2].parse().ok()?,
-        })
-    })
+    crate::verp::find(text)
 }
 
 fn find_verp(message: &mail_parser::Message<'_>) -> Option<Verp> {

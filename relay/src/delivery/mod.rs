@@ -132,28 +132,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The result of one SMTP attempt for one recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered {
-        code: Option<u16>,
-        reply: String,
-        host: Option<String>,
-    },
-    /// 4xx, or the connection/TLS failed: try again later.
-    Deferred {
-        code: Option<u16>,
-        reply: String,
-        host: Option<String>,
-    },
-    /// 5xx: permanent for this recipient.
-    Bounced {
-        code: Option<u16>,
-        reply: String,
-        host: Option<String>,
-    },
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,49 +1,37 @@
 //! What follows a recorded delivery outcome, beyond the queue itself:
-//! events for the shop's webhooks, the bounce record, subscribers' state
+//! events for the shop's webhooks, the bounce record and the bounce policy
 //! and engagement, and the soft-bounce count a delivery resets.
 //!
 //! None of this is retried: the outcome is committed already, and each
 //! step failing costs a record or an event, never a delivery. Failures are
 //! logged.
 
-use list_hygiene::bounce::{BounceClass, StatusCode, classify};
+use list_hygiene::bounce::{BounceClass, Failure, StatusCode};
 use serde_json::json;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::domain::Stream;
+use crate::domain::{Outcome, Stream};
 use crate::events::{self, Event, EventKind};
+use crate::hygiene::Hygiene;
 use crate::metrics::{self, Metrics, StreamDomain, StreamOnly};
-use crate::store::{BounceRecord, Claimed, Finish, Store, now_ms};
+use crate::store::{BounceRecord, Claimed, now_ms};
+use crate::suppression::Target;
 
-/// The class of a bounced outcome (`None` for any other). Only a reply
-/// from the receiving server is read for its cause; a bounce the relay
-/// decided itself (no SMTP code) is `Unknown`.
-pub fn bounce_class(f: &Finish) -> Option<BounceClass> {
-    let Finish::Bounced { code, reply, .. } = f else {
-        return None;
-    };
-    Some(if code.is_some_and(|c| (500..600).contains(&c)) {
-        classify(StatusCode::find(reply), reply)
-    } else {
-        BounceClass::Unknown
-    })
-}
-
-/// Runs after a batch of outcomes of `stream` is recorded; each comes with
-/// its [`bounce_class`], worked out once by the caller.
+/// Runs after a batch of outcomes of `stream` is recorded.
 pub async fn after(
-    store: &Store,
+    hygiene: Hygiene<'_>,
     stream: Stream,
     wake: &Notify,
     metrics: &Metrics,
-    done: &[(&Claimed, &Finish, Option<BounceClass>)],
+    done: &[(&Claimed, &Outcome)],
 ) {
+    let store = hygiene.store;
     let now = now_ms();
     let mut events = Vec::with_capacity(done.len());
     let mut delivered = Vec::new();
-    for &(c, f, class) in done {
-        count(metrics, stream, c, f, class, now);
+    for &(c, outcome) in done {
+        count(metrics, stream, c, outcome, now);
         let base = json!({
             "message_id": c.message_id,
             "recipient_index": c.idx,
@@ -58,54 +46,31 @@ pub async fn after(
             }
             v
         };
-        match f {
-            Finish::Delivered { code, reply, host } => {
+        match outcome {
+            Outcome::Delivered(reply) => {
                 delivered.push(c.address.to_lowercase());
                 events.push(Event::new(
                     EventKind::Delivered,
-                    with(json!({"smtp_code": code, "reply": reply, "host": host})),
+                    with(json!({"smtp_code": reply.code, "reply": reply.text, "host": reply.host})),
                 ));
             }
-            Finish::Deferred {
-                code,
-                reply,
-                retry_at,
-                ..
-            } => events.push(Event::new(
+            Outcome::Deferred { reply, retry_at } => events.push(Event::new(
                 EventKind::Deferred,
-                with(json!({"smtp_code": code, "reply": reply, "retry_at": retry_at})),
+                with(json!({"smtp_code": reply.code, "reply": reply.text, "retry_at": retry_at})),
             )),
-            Finish::Bounced { code, reply, host } => {
-                let status = StatusCode::find(reply);
-                let class = class.unwrap_or(BounceClass::Unknown);
-                let record = BounceRecord {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    received_at: now,
-                    address: c.address.to_lowercase(),
-                    class: class.as_str().to_string(),
-                    action: "failed".into(),
-                    status: status.map(|s| s.to_string()),
-                    diagnostic: Some(reply.clone()),
-                    original_message_id: None,
-                    relay_message_id: Some(c.message_id.clone()),
-                    source: "relay".into(),
-                    stream: Some(stream.as_str().into()),
-                    domain: Some(c.domain.clone()),
-                };
-                if let Err(e) = store.insert_bounce(&record).await {
-                    warn!(error = %e, message_id = %c.message_id, "recording a bounce failed");
-                }
-                if class == BounceClass::Hard {
-                    mark_subscribers(store, &record.address, "bounced", "hard bounce").await;
-                }
+            Outcome::Bounced { reply, class } => {
+                let suppressed = bounced(hygiene, stream, c, &reply.text, *class, now).await;
                 events.push(Event::new(
                     EventKind::Bounced,
-                    with(json!({"smtp_code": code, "reply": reply, "host": host, "class": class, "source": "relay"})),
+                    with(
+                        json!({"smtp_code": reply.code, "reply": reply.text, "host": reply.host,
+                        "class": class, "source": "relay", "suppressed": suppressed}),
+                    ),
                 ));
             }
-            Finish::Expired { reply } => events.push(Event::new(
+            Outcome::Expired { reason } => events.push(Event::new(
                 EventKind::Bounced,
-                with(json!({"reply": reply, "class": "expired", "source": "relay"})),
+                with(json!({"reply": reason, "class": "expired", "source": "relay"})),
             )),
         }
     }
@@ -120,34 +85,69 @@ pub async fn after(
     events::emit(store, wake, events).await;
 }
 
-fn count(
-    m: &Metrics,
+/// Records the relay's own bounce and applies the bounce policy to it
+/// (the same one inbound bounces get). Returns whether the address was
+/// suppressed.
+async fn bounced(
+    hygiene: Hygiene<'_>,
     stream: Stream,
     c: &Claimed,
-    f: &Finish,
-    class: Option<BounceClass>,
+    reply: &str,
+    class: BounceClass,
     now: i64,
-) {
+) -> bool {
+    // A stored address that no longer parses was bounced by the relay
+    // itself (class unknown): there is nothing to record it against.
+    let Ok(target) = Target::parse(Some(&c.address), None) else {
+        return false;
+    };
+    let record = BounceRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        received_at: now,
+        address: target.value().to_string(),
+        class: class.as_str().to_string(),
+        action: "failed".into(),
+        status: StatusCode::find(reply).map(|s| s.to_string()),
+        diagnostic: Some(reply.to_string()),
+        original_message_id: None,
+        relay_message_id: Some(c.message_id.clone()),
+        source: "relay".into(),
+        stream: Some(stream.as_str().into()),
+        domain: Some(c.domain.clone()),
+    };
+    let failure = Failure {
+        class,
+        delayed: false,
+    };
+    // Not retried: the outcome is recorded; a lost suppression means one
+    // more attempt on a bad address some day, which bounces again.
+    match hygiene
+        .apply_bounce(&record, &target, failure, format!("relay:{}", c.message_id))
+        .await
+    {
+        Ok(reason) => reason.is_some(),
+        Err(e) => {
+            warn!(error = %e, message_id = %c.message_id, "recording a bounce failed");
+            false
+        }
+    }
+}
+
+fn count(m: &Metrics, stream: Stream, c: &Claimed, outcome: &Outcome, now: i64) {
     let labels = StreamDomain {
         stream: stream.into(),
         domain: metrics::domain_group(&c.domain),
     };
-    let code = match f {
-        Finish::Delivered { code, .. }
-        | Finish::Deferred { code, .. }
-        | Finish::Bounced { code, .. } => *code,
-        Finish::Expired { .. } => None,
-    };
-    if !matches!(f, Finish::Expired { .. }) {
+    if let Some(reply) = outcome.reply() {
         m.smtp_replies
             .get_or_create(&metrics::Reply {
                 stream: stream.into(),
-                class: metrics::reply_class(code),
+                class: metrics::reply_class(reply.code),
             })
             .inc();
     }
-    match f {
-        Finish::Delivered { .. } => {
+    match outcome {
+        Outcome::Delivered(_) => {
             m.delivered.get_or_create(&labels).inc();
             m.delivery_latency
                 .get_or_create(&StreamOnly {
@@ -155,38 +155,20 @@ fn count(
                 })
                 .observe((now - c.created_at).max(0) as f64 / 1000.0);
         }
-        Finish::Deferred { .. } => {
+        Outcome::Deferred { .. } => {
             m.deferred.get_or_create(&labels).inc();
         }
-        Finish::Bounced { .. } => {
+        Outcome::Bounced { class, .. } => {
             m.bounced
                 .get_or_create(&metrics::Bounce {
                     stream: stream.into(),
                     domain: labels.domain,
-                    class: class.unwrap_or(BounceClass::Unknown).as_str(),
+                    class: class.as_str(),
                 })
                 .inc();
         }
-        Finish::Expired { .. } => {
+        Outcome::Expired { .. } => {
             m.expired.get_or_create(&labels).inc();
         }
-    }
-}
-
-/// Moves `address`'s live subscriptions on every list to `status`
-/// (`bounced`, `complained`) with a trail entry each.
-pub async fn mark_subscribers(store: &Store, address: &str, status: &str, reason: &str) {
-    if let Err(e) = store
-        .change_status(
-            None,
-            address,
-            &["pending", "confirmed"],
-            status,
-            "relay",
-            Some(reason),
-        )
-        .await
-    {
-        warn!(error = %e, "updating subscribers failed");
     }
 }

@@ -25,7 +25,29 @@ use tokio::net::TcpSocket;
 use tokio::time::timeout;
 
 use super::mx::{MxAnswer, MxResolver};
-use super::{Outcome, Route, Smarthost, TlsMode};
+use super::{Route, Smarthost, TlsMode};
+use crate::domain::Reply;
+
+/// What one SMTP attempt came to: the server's acceptance, or a refusal.
+/// The worker turns it into the recorded [`crate::domain::Outcome`].
+pub type Sent = Result<Reply, Refusal>;
+
+/// A refused attempt: a 4xx or 5xx reply, or no server reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reply: Reply,
+    /// 5xx: retrying would get the same answer.
+    pub permanent: bool,
+}
+
+impl Refusal {
+    fn temporary(reply: Reply) -> Sent {
+        Err(Refusal {
+            reply,
+            permanent: false,
+        })
+    }
+}
 
 /// A pooled connection is dropped after this long unused; servers close
 /// idle SMTP sessions after a few minutes anyway.
@@ -115,13 +137,9 @@ impl Sender {
     }
 
     /// Sends `raw` to one recipient.
-    pub async fn send(&self, envelope: &Envelope, raw: &[u8], domain: &str) -> Outcome {
+    pub async fn send(&self, envelope: &Envelope, raw: &[u8], domain: &str) -> Sent {
         match &self.route {
-            Route::Capture => Outcome::Delivered {
-                code: None,
-                reply: "captured (capture mode: not sent)".into(),
-                host: None,
-            },
+            Route::Capture => Ok(Reply::local("captured (capture mode: not sent)")),
             Route::Smarthost(s) => {
                 let dest = smarthost_destination(s);
                 classify(
@@ -133,32 +151,25 @@ impl Sender {
         }
     }
 
-    async fn send_mx(&self, envelope: &Envelope, raw: &[u8], domain: &str) -> Outcome {
+    async fn send_mx(&self, envelope: &Envelope, raw: &[u8], domain: &str) -> Sent {
         let resolver = self.mx.as_ref().expect("resolver built with the mx route");
         let hosts = match resolver.lookup(domain).await {
             Ok(MxAnswer::Hosts(h)) => h,
             Ok(MxAnswer::NullMx) => {
-                return Outcome::Bounced {
-                    code: Some(556),
-                    reply: format!(
-                        "5.1.10 {domain} publishes a null MX and accepts no mail (RFC 7505)"
-                    ),
-                    host: None,
-                };
+                return Err(Refusal {
+                    reply: Reply {
+                        code: Some(556),
+                        text: format!(
+                            "5.1.10 {domain} publishes a null MX and accepts no mail (RFC 7505)"
+                        ),
+                        host: None,
+                    },
+                    permanent: true,
+                });
             }
-            Err(e) => {
-                return Outcome::Deferred {
-                    code: None,
-                    reply: e.to_string(),
-                    host: None,
-                };
-            }
+            Err(e) => return Refusal::temporary(Reply::local(e.to_string())),
         };
-        let mut last = Outcome::Deferred {
-            code: None,
-            reply: format!("no MX host for {domain}"),
-            host: None,
-        };
+        let mut last = Refusal::temporary(Reply::local(format!("no MX host for {domain}")));
         for host in hosts {
             let dest = Destination {
                 host: host.clone(),
@@ -343,34 +354,30 @@ fn tls_parameters(host: &str, verify: bool) -> Result<TlsParameters, SendError> 
         .map_err(|e| SendError::Connect(format!("TLS set-up for {host}: {e}")))
 }
 
-/// An attempt's result as an outcome: 2xx delivered, 5xx bounced, anything
-/// else (4xx, connection, TLS, timeout) deferred.
-fn classify(result: Result<Response, SendError>, host: Option<String>) -> Outcome {
+/// An attempt's result: 2xx accepted, 5xx refused for good, anything else
+/// (4xx, connection, TLS, timeout) refused for now.
+fn classify(result: Result<Response, SendError>, host: Option<String>) -> Sent {
+    let local = |text: String, host: Option<String>| Reply {
+        code: None,
+        text,
+        host,
+    };
     match result {
-        Ok(resp) => Outcome::Delivered {
+        Ok(resp) => Ok(Reply {
             code: Some(u16::from(resp.code())),
-            reply: resp.message().collect::<Vec<_>>().join(" "),
+            text: resp.message().collect::<Vec<_>>().join(" "),
             host,
-        },
-        Err(SendError::Smtp(e)) => {
-            let code = e.status().map(u16::from);
-            let reply = error_chain(&e);
-            if e.is_permanent() {
-                Outcome::Bounced { code, reply, host }
-            } else {
-                Outcome::Deferred { code, reply, host }
-            }
-        }
-        Err(SendError::Connect(reply)) => Outcome::Deferred {
-            code: None,
-            reply,
-            host,
-        },
-        Err(SendError::Timeout) => Outcome::Deferred {
-            code: None,
-            reply: "SMTP timeout".into(),
-            host,
-        },
+        }),
+        Err(SendError::Smtp(e)) => Err(Refusal {
+            reply: Reply {
+                code: e.status().map(u16::from),
+                text: error_chain(&e),
+                host,
+            },
+            permanent: e.is_permanent(),
+        }),
+        Err(SendError::Connect(text)) => Refusal::temporary(local(text, host)),
+        Err(SendError::Timeout) => Refusal::temporary(local("SMTP timeout".into(), host)),
     }
 }
 

@@ -8,18 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use list_hygiene::bounce::BounceClass;
+use list_hygiene::bounce::BouncePolicy;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use super::Outcome;
-use super::outcomes::bounce_class;
-use super::smtp::Sender;
+use super::smtp::{Refusal, Sender};
 use crate::config::StreamSettings;
-use crate::domain::{EmailAddress, Stream};
-use crate::store::{Claimed, Finish, Payload, Store, now_ms};
-use crate::suppression::{self, Scope, Target};
+use crate::domain::{EmailAddress, Outcome, Reply, Stream};
+use crate::hygiene::Hygiene;
+use crate::store::{Claimed, Payload, Store, now_ms};
+use crate::suppression::Suppressions;
 use crate::telemetry::redact_addresses;
 
 /// How long an idle worker sleeps at most before looking again; other
@@ -42,6 +41,9 @@ pub struct Worker {
     /// Wakes the webhook dispatcher when outcomes queue events.
     pub events: Arc<Notify>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Bounces the worker sees go through the bounce policy onto this.
+    pub suppressions: Arc<Suppressions>,
+    pub bounce_policy: BouncePolicy,
     /// True while `run` runs, for `/readyz`.
     pub running: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -67,16 +69,17 @@ impl Worker {
         let sem = Arc::new(Semaphore::new(concurrency));
         let inflight: Arc<Mutex<HashMap<Key, Claimed>>> = Arc::default();
         let (done_tx, done_rx) =
-            mpsc::channel::<(Claimed, i64, Finish)>(concurrency * 4 + FINISH_BATCH);
+            mpsc::channel::<(Claimed, i64, Outcome)>(concurrency * 4 + FINISH_BATCH);
         let finisher = tokio::spawn(
-            finisher(
-                self.store.clone(),
+            Finisher {
+                store: self.store.clone(),
                 stream,
-                self.events.clone(),
-                self.metrics.clone(),
-                done_rx,
-                inflight.clone(),
-            )
+                events: self.events.clone(),
+                metrics: self.metrics.clone(),
+                suppressions: self.suppressions.clone(),
+                bounce_policy: self.bounce_policy,
+            }
+            .run(done_rx, inflight.clone())
             .instrument(info_span!("finisher", %stream)),
         );
         let lease = self.settings.lease.as_millis() as i64;
@@ -248,79 +251,62 @@ impl Pacer {
 
 /// Records outcomes in batches; retries a failed batch with backoff, since
 /// an unrecorded outcome only means a duplicate delivery once the lease ends.
-async fn finisher(
+struct Finisher {
     store: Store,
     stream: Stream,
     events: Arc<Notify>,
     metrics: Arc<crate::metrics::Metrics>,
-    mut rx: mpsc::Receiver<(Claimed, i64, Finish)>,
-    inflight: Arc<Mutex<HashMap<Key, Claimed>>>,
-) {
-    let mut batch = Vec::with_capacity(FINISH_BATCH);
-    while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match store.finish_batch(&batch).await {
-                Ok(recorded) => {
-                    let mut hard = Vec::new();
-                    let mut done = Vec::with_capacity(batch.len());
-                    for ((c, _, f), ok) in batch.iter().zip(recorded) {
-                        if !ok {
-                            warn!(message_id = %c.message_id, idx = c.idx, outcome = f.state(), "lease lost before the outcome was recorded");
-                            continue;
+    suppressions: Arc<Suppressions>,
+    bounce_policy: BouncePolicy,
+}
+
+impl Finisher {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<(Claimed, i64, Outcome)>,
+        inflight: Arc<Mutex<HashMap<Key, Claimed>>>,
+    ) {
+        let hygiene = Hygiene {
+            store: &self.store,
+            suppressions: &self.suppressions,
+            policy: self.bounce_policy,
+        };
+        let mut batch = Vec::with_capacity(FINISH_BATCH);
+        while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                match self.store.finish_batch(&batch).await {
+                    Ok(recorded) => {
+                        let mut done = Vec::with_capacity(batch.len());
+                        for ((c, _, outcome), ok) in batch.iter().zip(recorded) {
+                            if ok {
+                                done.push((c, outcome));
+                            } else {
+                                warn!(message_id = %c.message_id, idx = c.idx, outcome = outcome.state(), "lease lost before the outcome was recorded");
+                            }
                         }
-                        let class = bounce_class(f);
-                        if let Some(entry) = hard_bounce(c, class) {
-                            hard.push(entry);
-                        }
-                        done.push((c, f, class));
+                        super::outcomes::after(
+                            hygiene,
+                            self.stream,
+                            &self.events,
+                            &self.metrics,
+                            &done,
+                        )
+                        .await;
+                        break;
                     }
-                    suppress_hard_bounces(&store, &hard).await;
-                    super::outcomes::after(&store, stream, &events, &metrics, &done).await;
-                    break;
-                }
-                Err(e) => {
-                    error!(error = %e, cause = ?e, n = batch.len(), "recording outcomes failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    Err(e) => {
+                        error!(error = %e, cause = ?e, n = batch.len(), "recording outcomes failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
                 }
             }
+            let mut map = inflight.lock().expect("inflight lock");
+            for (c, _, _) in batch.drain(..) {
+                map.remove(&(c.message_id, c.idx));
+            }
         }
-        let mut map = inflight.lock().expect("inflight lock");
-        for (c, _, _) in batch.drain(..) {
-            map.remove(&(c.message_id, c.idx));
-        }
-    }
-}
-
-/// A permanent failure that says the address itself is bad (RFC 3463
-/// 5.1.x and its plain-text equivalents) puts the address on the global
-/// suppression list: it is never mailed again on any stream. Policy blocks,
-/// full mailboxes and other 5xx replies are the sender's or a passing
-/// problem and suppress nothing.
-fn hard_bounce(c: &Claimed, class: Option<BounceClass>) -> Option<crate::store::SuppressionRecord> {
-    if class != Some(BounceClass::Hard) {
-        return None;
-    }
-    let target = Target::parse(Some(&c.address), None).ok()?;
-    Some(suppression::entry(
-        Scope::Global,
-        &target,
-        "hard_bounce",
-        Some(format!("relay:{}", c.message_id)),
-        None,
-    ))
-}
-
-async fn suppress_hard_bounces(store: &Store, entries: &[crate::store::SuppressionRecord]) {
-    if entries.is_empty() {
-        return;
-    }
-    // Not retried: the bounce itself is recorded; a lost entry means one
-    // more attempt on a bad address some day, which bounces again.
-    match store.insert_suppressions(entries).await {
-        Ok(()) => info!(n = entries.len(), "hard bounces suppressed"),
-        Err(e) => warn!(error = %e, "suppressing hard bounces failed"),
     }
 }
 
@@ -331,19 +317,19 @@ struct Attempt {
 }
 
 impl Attempt {
-    async fn deliver(&self, c: &Claimed, payload: Option<&Payload>) -> Finish {
+    async fn deliver(&self, c: &Claimed, payload: Option<&Payload>) -> Outcome {
         let now = now_ms();
         let max_age = self.settings.max_age.as_millis() as i64;
         if now > c.created_at + max_age {
             info!("expired before delivery");
-            return Finish::Expired {
-                reply: format!("not delivered within the {} stream's max_age", self.stream),
+            return Outcome::Expired {
+                reason: format!("not delivered within the {} stream's max_age", self.stream),
             };
         }
         let Some(Payload { sender, raw }) = payload else {
             error!("message row missing for a queued recipient");
-            return Finish::Expired {
-                reply: "message content missing from the store".into(),
+            return Outcome::Expired {
+                reason: "message content missing from the store".into(),
             };
         };
         // Data read back is parsed again: a row that no longer parses is
@@ -352,41 +338,41 @@ impl Attempt {
             Ok(e) => e,
             Err(why) => {
                 error!(why = %redact_addresses(&why), "stored recipient no longer valid");
-                return Finish::Bounced {
-                    code: None,
-                    reply: why,
-                    host: None,
-                };
+                return Outcome::bounced(Reply::local(why));
             }
         };
-        let outcome = self.sender.send(&envelope, raw, &c.domain).await;
-        match outcome {
-            Outcome::Delivered { code, reply, host } => {
-                info!(?code, host = host.as_deref().unwrap_or(""), "delivered");
-                Finish::Delivered { code, reply, host }
+        match self.sender.send(&envelope, raw, &c.domain).await {
+            Ok(reply) => {
+                info!(code = ?reply.code, host = reply.host.as_deref().unwrap_or(""), "delivered");
+                Outcome::Delivered(reply)
             }
-            Outcome::Bounced { code, reply, host } => {
-                info!(?code, reply = %redact_addresses(&reply), "bounced");
-                Finish::Bounced { code, reply, host }
+            Err(Refusal {
+                reply,
+                permanent: true,
+            }) => {
+                let outcome = Outcome::bounced(reply);
+                let class = outcome.class().map_or("", |c| c.as_str());
+                info!(code = ?outcome.reply().and_then(|r| r.code), reply = %redact_addresses(outcome.text()), class, "bounced");
+                outcome
             }
-            Outcome::Deferred { code, reply, host } => {
+            Err(Refusal {
+                reply,
+                permanent: false,
+            }) => {
                 let attempts = u32::try_from(c.attempts).unwrap_or(u32::MAX);
                 let retry_at = now_ms() + self.settings.retry_delay(attempts).as_millis() as i64;
+                let text = redact_addresses(&reply.text);
                 if retry_at > c.created_at + max_age {
-                    info!(?code, reply = %redact_addresses(&reply), "deferred past max_age: expired");
-                    Finish::Expired {
-                        reply: format!(
-                            "gave up after {attempts} attempts (max_age); last reply: {reply}"
+                    info!(code = ?reply.code, reply = %text, "deferred past max_age: expired");
+                    Outcome::Expired {
+                        reason: format!(
+                            "gave up after {attempts} attempts (max_age); last reply: {}",
+                            reply.text
                         ),
                     }
                 } else {
-                    info!(?code, reply = %redact_addresses(&reply), retry_in_ms = retry_at - now, "deferred");
-                    Finish::Deferred {
-                        code,
-                        reply,
-                        host,
-                        retry_at,
-                    }
+                    info!(code = ?reply.code, reply = %text, retry_in_ms = retry_at - now, "deferred");
+                    Outcome::Deferred { reply, retry_at }
                 }
             }
         }
@@ -404,9 +390,11 @@ impl Attempt {
         } else {
             self.settings.return_path.clone()
         };
-        let return_path =
-            lettre::Address::new(format!("bounces+{}-{}", c.message_id, c.idx), rp_domain)
-                .map_err(|e| format!("return path: {e}"))?;
+        let id = uuid::Uuid::parse_str(&c.message_id)
+            .map_err(|e| format!("stored message id {:?}: {e}", c.message_id))?;
+        let idx = u32::try_from(c.idx).map_err(|e| format!("stored recipient index: {e}"))?;
+        let return_path = lettre::Address::new(list_hygiene::verp::local_part(&id, idx), rp_domain)
+            .map_err(|e| format!("return path: {e}"))?;
         Envelope::new(Some(return_path), vec![rcpt.as_lettre().clone()]).map_err(|e| e.to_string())
     }
 }
@@ -449,75 +437,5 @@ mod tests {
             p.wait().await;
         }
         assert!(p.step.is_none());
-    }
-}
-
-#[cfg(test)]
-mod hard_bounce_tests {
-    use super::*;
-
-    fn claimed() -> Claimed {
-        Claimed {
-            message_id: "m1".into(),
-            idx: 0,
-            address: "Gone@Customer.Example".into(),
-            domain: "customer.example".into(),
-            attempts: 1,
-            created_at: 0,
-            lease_token: String::new(),
-        }
-    }
-
-    fn bounced(code: u16, reply: &str) -> Finish {
-        Finish::Bounced {
-            code: Some(code),
-            reply: reply.into(),
-            host: None,
-        }
-    }
-
-    #[test]
-    fn only_address_level_permanent_failures_suppress() {
-        let c = claimed();
-        let entry = hard_bounce(
-            &c,
-            bounce_class(&bounced(550, "550 5.1.1 no such user here")),
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                entry.scope.as_str(),
-                entry.value.as_str(),
-                entry.reason.as_str()
-            ),
-            ("global", "gone@customer.example", "hard_bounce")
-        );
-        assert_eq!(entry.source.as_deref(), Some("relay:m1"));
-        for (code, reply) in [
-            (554, "554 5.7.1 blocked using zen.spamhaus.org"),
-            (552, "552 5.2.2 mailbox full"),
-            (552, "552 5.5.3 too many recipients"),
-            (550, "550 go away"),
-        ] {
-            assert!(
-                hard_bounce(&c, bounce_class(&bounced(code, reply))).is_none(),
-                "{reply}"
-            );
-        }
-        let deferred = Finish::Deferred {
-            code: Some(450),
-            reply: "450 4.1.1 user unknown, try later".into(),
-            host: None,
-            retry_at: 0,
-        };
-        assert!(hard_bounce(&c, bounce_class(&deferred)).is_none());
-        // A 5xx that names the address is hard only from a server that
-        // answered: the relay's own refusals (no code) are not.
-        let own = Finish::Bounced {
-            code: None,
-            reply: "5.1.1 stored address invalid".into(),
-            host: None,
-        };
-        assert!(hard_bounce(&c, bounce_class(&own)).is_none());
     }
 }

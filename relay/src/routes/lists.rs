@@ -30,6 +30,7 @@ use crate::domain::message::{OneOrMany, SendRequest};
 use crate::events::{self, Event, EventKind};
 use crate::keys::ApiScope;
 use crate::store::{ConsentEvent, ListRecord, SubscriberRecord, now_ms};
+use list_hygiene::subscriber::{Change, Status, transition};
 
 /// List ids are the shop's slugs: they appear in URLs and `List-Id`s.
 fn list_id(raw: &str) -> Result<String, ApiError> {
@@ -342,11 +343,15 @@ pub async fn subscribe(
         .map_err(|e| ApiError::internal("reading a subscriber", &e))?;
     let now = now_ms();
     let resend_ms = state.settings.lists.resend_interval.as_millis() as i64;
-    let mut sub = match current {
-        None => SubscriberRecord {
+    let next = transition(current.as_ref().map(|s| s.status), Change::SignUp);
+    let mut sub = match (current, next) {
+        // Confirmed already, or bounced/complained (mailing them is what
+        // the suppression list is for not doing): nothing to send.
+        (_, None) => return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
+        (None, Some(_)) => SubscriberRecord {
             list_id: list.id.clone(),
             address: address.clone(),
-            status: "pending".into(),
+            status: Status::Pending,
             confirm_hash: None,
             confirm_sent_at: None,
             created_at: now,
@@ -357,23 +362,20 @@ pub async fn subscribe(
             last_click_at: None,
             reengaged_at: None,
         },
-        Some(s) if s.status == "pending" => {
-            if s.confirm_sent_at.is_some_and(|t| now - t < resend_ms) {
-                return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
-            }
-            s
+        (Some(s), Some(_))
+            if s.status == Status::Pending
+                && s.confirm_sent_at.is_some_and(|t| now - t < resend_ms) =>
+        {
+            return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
         }
-        Some(s) if matches!(s.status.as_str(), "unsubscribed" | "pruned") => s,
-        // Confirmed already, or bounced/complained (mailing them is what
-        // the suppression list is for not doing): nothing to send.
-        Some(_) => return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response()),
+        (Some(s), Some(_)) => s,
     };
     let (hash, url) = new_link(&state);
-    sub.status = "pending".into();
+    sub.status = Status::Pending;
     sub.confirm_hash = Some(hash);
     sub.confirm_sent_at = None;
     sub.updated_at = now;
-    let mut event = ConsentEvent::new(&list.id, &address, "pending", &source);
+    let mut event = ConsentEvent::new(&list.id, &address, Status::Pending, &source);
     event.ip = ip;
     event.user_agent = user_agent;
     state
@@ -407,15 +409,6 @@ pub async fn subscribe(
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
-const STATUSES: [&str; 6] = [
-    "pending",
-    "confirmed",
-    "unsubscribed",
-    "bounced",
-    "complained",
-    "pruned",
-];
-
 /// `GET /v1/lists/{list}/subscribers?status=&limit=&offset=`.
 pub async fn subscribers(
     State(state): State<AppState>,
@@ -425,17 +418,18 @@ pub async fn subscribers(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_scope(ApiScope::Lists)?;
     find_list(&state, &id).await?;
-    let status = params.get("status").map(String::as_str);
-    if let Some(s) = status
-        && !STATUSES.contains(&s)
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_status",
-            format!("status must be one of {}", STATUSES.join(", ")),
-        )
-        .field("status"));
-    }
+    let status = params
+        .get("status")
+        .map(|s| s.parse::<Status>())
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_status",
+                e.to_string(),
+            )
+            .field("status")
+        })?;
     let (limit, offset) = super::paging(&params)?;
     let rows = state
         .store
@@ -493,8 +487,7 @@ pub async fn unsubscribe(
         .change_status(
             Some(&id),
             &address,
-            &["pending", "confirmed"],
-            "unsubscribed",
+            Change::Unsubscribe,
             &format!("api:{}", caller.0.id),
             None,
         )
@@ -580,7 +573,7 @@ async fn pending_for(
     };
     let hash = hex::encode(Sha256::digest(secret));
     match state.store.subscriber_by_confirm_hash(&hash).await {
-        Ok(Some(s)) if s.status == "pending" => Ok(Some((s, hash))),
+        Ok(Some(s)) if s.status == Status::Pending => Ok(Some((s, hash))),
         Ok(_) => Ok(None),
         Err(e) => {
             tracing::error!(error = %e, "confirmation lookup failed");
@@ -644,7 +637,12 @@ pub async fn confirm(
         Ok(None) => return link_invalid(),
         Err(r) => return r,
     };
-    let mut event = ConsentEvent::new(&sub.list_id, &sub.address, "confirmed", "confirmation-link");
+    let mut event = ConsentEvent::new(
+        &sub.list_id,
+        &sub.address,
+        Status::Confirmed,
+        "confirmation-link",
+    );
     // The same rule as the limits: X-Forwarded-For only from a trusted
     // proxy, or anyone could write any address into the consent trail.
     event.ip = state

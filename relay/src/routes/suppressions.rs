@@ -18,7 +18,7 @@ use super::messages::body_bytes;
 use super::{ApiError, AppState, Caller};
 use crate::domain::Stream;
 use crate::keys::ApiScope;
-use crate::suppression::{self, REASONS, Scope, Target};
+use crate::suppression::{self, Reason, Scope, Target};
 
 fn scope_param(raw: Option<&str>) -> Result<Scope, ApiError> {
     raw.unwrap_or("global").parse().map_err(|e: String| {
@@ -48,13 +48,16 @@ fn require_scope(caller: &Caller, scope: Scope) -> Result<(), ApiError> {
 
 fn target(address: Option<&str>, domain: Option<&str>) -> Result<Target, ApiError> {
     Target::parse(address, domain).map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_target", e).field(
-            if domain.is_some() && address.is_none() {
-                "domain"
-            } else {
-                "address"
-            },
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_target",
+            e.to_string(),
         )
+        .field(if domain.is_some() && address.is_none() {
+            "domain"
+        } else {
+            "address"
+        })
     })
 }
 
@@ -80,15 +83,12 @@ pub async fn add(
     let scope = scope_param(req.scope.as_deref())?;
     require_scope(&caller, scope)?;
     let target = target(req.address.as_deref(), req.domain.as_deref())?;
-    let reason = req.reason.as_deref().unwrap_or("manual");
-    if !REASONS.contains(&reason) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_reason",
-            format!("reason must be one of {}", REASONS.join(", ")),
-        )
-        .field("reason"));
-    }
+    let reason = match req.reason.as_deref() {
+        None => Reason::Manual,
+        Some(r) => r.parse::<Reason>().map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason", e).field("reason")
+        })?,
+    };
     let expires_at = match req.expires_in.as_deref() {
         None => None,
         Some(d) => Some(
@@ -130,7 +130,7 @@ pub async fn add(
     tracing::info!(
         scope = entry.scope,
         kind = entry.kind,
-        reason,
+        reason = reason.as_str(),
         "suppression added"
     );
     Ok((StatusCode::CREATED, Json(json!(entry))).into_response())

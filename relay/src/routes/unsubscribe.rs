@@ -12,7 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::suppression::{self, Scope, Target};
+use crate::suppression::{self, Reason, Scope, Target};
+use list_hygiene::subscriber::Change;
 
 /// The page headers: nothing loads from elsewhere, nothing frames it, the
 /// token never leaks in a Referer.
@@ -127,21 +128,14 @@ pub(super) async fn apply(
     let entry = suppression::entry(
         Scope::Stream(crate::domain::Stream::Marketing),
         target,
-        "unsubscribe",
+        Reason::Unsubscribe,
         Some(source.to_string()),
         None,
     );
     state.suppressions.add(&state.store, &entry).await?;
     if let Err(e) = state
         .store
-        .change_status(
-            None,
-            target.value(),
-            &["pending", "confirmed"],
-            "unsubscribed",
-            source,
-            None,
-        )
+        .change_status(None, target.value(), Change::Unsubscribe, source, None)
         .await
     {
         tracing::warn!(error = %e, "marking subscriptions unsubscribed failed");

@@ -12,16 +12,17 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use list_hygiene::bounce::{self, BounceClass, Kind};
+use list_hygiene::bounce::{self, Failure, Kind};
+use list_hygiene::subscriber::Change;
 use serde_json::{Value, json};
 
 use super::messages::body_bytes;
 use super::{ApiError, AppState, Caller};
-use crate::delivery::outcomes;
 use crate::events::{self, Event, EventKind};
+use crate::hygiene::{self, Hygiene};
 use crate::keys::ApiScope;
 use crate::store::{BounceRecord, EndpointRecord, now_ms};
-use crate::suppression::{self, Scope, Target};
+use crate::suppression::{self, Reason, Scope, Target};
 
 /// Takes the raw bounce message (RFC 5322) as the body; answers what was
 /// understood and done for each failed recipient.
@@ -46,6 +47,11 @@ pub async fn bounces(
     let mut events = Vec::new();
     if matches!(parsed.kind, Kind::Dsn | Kind::NonStandard) {
         let now = now_ms();
+        let hygiene = Hygiene {
+            store: &state.store,
+            suppressions: &state.suppressions,
+            policy: state.settings.bounce_policy(),
+        };
         // The stream, when the VERP path names one of our messages.
         let stream = match parsed
             .verp
@@ -79,46 +85,25 @@ pub async fn bounces(
                 stream: stream.clone(),
                 domain: target.value().rsplit_once('@').map(|(_, d)| d.to_string()),
             };
-            state
-                .store
-                .insert_bounce(&record)
+            let source = parsed
+                .verp
+                .as_ref()
+                .map(|v| format!("bounce:{}", v.message_id))
+                .or_else(|| {
+                    parsed
+                        .original_message_id
+                        .as_ref()
+                        .map(|id| format!("bounce:{id}"))
+                })
+                .unwrap_or_else(|| "bounce".into());
+            let failure = Failure {
+                class: r.class,
+                delayed: r.action == "delayed",
+            };
+            let suppress = hygiene
+                .apply_bounce(&record, &target, failure, source)
                 .await
                 .map_err(|e| ApiError::internal("recording a bounce", &e))?;
-            let suppress = match (r.action.as_str(), r.class) {
-                // A delay notice is not a failure yet.
-                ("delayed", _) => None,
-                (_, BounceClass::Hard) => Some("hard_bounce"),
-                (_, BounceClass::Soft) => {
-                    let since = now - state.settings.soft_bounce_window.as_millis() as i64;
-                    let n = state
-                        .store
-                        .count_bounces(target.value(), "soft", since)
-                        .await
-                        .map_err(|e| ApiError::internal("counting soft bounces", &e))?;
-                    (n >= i64::from(state.settings.soft_bounce_limit)).then_some("soft_bounces")
-                }
-                _ => None,
-            };
-            if let Some(reason) = suppress {
-                let source = parsed
-                    .verp
-                    .as_ref()
-                    .map(|v| format!("bounce:{}", v.message_id))
-                    .or_else(|| {
-                        parsed
-                            .original_message_id
-                            .as_ref()
-                            .map(|id| format!("bounce:{id}"))
-                    })
-                    .unwrap_or_else(|| "bounce".into());
-                let entry = suppression::entry(Scope::Global, &target, reason, Some(source), None);
-                state
-                    .suppressions
-                    .add(&state.store, &entry)
-                    .await
-                    .map_err(|e| ApiError::internal("suppressing a bounced address", &e))?;
-                outcomes::mark_subscribers(&state.store, target.value(), "bounced", reason).await;
-            }
             if r.action != "delayed" {
                 events.push(Event::new(
                     EventKind::Bounced,
@@ -260,7 +245,7 @@ pub async fn complaints(
     let entry = suppression::entry(
         Scope::Global,
         &target,
-        "complaint",
+        Reason::Complaint,
         Some(format!("complaint:{feedback_type}")),
         None,
     );
@@ -269,7 +254,13 @@ pub async fn complaints(
         .add(&state.store, &entry)
         .await
         .map_err(|e| ApiError::internal("suppressing a complainer", &e))?;
-    outcomes::mark_subscribers(&state.store, target.value(), "complained", &feedback_type).await;
+    hygiene::change_subscribers(
+        &state.store,
+        target.value(),
+        Change::Complaint,
+        &feedback_type,
+    )
+    .await;
     let message_stream = match &traced {
         Some((_, (id, _))) => state
             .store
@@ -394,8 +385,13 @@ pub async fn unsubscribes(
     let Some(address) = address else {
         return Ok(Json(json!({"address": null, "outcome": "unresolved"})));
     };
-    let target = Target::parse(Some(&address), None)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_address", e))?;
+    let target = Target::parse(Some(&address), None).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_address",
+            e.to_string(),
+        )
+    })?;
     super::unsubscribe::apply(&state, &target, &format!("mailto:{id}"))
         .await
         .map_err(|e| ApiError::internal("recording an unsubscribe", &e))?;

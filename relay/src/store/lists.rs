@@ -2,7 +2,17 @@
 
 use serde::Serialize;
 
-use super::{Result, Store, now_ms};
+use list_hygiene::subscriber::{Change, Status, transition};
+
+use super::{Result, Store, StoreError, now_ms};
+
+/// A subscriber row's status, read back: a value that no longer parses is
+/// an error naming the row, never a guess.
+pub(crate) fn parse_status(list_id: &str, status: &str) -> Result<Status> {
+    status
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("subscriber on list {list_id:?}: {e}")))
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ListRecord {
@@ -16,7 +26,8 @@ pub struct ListRecord {
 pub struct SubscriberRecord {
     pub list_id: String,
     pub address: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     /// SHA-256 of the outstanding confirmation link's secret.
     #[serde(skip)]
     pub confirm_hash: Option<String>,
@@ -40,7 +51,8 @@ pub struct ConsentEvent {
     #[serde(skip)]
     pub address: String,
     pub at: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub source: String,
     pub reason: Option<String>,
     pub ip: Option<String>,
@@ -48,13 +60,13 @@ pub struct ConsentEvent {
 }
 
 impl ConsentEvent {
-    pub fn new(list_id: &str, address: &str, status: &str, source: &str) -> ConsentEvent {
+    pub fn new(list_id: &str, address: &str, status: Status, source: &str) -> ConsentEvent {
         ConsentEvent {
             id: uuid::Uuid::now_v7().to_string(),
             list_id: list_id.to_string(),
             address: address.to_string(),
             at: now_ms(),
-            status: status.to_string(),
+            status,
             source: source.to_string(),
             reason: None,
             ip: None,
@@ -84,7 +96,7 @@ where
     .bind(&e.list_id)
     .bind(&e.address)
     .bind(e.at)
-    .bind(&e.status)
+    .bind(e.status.as_str())
     .bind(&e.source)
     .bind(&e.reason)
     .bind(&e.ip)
@@ -176,7 +188,7 @@ impl Store {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&s.list_id)
             .bind(&s.address)
-            .bind(&s.status)
+            .bind(s.status.as_str())
             .bind(&s.confirm_hash)
             .bind(s.confirm_sent_at)
             .bind(s.created_at)
@@ -229,15 +241,18 @@ impl Store {
         Ok(true)
     }
 
-    /// Sets `status` on the subscriber rows of `address` (on `list`, or on
-    /// every list) whose status is one of `from`, with a trail entry each.
-    /// Returns the lists changed.
+    /// Applies `change` to the subscriber rows of `address` (on `list`, or
+    /// on every list) that list-hygiene's transition table lets it move,
+    /// with a trail entry each. Returns the lists changed.
+    ///
+    /// # Errors
+    /// Store errors, or a row whose status no longer parses (nothing is
+    /// changed then).
     pub async fn change_status(
         &self,
         list: Option<&str>,
         address: &str,
-        from: &[&str],
-        status: &str,
+        change: Change,
         source: &str,
         reason: Option<&str>,
     ) -> Result<Vec<String>> {
@@ -252,14 +267,15 @@ impl Store {
         let now = now_ms();
         let mut changed = Vec::new();
         for (list_id, current) in rows {
-            if !from.contains(&current.as_str()) {
+            let current = parse_status(&list_id, &current)?;
+            let Some(status) = transition(Some(current), change) else {
                 continue;
-            }
+            };
             sqlx::query(
                 "UPDATE subscribers SET status = $1, confirm_hash = NULL, updated_at = $2 \
                  WHERE list_id = $3 AND address = $4",
             )
-            .bind(status)
+            .bind(status.as_str())
             .bind(now)
             .bind(&list_id)
             .bind(address)
@@ -288,7 +304,7 @@ impl Store {
     pub async fn list_subscribers(
         &self,
         list: &str,
-        status: Option<&str>,
+        status: Option<Status>,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<SubscriberRecord>> {
@@ -298,7 +314,7 @@ impl Store {
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(list)
-            .bind(status)
+            .bind(status.map(Status::as_str))
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
@@ -374,7 +390,7 @@ impl Store {
             .bind(address)
             .execute(&mut *tx)
             .await?;
-            let e = ConsentEvent::new(list, address, "unsubscribed", "expiry")
+            let e = ConsentEvent::new(list, address, Status::Unsubscribed, "expiry")
                 .reason("re-subscription not confirmed in time");
             insert_event(&mut *tx, &e).await?;
         }
@@ -446,7 +462,7 @@ impl Store {
                 .await?;
                 if done.rows_affected() > 0 {
                     added += 1;
-                    let e = ConsentEvent::new(list, a, "confirmed", source)
+                    let e = ConsentEvent::new(list, a, Status::Confirmed, source)
                         .reason("imported: consent collected before import");
                     insert_event(&mut *tx, &e).await?;
                 }

@@ -30,7 +30,7 @@ pub use messages::{
     AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage,
     PreparedRecipient, RecipientRecord,
 };
-pub use queue::{Claimed, Finish, Payload, QueueDepth};
+pub use queue::{Claimed, Payload, QueueDepth};
 pub use suppressions::SuppressionRecord;
 pub use webhooks::{DeliveryRecord, EndpointRecord};
 

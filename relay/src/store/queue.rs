@@ -1,6 +1,6 @@
 use super::messages::ROWS_PER_STATEMENT;
 use super::{Backend, Result, Store};
-use crate::domain::Stream;
+use crate::domain::{Outcome, Stream};
 
 /// A recipient leased to this process for one delivery attempt.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -14,52 +14,6 @@ pub struct Claimed {
     pub created_at: i64,
     #[sqlx(skip)]
     pub lease_token: String,
-}
-
-/// How an attempt ended, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finish {
-    Delivered {
-        code: Option<u16>,
-        reply: String,
-        host: Option<String>,
-    },
-    Deferred {
-        code: Option<u16>,
-        reply: String,
-        host: Option<String>,
-        retry_at: i64,
-    },
-    Bounced {
-        code: Option<u16>,
-        reply: String,
-        host: Option<String>,
-    },
-    Expired {
-        reply: String,
-    },
-}
-
-impl Finish {
-    pub fn state(&self) -> &'static str {
-        match self {
-            Finish::Delivered { .. } => "delivered",
-            Finish::Deferred { .. } => "deferred",
-            Finish::Bounced { .. } => "bounced",
-            Finish::Expired { .. } => "expired",
-        }
-    }
-
-    fn parts(&self) -> (Option<u16>, &str, Option<&str>) {
-        match self {
-            Finish::Delivered { code, reply, host }
-            | Finish::Deferred {
-                code, reply, host, ..
-            }
-            | Finish::Bounced { code, reply, host } => (*code, reply, host.as_deref()),
-            Finish::Expired { reply } => (None, reply, None),
-        }
-    }
 }
 
 /// What a delivery sends: the envelope sender and the final bytes.
@@ -125,7 +79,7 @@ impl Store {
     /// lease was lost (expired and re-claimed elsewhere) is not recorded:
     /// the other holder's attempt counts. Returns, per item, whether it was.
     /// Two statements per batch, not per item (see `enqueue_batch`).
-    pub async fn finish_batch(&self, items: &[(Claimed, i64, Finish)]) -> Result<Vec<bool>> {
+    pub async fn finish_batch(&self, items: &[(Claimed, i64, Outcome)]) -> Result<Vec<bool>> {
         // Deferred: the first statement writes (see `Store::begin`).
         let mut tx = self.bookkeeping.begin().await?;
         let now = super::now_ms();
@@ -148,7 +102,7 @@ impl Store {
             let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
             for (c, _, finish) in chunk {
                 let next = match finish {
-                    Finish::Deferred { retry_at, .. } => Some(*retry_at),
+                    Outcome::Deferred { retry_at, .. } => Some(*retry_at),
                     _ => None,
                 };
                 q = q
@@ -157,7 +111,7 @@ impl Store {
                     .bind(&c.lease_token)
                     .bind(finish.state())
                     .bind(next)
-                    .bind(finish.parts().1);
+                    .bind(finish.text());
             }
             let updated: std::collections::HashSet<(String, i64)> =
                 q.bind(now).fetch_all(&mut *tx).await?.into_iter().collect();
@@ -178,7 +132,7 @@ impl Store {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for &i in &done {
                 let (c, started_at, finish) = &chunk[i];
-                let (code, reply, host) = finish.parts();
+                let reply = finish.reply();
                 q = q
                     .bind(&c.message_id)
                     .bind(c.idx)
@@ -186,9 +140,9 @@ impl Store {
                     .bind(*started_at)
                     .bind(now)
                     .bind(finish.state())
-                    .bind(code.map(i64::from))
-                    .bind(reply)
-                    .bind(host);
+                    .bind(reply.and_then(|r| r.code).map(i64::from))
+                    .bind(finish.text())
+                    .bind(reply.and_then(|r| r.host.as_deref()));
                 recorded[offset + i] = true;
             }
             q.execute(&mut *tx).await?;

@@ -3,7 +3,7 @@
 
 use super::testing;
 use super::*;
-use crate::domain::{MessageId, RecipientKind, Stream};
+use crate::domain::{MessageId, Outcome, RecipientKind, Reply, Stream};
 
 fn message(stream: Stream, rcpts: &[&str], idem: Option<(&str, &str)>) -> PreparedMessage {
     PreparedMessage {
@@ -69,20 +69,20 @@ async fn an_enqueued_message_is_claimed_once_and_finished() {
                 (
                     c[0].clone(),
                     now,
-                    Finish::Delivered {
+                    Outcome::Delivered(Reply {
                         code: Some(250),
-                        reply: "ok".into(),
+                        text: "ok".into(),
                         host: Some("h".into()),
-                    },
+                    }),
                 ),
                 (
                     c[1].clone(),
                     now,
-                    Finish::Bounced {
+                    Outcome::bounced(Reply {
                         code: Some(550),
-                        reply: "no such user".into(),
+                        text: "no such user".into(),
                         host: None,
-                    },
+                    }),
                 ),
             ])
             .await
@@ -270,22 +270,22 @@ async fn a_lease_that_expires_is_claimed_again_and_the_stale_holder_cannot_finis
             .unwrap();
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].attempts, 2);
-        let stale = Finish::Delivered {
+        let stale = Outcome::Delivered(Reply {
             code: Some(250),
-            reply: "late".into(),
+            text: "late".into(),
             host: None,
-        };
+        });
         assert_eq!(
             s.finish_batch(&[(first[0].clone(), now, stale)])
                 .await
                 .unwrap(),
             vec![false]
         );
-        let ok = Finish::Delivered {
+        let ok = Outcome::Delivered(Reply {
             code: Some(250),
-            reply: "ok".into(),
+            text: "ok".into(),
             host: None,
-        };
+        });
         assert_eq!(
             s.finish_batch(&[(second[0].clone(), later, ok)])
                 .await
@@ -308,10 +308,12 @@ async fn a_deferred_recipient_waits_until_its_retry_time() {
             .await
             .unwrap();
         let retry_at = now + 10_000;
-        let f = Finish::Deferred {
-            code: Some(451),
-            reply: "try later".into(),
-            host: None,
+        let f = Outcome::Deferred {
+            reply: Reply {
+                code: Some(451),
+                text: "try later".into(),
+                host: None,
+            },
             retry_at,
         };
         s.finish_batch(&[(c[0].clone(), now, f)]).await.unwrap();

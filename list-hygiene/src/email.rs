@@ -1,3 +1,7 @@
+//! Email addresses and domains as the relay and list-hygiene accept them:
+//! parsed by lettre's RFC 5322 grammar, with no control characters (no
+//! header injection) and RFC 5321's length limit.
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,3 +1,6 @@
+//! The two streams of mail, which every suppression, limit and policy is
+//! scoped by.
+
 use std::fmt;
 use std::str::FromStr;
 
