@@ -22,6 +22,7 @@
 //! - [`backup`]: encrypted SQLite backups, verify and restore.
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
 
+pub mod accept;
 pub mod backup;
 pub mod cli;
 pub mod compose;

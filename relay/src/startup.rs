@@ -223,11 +223,24 @@ impl Relay {
                 settings.streams.marketing.messages_per_hour,
             ],
         ));
+        let (signers, settings) = (Arc::new(signers), Arc::new(settings));
+        let accept = Arc::new(crate::accept::Pipeline {
+            store: store.clone(),
+            enqueuer: enqueuer.clone(),
+            signers: signers.clone(),
+            settings: settings.clone(),
+            suppressions: suppressions.clone(),
+            links: links.clone(),
+            limits: limits.clone(),
+            metrics: metrics.clone(),
+            wake: events_wake.clone(),
+        });
         let state = AppState {
+            accept,
             store: store.clone(),
             enqueuer,
-            signers: Arc::new(signers),
-            settings: Arc::new(settings),
+            signers,
+            settings,
             keys: Arc::new(KeyCache::default()),
             suppressions,
             links,

@@ -465,6 +465,12 @@ impl MessageId {
     }
 }
 
+impl serde::Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl Default for MessageId {
     fn default() -> Self {
         Self::new()

@@ -26,7 +26,9 @@ pub async fn lint(
     let mut msg = NewMessage::try_from(req)?;
     caller.require_stream(msg.stream)?;
     // Lint what would be sent: marketing mail gets its list headers.
-    super::messages::add_list_headers(&state, &mut msg, &crate::domain::MessageId::new());
+    state
+        .accept
+        .add_list_headers(&mut msg, &crate::domain::MessageId::new());
     let stream = msg.stream;
     let gate = state.settings.streams.get(stream).lint_max_score;
     let options = lint::Options {

@@ -22,11 +22,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::messages::{body_bytes, send_system};
+use super::messages::body_bytes;
 use super::unsubscribe::{escape, html, masked, page_response};
 use super::{ApiError, AppState, Caller};
-use crate::domain::Stream;
+use crate::accept::Submitter;
 use crate::domain::message::{OneOrMany, SendRequest};
+use crate::domain::{NewMessage, Stream};
 use crate::events::{self, Event, EventKind};
 use crate::keys::ApiScope;
 use crate::store::{ConsentEvent, ListRecord, SubscriberRecord, now_ms};
@@ -383,12 +384,14 @@ pub async fn subscribe(
         .put_subscriber(&sub, &event)
         .await
         .map_err(|e| ApiError::internal("storing a subscriber", &e))?;
-    let message_id = send_system(
-        &state,
-        Stream::Transactional,
-        confirmation_mail(&list, &address, &url),
-    )
-    .await?;
+    // Through the same pipeline as the shop's own mail (suppression list,
+    // DKIM, queue), as the relay itself: no key's budget is spent.
+    let confirmation = NewMessage::try_from(confirmation_mail(&list, &address, &url))?;
+    let message_id = state
+        .accept
+        .accept_once(Submitter::Relay, confirmation)
+        .await?
+        .id;
     // Only now does the resend interval start: a sign-up whose mail failed
     // to queue can be retried at once.
     state

@@ -31,6 +31,8 @@ use crate::unsubscribe::Links;
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// The accept pipeline every message goes through.
+    pub accept: Arc<crate::accept::Pipeline>,
     pub store: Store,
     pub enqueuer: Enqueuer,
     pub signers: Arc<Signers>,

@@ -1,0 +1,441 @@
+//! The accept pipeline: a validated message in, a stored message (with
+//! each recipient queued or held back by the suppression list) out. Every
+//! ingress calls it — `POST /v1/messages` and its batch form, the double
+//! opt-in confirmations the relay writes itself, and the SMTP listener —
+//! so each check happens once, in one order:
+//!
+//! 1. scope: the submitter may use the message's stream;
+//! 2. limits: the key's `messages_per_hour` on that stream;
+//! 3. a DKIM key for the From domain (unless `allow_unsigned`);
+//! 4. list headers on marketing mail (RFC 8058 one-click, `mailto:`,
+//!    `List-Id`) and the signed complaint reference;
+//! 5. rendering and DKIM signing;
+//! 6. the lint gate (`lint_max_score` of the stream);
+//! 7. the suppression check, recipient by recipient;
+//! 8. enqueue: one group commit with the idempotency key; only then is
+//!    the message accepted (HTTP 202, SMTP 250).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::compose::{self, Rendered};
+use crate::config::Settings;
+use crate::delivery::dkim::Signers;
+use crate::domain::{MessageId, NewMessage, Stream};
+use crate::events::{self, Event, EventKind};
+use crate::limits::Limits;
+use crate::linting;
+use crate::metrics::Metrics;
+use crate::queue::{EnqueueError, Enqueuer};
+use crate::store::{
+    ApiKeyRecord, EnqueueOutcome, IdempotencyClaim, PreparedMessage, PreparedRecipient, Store,
+    now_ms,
+};
+use crate::suppression::Suppressions;
+use crate::unsubscribe::{self, Links};
+
+/// Messages up to this size (bodies and attachments) render on the calling
+/// task's thread.
+const INLINE_RENDER_LIMIT: usize = 64 * 1024;
+
+/// The key id recorded for mail the relay writes itself.
+const RELAY_KEY_ID: &str = "system";
+
+/// Who hands a message in.
+#[derive(Debug, Clone, Copy)]
+pub enum Submitter<'a> {
+    /// An API key (HTTP bearer, SMTP AUTH): its streams, its budget.
+    Key(&'a ApiKeyRecord),
+    /// The relay's own mail (double opt-in confirmations): any stream, no
+    /// budget; recorded as key `system`.
+    Relay,
+}
+
+impl Submitter<'_> {
+    fn key_id(&self) -> &str {
+        match self {
+            Submitter::Key(k) => &k.id,
+            Submitter::Relay => RELAY_KEY_ID,
+        }
+    }
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    #[error("this API key is not allowed to use the {0} stream")]
+    ForbiddenStream(Stream),
+    #[error("this API key is over its {stream} stream's messages_per_hour")]
+    RateLimited {
+        stream: Stream,
+        retry_after: Duration,
+    },
+    #[error(
+        "no DKIM key is configured for {domain} on the {stream} stream; add a [[dkim]] entry or set allow_unsigned"
+    )]
+    NoDkimKey { domain: String, stream: Stream },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "the message scores {score:.1} for spam risk, above the {stream} stream's limit of {max:.1}; see the report",
+        score = report.score
+    )]
+    LintFailed {
+        stream: Stream,
+        max: f64,
+        report: Box<lint::Report>,
+    },
+    #[error("the relay is shutting down; retry")]
+    ShuttingDown,
+    /// Anything else: the store, a task that died. The cause is for the log.
+    #[error("{context}")]
+    Internal {
+        context: &'static str,
+        #[source]
+        source: anyhow::Error,
+    },
+}
+
+impl AcceptError {
+    fn internal(context: &'static str, e: impl Into<anyhow::Error>) -> AcceptError {
+        AcceptError::Internal {
+            context,
+            source: e.into(),
+        }
+    }
+}
+
+/// What one recipient came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum RecipientStatus {
+    Queued,
+    /// On the suppression list: stored, never sent.
+    Suppressed {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientReceipt {
+    pub address: String,
+    #[serde(flatten)]
+    pub status: RecipientStatus,
+}
+
+/// What the submitter is told (the 202 body, replayed byte for byte on a
+/// retry with the same idempotency key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    pub id: MessageId,
+    pub stream: Stream,
+    /// The Message-ID header.
+    pub message_id: String,
+    pub recipients: Vec<RecipientReceipt>,
+}
+
+/// A message that passed every check, ready for [`Pipeline::submit`].
+#[derive(Debug)]
+pub struct Prepared {
+    message: PreparedMessage,
+    pub receipt: Receipt,
+}
+
+/// What a submission came to.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Committed now.
+    Accepted(Receipt),
+    /// Committed earlier under the same idempotency key: the saved answer.
+    Replayed(String),
+    /// The idempotency key was used before with another request.
+    KeyReused,
+}
+
+/// The pipeline's parts; one per process, shared.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub store: Store,
+    pub enqueuer: Enqueuer,
+    pub signers: Arc<Signers>,
+    pub settings: Arc<Settings>,
+    pub suppressions: Arc<Suppressions>,
+    pub links: Arc<Links>,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the webhook dispatcher for `suppressed` events.
+    pub wake: Arc<Notify>,
+}
+
+impl Pipeline {
+    /// Prepares and submits: the whole pipeline.
+    ///
+    /// # Errors
+    /// See [`Pipeline::prepare`] and [`Pipeline::submit`].
+    pub async fn accept(
+        &self,
+        who: Submitter<'_>,
+        msg: NewMessage,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<Submitted, AcceptError> {
+        let prepared = self.prepare(who, msg, idempotency).await?;
+        self.submit(prepared).await
+    }
+
+    /// The whole pipeline for a message without an idempotency key (batch
+    /// items, the relay's own mail): its receipt.
+    ///
+    /// # Errors
+    /// As [`Pipeline::accept`].
+    pub async fn accept_once(
+        &self,
+        who: Submitter<'_>,
+        msg: NewMessage,
+    ) -> Result<Receipt, AcceptError> {
+        match self.accept(who, msg, None).await? {
+            Submitted::Accepted(receipt) => Ok(receipt),
+            // Only an idempotency key can be replayed or reused.
+            Submitted::Replayed(_) | Submitted::KeyReused => Err(AcceptError::internal(
+                "storing message",
+                anyhow::anyhow!("an idempotency outcome for a message without a key"),
+            )),
+        }
+    }
+
+    /// Every check and the signing: everything up to the commit.
+    ///
+    /// # Errors
+    /// The stream is not the key's, the key is over its budget, no DKIM
+    /// key, the message doesn't render, the lint gate refuses it; store
+    /// errors checking the suppression list.
+    pub async fn prepare(
+        &self,
+        who: Submitter<'_>,
+        mut msg: NewMessage,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<Prepared, AcceptError> {
+        let stream = msg.stream;
+        if let Submitter::Key(key) = who {
+            if !key.streams.contains(&stream) {
+                return Err(AcceptError::ForbiddenStream(stream));
+            }
+            self.check_budget(&key.id, stream)?;
+        }
+        let from_domain = msg.from.address().domain();
+        let signer = self.signers.for_domain(from_domain.as_str(), stream);
+        if signer.is_none() && !self.settings.allow_unsigned {
+            return Err(AcceptError::NoDkimKey {
+                domain: from_domain.to_string(),
+                stream,
+            });
+        }
+        let id = MessageId::new();
+        self.add_list_headers(&mut msg, &id);
+        // An RSA signature (~1 ms) or a big message would stall an async
+        // worker thread: those go to the blocking pool. A small
+        // Ed25519-signed message renders in tens of microseconds, less than
+        // the hand-off to another thread would cost.
+        let heavy =
+            signer.as_ref().is_some_and(|s| s.is_rsa()) || msg.approx_size() > INLINE_RENDER_LIMIT;
+        let rendered = if heavy {
+            let msg = msg.clone();
+            tokio::task::spawn_blocking(move || compose::render(&msg, &id, signer.as_deref()))
+                .await
+                .map_err(|e| AcceptError::internal("render task", e))?
+        } else {
+            compose::render(&msg, &id, signer.as_deref())
+        }
+        .map_err(|e| AcceptError::Invalid(e.to_string()))?;
+        let rendered = self.lint_gate(stream, rendered).await?;
+        let targets: Vec<(String, String)> = msg
+            .recipients()
+            .map(|(_, a)| (a.to_string().to_lowercase(), a.domain().to_string()))
+            .collect();
+        let suppressed = self
+            .suppressions
+            .check(&self.store, stream, &targets)
+            .await
+            .map_err(|e| AcceptError::internal("checking the suppression list", e))?;
+        let recipients: Vec<PreparedRecipient> = msg
+            .recipients()
+            .zip(suppressed)
+            .map(|((kind, a), suppressed)| PreparedRecipient {
+                kind,
+                address: a.to_string(),
+                domain: a.domain().to_string(),
+                suppressed,
+            })
+            .collect();
+        let receipt = Receipt {
+            id,
+            stream,
+            message_id: rendered.message_id_header.clone(),
+            recipients: recipients
+                .iter()
+                .map(|r| RecipientReceipt {
+                    address: r.address.clone(),
+                    status: match &r.suppressed {
+                        None => RecipientStatus::Queued,
+                        Some(why) => RecipientStatus::Suppressed {
+                            reason: why.clone(),
+                        },
+                    },
+                })
+                .collect(),
+        };
+        let message = PreparedMessage {
+            id,
+            stream,
+            api_key_id: who.key_id().to_string(),
+            sender: msg.from.address().to_string(),
+            subject: msg.subject.clone(),
+            message_id_header: rendered.message_id_header,
+            dkim: rendered.dkim,
+            tags: serde_json::to_string(&msg.tags).expect("strings serialize"),
+            metadata: serde_json::to_string(&msg.metadata).expect("strings serialize"),
+            raw: rendered.raw,
+            recipients,
+            response: serde_json::to_string(&receipt).expect("receipts serialize"),
+            idempotency,
+            created_at: now_ms(),
+        };
+        Ok(Prepared { message, receipt })
+    }
+
+    /// Commits the message (group commit with its idempotency key), then
+    /// counts its recipients and sends a `suppressed` event for each one
+    /// the suppression list held back.
+    ///
+    /// # Errors
+    /// Shutting down, or the store refused the batch.
+    pub async fn submit(&self, prepared: Prepared) -> Result<Submitted, AcceptError> {
+        let Prepared { message, receipt } = prepared;
+        let outcome = self.enqueuer.enqueue(message).await.map_err(|e| match e {
+            EnqueueError::ShuttingDown => AcceptError::ShuttingDown,
+            EnqueueError::Store(e) => AcceptError::internal("storing message", e),
+        })?;
+        Ok(match outcome {
+            EnqueueOutcome::Accepted => {
+                self.after_accept(&receipt).await;
+                Submitted::Accepted(receipt)
+            }
+            EnqueueOutcome::Replayed(saved) => Submitted::Replayed(saved),
+            EnqueueOutcome::KeyReused => Submitted::KeyReused,
+        })
+    }
+
+    fn check_budget(&self, key_id: &str, stream: Stream) -> Result<(), AcceptError> {
+        let limiter = &self.limits.messages[match stream {
+            Stream::Transactional => 0,
+            Stream::Marketing => 1,
+        }];
+        limiter.check(key_id).map_err(|retry_after| {
+            self.metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::Reason { reason: "messages" })
+                .inc();
+            AcceptError::RateLimited {
+                stream,
+                retry_after,
+            }
+        })
+    }
+
+    /// Adds the one-click unsubscribe and list headers to marketing mail,
+    /// and the signed recipient reference to every single-recipient
+    /// message (see [`crate::unsubscribe`]).
+    pub fn add_list_headers(&self, msg: &mut NewMessage, id: &MessageId) {
+        let return_path = &self.settings.streams.get(msg.stream).return_path;
+        let domain = if return_path.is_empty() {
+            msg.from.address().domain().to_string()
+        } else {
+            return_path.clone()
+        };
+        unsubscribe::add_list_headers(msg, |recipients| {
+            let single = recipients == 1;
+            let token = self.links.token(
+                id,
+                if single {
+                    0
+                } else {
+                    unsubscribe::WHOLE_MESSAGE
+                },
+            );
+            unsubscribe::ListLinks {
+                https: single.then(|| self.links.url(&token)),
+                mailto: format!(
+                    "mailto:{}{token}@{domain}?subject=unsubscribe",
+                    unsubscribe::MAILTO_PREFIX
+                ),
+            }
+        });
+        unsubscribe::add_reference_header(msg, || self.links.reference(id, 0));
+    }
+
+    /// Refuses a message that scores above its stream's `lint_max_score`,
+    /// with the report, so the sender sees what to fix.
+    async fn lint_gate(
+        &self,
+        stream: Stream,
+        mut rendered: Rendered,
+    ) -> Result<Rendered, AcceptError> {
+        let Some(max) = self.settings.streams.get(stream).lint_max_score else {
+            return Ok(rendered);
+        };
+        // Parsing HTML is CPU work of a millisecond or more: off the async threads.
+        let raw = std::mem::take(&mut rendered.raw);
+        let (raw, report) = tokio::task::spawn_blocking(move || {
+            let report = linting::lint_rendered(&raw, stream, max);
+            (raw, report)
+        })
+        .await
+        .map_err(|e| AcceptError::internal("lint task", e))?;
+        rendered.raw = raw;
+        let report = report.map_err(|e| AcceptError::internal("linting a rendered message", e))?;
+        if report.passed {
+            return Ok(rendered);
+        }
+        tracing::info!(%stream, score = report.score, max, "refused by the lint gate");
+        Err(AcceptError::LintFailed {
+            stream,
+            max,
+            report: Box::new(report),
+        })
+    }
+
+    async fn after_accept(&self, receipt: &Receipt) {
+        let mut events = Vec::new();
+        for r in &receipt.recipients {
+            let labels = crate::metrics::StreamDomain {
+                stream: receipt.stream.into(),
+                domain: crate::metrics::domain_group(
+                    r.address.rsplit('@').next().unwrap_or_default(),
+                ),
+            };
+            match &r.status {
+                RecipientStatus::Queued => {
+                    self.metrics.accepted.get_or_create(&labels).inc();
+                }
+                RecipientStatus::Suppressed { reason } => {
+                    self.metrics.suppressed.get_or_create(&labels).inc();
+                    events.push(Event::new(
+                        EventKind::Suppressed,
+                        serde_json::json!({
+                            "message_id": receipt.id,
+                            "stream": receipt.stream,
+                            "address": r.address,
+                            "reason": reason,
+                        }),
+                    ));
+                }
+            }
+        }
+        if !events.is_empty() {
+            events::emit(&self.store, &self.wake, events).await;
+        }
+    }
+}
