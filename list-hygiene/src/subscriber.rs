@@ -102,6 +102,16 @@ pub enum Change {
 const LIVE: &[Status] = &[Status::Pending, Status::Confirmed];
 
 impl Change {
+    pub const ALL: [Change; 7] = [
+        Change::SignUp,
+        Change::Confirm,
+        Change::Unsubscribe,
+        Change::Bounce,
+        Change::Complaint,
+        Change::Prune,
+        Change::Import,
+    ];
+
     /// The statuses this change moves a subscriber out of (for a store's
     /// `WHERE status IN (…)`); an address not on the list at all is
     /// [`transition`]'s `None`.
@@ -165,18 +175,9 @@ mod tests {
             (Some(Confirmed), Prune, Pruned),
             (None, Import, Confirmed),
         ];
-        let changes = [
-            SignUp,
-            Confirm,
-            Unsubscribe,
-            Bounce,
-            Complaint,
-            Prune,
-            Import,
-        ];
         let froms = std::iter::once(None).chain(Status::ALL.into_iter().map(Some));
         for from in froms {
-            for change in changes {
+            for change in Change::ALL {
                 let want = allowed
                     .iter()
                     .find(|(f, c, _)| *f == from && *c == change)

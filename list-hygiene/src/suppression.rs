@@ -57,10 +57,10 @@ impl Target {
         Target::Address(address.as_str().to_lowercase())
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> TargetKind {
         match self {
-            Target::Address(_) => "address",
-            Target::Domain(_) => "domain",
+            Target::Address(_) => TargetKind::Address,
+            Target::Domain(_) => TargetKind::Domain,
         }
     }
 
@@ -75,6 +75,42 @@ impl Target {
         match self {
             Target::Address(a) => a.rsplit_once('@').map_or("", |(_, d)| d),
             Target::Domain(d) => d,
+        }
+    }
+}
+
+/// Whether an entry names one address or a whole domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Address,
+    Domain,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Address => "address",
+            TargetKind::Domain => "domain",
+        }
+    }
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TargetKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "address" => Ok(TargetKind::Address),
+            "domain" => Ok(TargetKind::Domain),
+            other => Err(format!(
+                "unknown kind {other:?}: expected address or domain"
+            )),
         }
     }
 }
@@ -100,6 +136,12 @@ impl Scope {
             Scope::Global => true,
             Scope::Stream(s) => s == stream,
         }
+    }
+}
+
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -176,6 +218,19 @@ impl FromStr for Reason {
     }
 }
 
+/// Rows read back from a store parse through these (sqlx's `try_from`).
+macro_rules! try_from_string {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+    )*};
+}
+try_from_string!(Scope, TargetKind, Reason);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +256,9 @@ mod tests {
             Scope::Stream(Stream::Marketing)
         );
         assert!("everything".parse::<Scope>().is_err());
+        assert_eq!(Scope::try_from("global".to_string()), Ok(Scope::Global));
+        assert_eq!("domain".parse::<TargetKind>(), Ok(TargetKind::Domain));
+        assert!(TargetKind::try_from("user".to_string()).is_err());
         assert_eq!(
             Target::parse_either("a@B.example").unwrap().domain(),
             "b.example"

@@ -11,7 +11,7 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use relay::domain::Stream;
 use relay::store::{Store, SuppressionRecord, now_ms};
-use relay::suppression::Suppressions;
+use relay::suppression::{Reason, Scope, Suppressions, TargetKind};
 
 const SUPPRESSED: usize = 1_000_000;
 
@@ -25,10 +25,14 @@ fn bench(c: &mut Criterion) {
         let t = Instant::now();
         let rows: Vec<SuppressionRecord> = (0..SUPPRESSED)
             .map(|i| SuppressionRecord {
-                scope: if i % 3 == 0 { "marketing" } else { "global" }.into(),
-                kind: "address".into(),
+                scope: if i % 3 == 0 {
+                    Scope::Stream(Stream::Marketing)
+                } else {
+                    Scope::Global
+                },
+                kind: TargetKind::Address,
                 value: format!("user{i}@customer{}.example", i % 5000),
-                reason: "hard_bounce".into(),
+                reason: Reason::HardBounce,
                 source: None,
                 created_at: now,
                 expires_at: None,

@@ -3,11 +3,14 @@
 //! message and delivers it over SMTP with retries.
 //!
 //! # Layout
-//! - [`domain`]: validated types (addresses, streams, messages); request
-//!   bodies become these at the edge.
+//! - [`cli`]: the `mailroom` command line, one module per command group.
+//! - [`domain`]: validated types (addresses, streams, messages, delivery
+//!   outcomes); request bodies become these at the edge.
+//! - [`accept`]: the accept pipeline every ingress calls: scope, limits,
+//!   list headers, signing, lint gate, suppression, enqueue.
 //! - [`compose`]: MIME rendering (lettre) and DKIM signing of a message.
 //! - [`store`]: all SQL, for SQLite and PostgreSQL alike.
-//! - [`queue`]: the group-commit enqueuer between handlers and the store.
+//! - [`queue`]: the group-commit enqueuer between the pipeline and the store.
 //! - [`delivery`]: per-stream workers, SMTP routes, MX lookup, DKIM keys.
 //! - [`routes`]: the HTTP API (axum).
 //! - [`hygiene`]: applies list-hygiene's decisions (the bounce policy,

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 
 use list_hygiene::subscriber::Change;
 
+use crate::domain::Stream;
 use crate::store::{Store, SubscriberRecord, now_ms};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -23,9 +24,9 @@ pub async fn marketing_suppressions(
     loop {
         let page = store.list_suppressions(None, None, 1000, offset).await?;
         for s in &page {
-            if s.scope != "transactional" && s.expires_at.is_none_or(|t| t > now) {
+            if s.scope.covers(Stream::Marketing) && s.expires_at.is_none_or(|t| t > now) {
                 suppressed.insert(
-                    (s.kind.clone(), s.value.clone()),
+                    (s.kind.as_str().to_string(), s.value.clone()),
                     format!("{} ({})", s.reason, s.scope),
                 );
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::domain::Stream;
 use crate::store::{self, Store, SuppressionRecord};
 
-pub use list_hygiene::suppression::{Reason, Scope, Target};
+pub use list_hygiene::suppression::{Reason, Scope, Target, TargetKind};
 
 /// How often entries added elsewhere are picked up.
 pub const REFRESH: Duration = Duration::from_secs(2);
@@ -88,10 +88,9 @@ impl Suppressions {
     pub async fn lift_unsubscribe(&self, store: &Store, address: &str) -> store::Result<bool> {
         store
             .delete_suppression_for(
-                Scope::Stream(crate::domain::Stream::Marketing).as_str(),
-                "address",
-                address,
-                "unsubscribe",
+                Scope::Stream(Stream::Marketing),
+                &Target::Address(address.to_string()),
+                Reason::Unsubscribe,
             )
             .await
     }
@@ -131,17 +130,15 @@ impl Suppressions {
         if candidates.is_empty() {
             return Ok(vec![None; recipients.len()]);
         }
-        let found = store
-            .matching_suppressions(stream.as_str(), &candidates)
-            .await?;
+        let found = store.matching_suppressions(stream, &candidates).await?;
         Ok(recipients
             .iter()
             .map(|(address, domain)| {
                 found
                     .iter()
                     .find(|s| {
-                        (s.kind == "address" && &s.value == address)
-                            || (s.kind == "domain" && &s.value == domain)
+                        (s.kind == TargetKind::Address && &s.value == address)
+                            || (s.kind == TargetKind::Domain && &s.value == domain)
                     })
                     .map(describe)
             })
@@ -151,7 +148,7 @@ impl Suppressions {
 
 /// "unsubscribe (marketing)", "hard_bounce (global, domain)".
 fn describe(s: &SuppressionRecord) -> String {
-    if s.kind == "domain" {
+    if s.kind == TargetKind::Domain {
         format!("{} ({}, domain {})", s.reason, s.scope, s.value)
     } else {
         format!("{} ({})", s.reason, s.scope)
@@ -167,10 +164,10 @@ pub fn entry(
     expires_at: Option<i64>,
 ) -> SuppressionRecord {
     SuppressionRecord {
-        scope: scope.as_str().to_string(),
-        kind: target.kind().to_string(),
+        scope,
+        kind: target.kind(),
         value: target.value().to_string(),
-        reason: reason.as_str().to_string(),
+        reason,
         source,
         created_at: store::now_ms(),
         expires_at,

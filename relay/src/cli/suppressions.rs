@@ -64,9 +64,7 @@ pub(super) async fn run(command: Command) -> anyhow::Result<Done> {
             let scope = scope.as_deref().map(scope_of).transpose()?;
             let mut offset = 0;
             loop {
-                let page = store
-                    .list_suppressions(scope.map(Scope::as_str), None, 1000, offset)
-                    .await?;
+                let page = store.list_suppressions(scope, None, 1000, offset).await?;
                 for s in &page {
                     println!(
                         "{}\t{}\t{}\t{}\t{}\t{}",
@@ -130,9 +128,7 @@ pub(super) async fn run(command: Command) -> anyhow::Result<Done> {
             let target = Target::parse_either(&target)?;
             let store = database.open().await?;
             anyhow::ensure!(
-                store
-                    .delete_suppression(scope.as_str(), target.kind(), target.value())
-                    .await?,
+                store.delete_suppression(scope, &target).await?,
                 "no {} suppression for {}",
                 scope.as_str(),
                 target.value()
@@ -178,9 +174,9 @@ pub(super) async fn run(command: Command) -> anyhow::Result<Done> {
                 for s in &page {
                     w.write_record([
                         s.scope.as_str(),
-                        &s.kind,
+                        s.kind.as_str(),
                         &s.value,
-                        &s.reason,
+                        s.reason.as_str(),
                         s.source.as_deref().unwrap_or(""),
                         &rfc3339(s.created_at),
                         &s.expires_at.map(rfc3339).unwrap_or_default(),

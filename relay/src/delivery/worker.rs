@@ -282,7 +282,7 @@ impl Finisher {
                             if ok {
                                 done.push((c, outcome));
                             } else {
-                                warn!(message_id = %c.message_id, idx = c.idx, outcome = outcome.state(), "lease lost before the outcome was recorded");
+                                warn!(message_id = %c.message_id, idx = c.idx, outcome = outcome.state().as_str(), "lease lost before the outcome was recorded");
                             }
                         }
                         super::outcomes::after(

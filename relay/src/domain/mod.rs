@@ -13,5 +13,5 @@ pub use address::{Domain, EmailAddress, Sender};
 pub use message::{
     Attachment, CustomHeader, MessageId, NewMessage, RecipientKind, ValidationError,
 };
-pub use outcome::{Outcome, Reply};
+pub use outcome::{Outcome, RecipientState, Reply};
 pub use stream::Stream;

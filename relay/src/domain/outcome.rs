@@ -4,6 +4,71 @@
 
 use list_hygiene::bounce::{BounceClass, StatusCode, classify};
 
+/// Where one recipient of a message stands in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientState {
+    /// Accepted, due now.
+    Queued,
+    /// Leased to a worker for an attempt.
+    Inflight,
+    /// A 4xx or a connection failure: due again at `next_attempt_at`.
+    Deferred,
+    Delivered,
+    Bounced,
+    Expired,
+    /// On the suppression list when accepted: never sent.
+    Suppressed,
+}
+
+impl RecipientState {
+    pub const ALL: [RecipientState; 7] = [
+        RecipientState::Queued,
+        RecipientState::Inflight,
+        RecipientState::Deferred,
+        RecipientState::Delivered,
+        RecipientState::Bounced,
+        RecipientState::Expired,
+        RecipientState::Suppressed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientState::Queued => "queued",
+            RecipientState::Inflight => "inflight",
+            RecipientState::Deferred => "deferred",
+            RecipientState::Delivered => "delivered",
+            RecipientState::Bounced => "bounced",
+            RecipientState::Expired => "expired",
+            RecipientState::Suppressed => "suppressed",
+        }
+    }
+
+    /// Still to be delivered: a worker will (or does) attempt it.
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            RecipientState::Queued | RecipientState::Inflight | RecipientState::Deferred
+        )
+    }
+}
+
+impl std::fmt::Display for RecipientState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for RecipientState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        RecipientState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown recipient state {s:?}"))
+    }
+}
+
 /// A reply as received from a server, or the relay's own words when no
 /// server answered (connection failure, timeout, expiry).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +127,12 @@ impl Outcome {
     }
 
     /// The recipient row's state.
-    pub fn state(&self) -> &'static str {
+    pub fn state(&self) -> RecipientState {
         match self {
-            Outcome::Delivered(_) => "delivered",
-            Outcome::Deferred { .. } => "deferred",
-            Outcome::Bounced { .. } => "bounced",
-            Outcome::Expired { .. } => "expired",
+            Outcome::Delivered(_) => RecipientState::Delivered,
+            Outcome::Deferred { .. } => RecipientState::Deferred,
+            Outcome::Bounced { .. } => RecipientState::Bounced,
+            Outcome::Expired { .. } => RecipientState::Expired,
         }
     }
 
@@ -132,10 +197,18 @@ mod tests {
     }
 
     #[test]
+    fn recipient_states_round_trip_and_an_unknown_one_is_an_error() {
+        for s in RecipientState::ALL {
+            assert_eq!(RecipientState::try_from(s.as_str().to_string()), Ok(s));
+        }
+        assert!(RecipientState::try_from("lost".to_string()).is_err());
+    }
+
+    #[test]
     fn the_relays_own_refusal_is_never_hard() {
         let own = Outcome::bounced(Reply::local("5.1.1 stored address invalid"));
         assert_eq!(own.class(), Some(BounceClass::Unknown));
-        assert_eq!(own.state(), "bounced");
+        assert_eq!(own.state(), RecipientState::Bounced);
         assert_eq!(own.text(), "5.1.1 stored address invalid");
     }
 }

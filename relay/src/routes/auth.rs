@@ -206,3 +206,26 @@ fn rate_limit(state: &AppState, parts: &Parts, rec: ApiKeyRecord) -> Result<Call
     }
     Ok(Caller(rec))
 }
+
+/// The body of an inbound webhook (bounces, complaints, `mailto:`
+/// unsubscribes): raw mail from the MTA at the return-path domain. The
+/// caller must hold the `webhooks` scope; the body is read within the
+/// size limit.
+pub struct InboundMail(pub axum::body::Bytes);
+
+impl axum::extract::FromRequest<AppState> for InboundMail {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        Caller::from_request_parts(&mut parts, state)
+            .await?
+            .require_scope(ApiScope::Webhooks)?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let bytes = axum::body::Bytes::from_request(req, state).await;
+        Ok(InboundMail(super::messages::body_bytes(bytes)?))
+    }
+}

@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 use super::{ApiError, AppState, Caller};
 use crate::accept::{AcceptError, Submitted, Submitter};
 use crate::domain::message::SendRequest;
-use crate::domain::{MessageId, NewMessage};
+use crate::domain::{MessageId, NewMessage, RecipientState};
 use crate::store::IdempotencyClaim;
 
 /// Most messages in one batch call.
@@ -265,7 +265,7 @@ pub async fn get_message(
                 "kind": r.kind,
                 "status": r.state,
                 "attempts": r.attempts,
-                "next_attempt_at": (r.state == "deferred" || r.state == "queued").then(|| r.next_attempt_at.map(rfc3339)).flatten(),
+                "next_attempt_at": matches!(r.state, RecipientState::Deferred | RecipientState::Queued).then(|| r.next_attempt_at.map(rfc3339)).flatten(),
                 "last_reply": r.last_reply,
                 "updated_at": rfc3339(r.updated_at),
                 "history": history,

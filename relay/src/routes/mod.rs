@@ -1,7 +1,10 @@
-//! The HTTP API. Handlers parse, check, render and hand the message to the
-//! enqueuer; they never speak SMTP or DNS.
+//! The HTTP API, one file per resource. Handlers parse, hand a message to
+//! the accept pipeline ([`crate::accept`]) and map the result to HTTP; they
+//! never speak SMTP or DNS.
 
 mod auth;
+mod bounces;
+mod complaints;
 mod error;
 mod health;
 mod lint;
@@ -156,9 +159,9 @@ pub fn router(state: AppState) -> Router {
             get(lists::subscriber).delete(lists::unsubscribe),
         )
         .route("/v1/engagement", post(lists::engagement))
-        .route("/v1/webhooks/bounces", post(webhooks::bounces))
-        .route("/v1/webhooks/complaints", post(webhooks::complaints))
-        .route("/v1/webhooks/unsubscribes", post(webhooks::unsubscribes))
+        .route("/v1/webhooks/bounces", post(bounces::bounces))
+        .route("/v1/webhooks/complaints", post(complaints::complaints))
+        .route("/v1/webhooks/unsubscribes", post(unsubscribe::unsubscribes))
         .route(
             "/v1/webhooks/endpoints",
             get(webhooks::endpoints).post(webhooks::add_endpoint),
@@ -168,7 +171,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(webhooks::delete_endpoint),
         )
         .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
-        .route("/v1/bounces/summary", get(webhooks::bounce_summary))
+        .route("/v1/bounces/summary", get(bounces::bounce_summary))
         .route(
             "/c/{token}",
             get(lists::confirm_page).post(lists::confirm).route_layer(

@@ -128,8 +128,8 @@ pub async fn add(
         .await
         .map_err(|e| ApiError::internal("writing the audit log", &e))?;
     tracing::info!(
-        scope = entry.scope,
-        kind = entry.kind,
+        scope = entry.scope.as_str(),
+        kind = entry.kind.as_str(),
         reason = reason.as_str(),
         "suppression added"
     );
@@ -159,12 +159,15 @@ pub async fn list(
     let (limit, offset) = super::paging(&params)?;
     let rows = state
         .store
-        .list_suppressions(scope.map(Scope::as_str), value.as_deref(), limit, offset)
+        .list_suppressions(scope, value.as_deref(), limit, offset)
         .await
         .map_err(|e| ApiError::internal("listing suppressions", &e))?;
     let visible: Vec<_> = rows
         .into_iter()
-        .filter(|r| r.scope == "global" || caller.may_read(&r.scope))
+        .filter(|r| match r.scope {
+            Scope::Global => true,
+            Scope::Stream(s) => caller.may_read(s.as_str()),
+        })
         .collect();
     Ok(Json(json!({ "suppressions": visible })))
 }
@@ -184,7 +187,7 @@ pub async fn remove(
     )?;
     let removed = state
         .store
-        .delete_suppression(scope.as_str(), target.kind(), target.value())
+        .delete_suppression(scope, &target)
         .await
         .map_err(|e| ApiError::internal("removing a suppression", &e))?;
     if removed {
@@ -200,7 +203,7 @@ pub async fn remove(
             .map_err(|e| ApiError::internal("writing the audit log", &e))?;
         tracing::info!(
             scope = scope.as_str(),
-            kind = target.kind(),
+            kind = target.kind().as_str(),
             "suppression removed"
         );
         Ok(StatusCode::NO_CONTENT)

@@ -1,4 +1,6 @@
-//! `/u/{token}`: one-click unsubscribe (RFC 8058) and its landing page.
+//! Unsubscribes: `/u/{token}`, one-click unsubscribe (RFC 8058) and its
+//! landing page, and `POST /v1/webhooks/unsubscribes`, the same token
+//! mailed to the `mailto:` address of `List-Unsubscribe`.
 //!
 //! No key, no cookie, no login: the signed token is the authority. A GET
 //! only shows a page with a button, because link scanners and previewers
@@ -6,12 +8,15 @@
 //! mailbox providers send for `List-Unsubscribe-Post: List-Unsubscribe=One-Click`,
 //! or the page's button. It is idempotent and takes effect at once.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 
-use super::AppState;
+use super::auth::InboundMail;
+use super::{ApiError, AppState};
 use crate::suppression::{self, Reason, Scope, Target};
 use list_hygiene::subscriber::Change;
 
@@ -227,4 +232,83 @@ pub async fn one_click(
             "<p>You will receive no more marketing email at this address.</p>",
         ),
     )
+}
+
+/// `POST /v1/webhooks/unsubscribes`: an unsubscribe request mailed to the
+/// `mailto:` address in `List-Unsubscribe` (`unsubscribe+TOKEN@DOMAIN`),
+/// handed over raw by the MTA that receives it. The token is the signed
+/// one-click token; for a message with several recipients it names the
+/// message only, and the request's From must be one of its recipients.
+pub async fn unsubscribes(
+    State(state): State<AppState>,
+    InboundMail(body): InboundMail,
+) -> Result<Json<Value>, ApiError> {
+    let parsed = mail_parser::MessageParser::default()
+        .parse_headers(&body)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_message",
+                "the body is not a mail message (RFC 5322)",
+            )
+        })?;
+    let mut candidates: Vec<String> = Vec::new();
+    for name in ["To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To"] {
+        for h in parsed.header_values(name) {
+            if let Some(list) = h.as_address() {
+                candidates.extend(list.iter().filter_map(|a| a.address().map(str::to_string)));
+            } else if let Some(text) = h.as_text() {
+                candidates.push(text.trim().trim_matches(['<', '>']).to_string());
+            }
+        }
+    }
+    let from = parsed
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .map(str::to_lowercase);
+    let token = candidates.iter().find_map(|a| {
+        let local = a.split_once('@')?.0;
+        let token = local.strip_prefix(crate::unsubscribe::MAILTO_PREFIX)?;
+        state.links.verify(token)
+    });
+    let Some((id, idx)) = token else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_token",
+            "no valid unsubscribe+TOKEN@ address among the message's recipients",
+        ));
+    };
+    let rows = state
+        .store
+        .get_recipients(&id)
+        .await
+        .map_err(|e| ApiError::internal("looking up an unsubscribe", &e))?;
+    let address = if idx == crate::unsubscribe::WHOLE_MESSAGE {
+        // The token names the message: the sender must be one of its
+        // recipients (a forged From can only unsubscribe a recipient of a
+        // message the forger holds the token of).
+        from.filter(|f| rows.iter().any(|r| r.address.eq_ignore_ascii_case(f)))
+    } else {
+        rows.into_iter()
+            .find(|r| r.idx == i64::from(idx))
+            .map(|r| r.address.to_lowercase())
+    };
+    let Some(address) = address else {
+        return Ok(Json(json!({"address": null, "outcome": "unresolved"})));
+    };
+    let target = Target::parse(Some(&address), None).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_address",
+            e.to_string(),
+        )
+    })?;
+    apply(&state, &target, &format!("mailto:{id}"))
+        .await
+        .map_err(|e| ApiError::internal("recording an unsubscribe", &e))?;
+    tracing::info!(message_id = %id, "unsubscribed (mailto)");
+    Ok(Json(
+        json!({"address": target.value(), "outcome": "unsubscribed"}),
+    ))
 }

@@ -22,11 +22,10 @@ pub struct ListRecord {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SubscriberRecord {
     pub list_id: String,
     pub address: String,
-    #[sqlx(try_from = "String")]
     pub status: Status,
     /// SHA-256 of the outstanding confirmation link's secret.
     #[serde(skip)]
@@ -41,8 +40,14 @@ pub struct SubscriberRecord {
     pub reengaged_at: Option<i64>,
 }
 
+from_row!(SubscriberRecord {
+    list_id, address, confirm_hash, confirm_sent_at, created_at, updated_at, confirmed_at,
+    last_delivered_at, last_open_at, last_click_at, reengaged_at;
+    parsed: status
+});
+
 /// One line of the consent trail.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ConsentEvent {
     #[serde(skip)]
     pub id: String,
@@ -51,13 +56,17 @@ pub struct ConsentEvent {
     #[serde(skip)]
     pub address: String,
     pub at: i64,
-    #[sqlx(try_from = "String")]
     pub status: Status,
     pub source: String,
     pub reason: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }
+
+from_row!(ConsentEvent {
+    id, list_id, address, at, source, reason, ip, user_agent;
+    parsed: status
+});
 
 impl ConsentEvent {
     pub fn new(list_id: &str, address: &str, status: Status, source: &str) -> ConsentEvent {

@@ -1,5 +1,5 @@
 use super::{Backend, Result, Store};
-use crate::domain::{MessageId, RecipientKind, Stream};
+use crate::domain::{MessageId, RecipientKind, RecipientState, Stream};
 
 /// A message rendered, signed and ready to be committed with its recipients.
 #[derive(Debug, Clone)]
@@ -66,17 +66,22 @@ pub struct MessageRecord {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct RecipientRecord {
     pub idx: i64,
     pub kind: String,
     pub address: String,
-    pub state: String,
+    pub state: RecipientState,
     pub attempts: i64,
     pub next_attempt_at: Option<i64>,
     pub last_reply: Option<String>,
     pub updated_at: i64,
 }
+
+from_row!(RecipientRecord {
+    idx, kind, address, attempts, next_attempt_at, last_reply, updated_at;
+    parsed: state
+});
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRecord {

@@ -3,6 +3,23 @@
 //! placeholders, which both backends accept); where the dialects differ the
 //! function says so and branches on [`Backend`].
 
+/// `FromRow` for a record some of whose text columns parse into domain
+/// types. sqlx's derive (`try_from`) drops the parse error's message, and
+/// a row that no longer parses must say which column holds what.
+macro_rules! from_row {
+    ($t:ident { $($field:ident),* ; parsed: $($p:ident),* }) => {
+        impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for $t {
+            fn from_row(row: &'r sqlx::any::AnyRow) -> sqlx::Result<Self> {
+                use sqlx::Row as _;
+                Ok($t {
+                    $($field: row.try_get(stringify!($field))?,)*
+                    $($p: super::parsed(row, stringify!($p))?,)*
+                })
+            }
+        }
+    };
+}
+
 mod audit;
 mod bounces;
 mod keys;
@@ -70,6 +87,21 @@ pub struct Store {
     /// an fsync per claim would cap delivery at the disk's sync rate.
     bookkeeping: AnyPool,
     backend: Backend,
+}
+
+/// A text column parsed into a domain type; a value that no longer parses
+/// is a decode error naming the column and the value.
+fn parsed<T>(row: &sqlx::any::AnyRow, column: &str) -> sqlx::Result<T>
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    use sqlx::Row as _;
+    let raw: String = row.try_get(column)?;
+    T::try_from(raw).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: e.to_string().into(),
+    })
 }
 
 /// Milliseconds since the Unix epoch: the store's unit of time.

@@ -109,7 +109,7 @@ impl Store {
                     .bind(&c.message_id)
                     .bind(c.idx)
                     .bind(&c.lease_token)
-                    .bind(finish.state())
+                    .bind(finish.state().as_str())
                     .bind(next)
                     .bind(finish.text());
             }
@@ -139,7 +139,7 @@ impl Store {
                     .bind(c.attempts)
                     .bind(*started_at)
                     .bind(now)
-                    .bind(finish.state())
+                    .bind(finish.state().as_str())
                     .bind(reply.and_then(|r| r.code).map(i64::from))
                     .bind(finish.text())
                     .bind(reply.and_then(|r| r.host.as_deref()));

@@ -1,21 +1,29 @@
 //! The suppression list: who must not be mailed, on which streams, why.
 
+use list_hygiene::suppression::{Reason, Scope, Target, TargetKind};
+
+use crate::domain::Stream;
+
 use super::{Result, Store, now_ms};
 
-/// One suppression entry as stored.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+/// One suppression entry as stored. Scope, kind and reason are parsed on
+/// read: a row that no longer parses is an error, not a guess.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SuppressionRecord {
-    /// `global`, `transactional` or `marketing`.
-    pub scope: String,
-    /// `address` or `domain`.
-    pub kind: String,
+    pub scope: Scope,
+    pub kind: TargetKind,
+    /// Lower case: an address, or a domain.
     pub value: String,
-    /// `hard_bounce`, `complaint`, `unsubscribe` or `manual`.
-    pub reason: String,
+    pub reason: Reason,
     pub source: Option<String>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
 }
+
+from_row!(SuppressionRecord {
+    value, source, created_at, expires_at;
+    parsed: scope, kind, reason
+});
 
 impl Store {
     /// Adds an entry, or refreshes reason, source and expiry of an existing
@@ -27,10 +35,10 @@ impl Store {
              ON CONFLICT (scope, kind, value) DO UPDATE SET reason = excluded.reason, \
              source = excluded.source, expires_at = excluded.expires_at",
         )
-        .bind(&s.scope)
-        .bind(&s.kind)
+        .bind(s.scope.as_str())
+        .bind(s.kind.as_str())
         .bind(&s.value)
-        .bind(&s.reason)
+        .bind(s.reason.as_str())
         .bind(&s.source)
         .bind(s.created_at)
         .bind(s.expires_at)
@@ -52,10 +60,10 @@ impl Store {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for s in chunk {
                 q = q
-                    .bind(&s.scope)
-                    .bind(&s.kind)
+                    .bind(s.scope.as_str())
+                    .bind(s.kind.as_str())
                     .bind(&s.value)
-                    .bind(&s.reason)
+                    .bind(s.reason.as_str())
                     .bind(&s.source)
                     .bind(s.created_at)
                     .bind(s.expires_at);
@@ -67,12 +75,12 @@ impl Store {
     }
 
     /// Removes one entry; false if there was none.
-    pub async fn delete_suppression(&self, scope: &str, kind: &str, value: &str) -> Result<bool> {
+    pub async fn delete_suppression(&self, scope: Scope, target: &Target) -> Result<bool> {
         let r =
             sqlx::query("DELETE FROM suppressions WHERE scope = $1 AND kind = $2 AND value = $3")
-                .bind(scope)
-                .bind(kind)
-                .bind(value)
+                .bind(scope.as_str())
+                .bind(target.kind().as_str())
+                .bind(target.value())
                 .execute(&self.pool)
                 .await?;
         Ok(r.rows_affected() > 0)
@@ -81,18 +89,17 @@ impl Store {
     /// Removes one entry if it was made for `reason`; false otherwise.
     pub async fn delete_suppression_for(
         &self,
-        scope: &str,
-        kind: &str,
-        value: &str,
-        reason: &str,
+        scope: Scope,
+        target: &Target,
+        reason: Reason,
     ) -> Result<bool> {
         let r = sqlx::query(
             "DELETE FROM suppressions WHERE scope = $1 AND kind = $2 AND value = $3 AND reason = $4",
         )
-        .bind(scope)
-        .bind(kind)
-        .bind(value)
-        .bind(reason)
+        .bind(scope.as_str())
+        .bind(target.kind().as_str())
+        .bind(target.value())
+        .bind(reason.as_str())
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() > 0)
@@ -101,7 +108,7 @@ impl Store {
     /// Entries, newest first, optionally of one scope or value.
     pub async fn list_suppressions(
         &self,
-        scope: Option<&str>,
+        scope: Option<Scope>,
         value: Option<&str>,
         limit: i64,
         offset: i64,
@@ -111,7 +118,7 @@ impl Store {
              WHERE ($1 IS NULL OR scope = $1) AND ($2 IS NULL OR value = $2) \
              ORDER BY created_at DESC, scope, kind, value LIMIT $3 OFFSET $4",
         )
-        .bind(scope)
+        .bind(scope.map(Scope::as_str))
         .bind(value)
         .bind(limit)
         .bind(offset)
@@ -123,7 +130,7 @@ impl Store {
     /// given values (addresses and domains).
     pub async fn matching_suppressions(
         &self,
-        stream: &str,
+        stream: Stream,
         values: &[String],
     ) -> Result<Vec<SuppressionRecord>> {
         if values.is_empty() {
@@ -136,7 +143,7 @@ impl Store {
             placeholders.join(", ")
         );
         let mut q = sqlx::query_as::<_, SuppressionRecord>(sqlx::AssertSqlSafe(sql))
-            .bind(stream)
+            .bind(stream.as_str())
             .bind(now_ms());
         for v in values {
             q = q.bind(v);

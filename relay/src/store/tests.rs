@@ -3,7 +3,9 @@
 
 use super::testing;
 use super::*;
-use crate::domain::{MessageId, Outcome, RecipientKind, Reply, Stream};
+use crate::domain::{MessageId, Outcome, RecipientKind, RecipientState, Reply, Stream};
+use list_hygiene::subscriber::Change;
+use list_hygiene::suppression::{Reason, Scope, Target, TargetKind};
 
 fn message(stream: Stream, rcpts: &[&str], idem: Option<(&str, &str)>) -> PreparedMessage {
     PreparedMessage {
@@ -90,8 +92,8 @@ async fn an_enqueued_message_is_claimed_once_and_finished() {
         assert_eq!(done, vec![true, true]);
         let r = s.get_recipients(&m.id).await.unwrap();
         assert_eq!(
-            r.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(),
-            ["delivered", "bounced"]
+            r.iter().map(|r| r.state).collect::<Vec<_>>(),
+            [RecipientState::Delivered, RecipientState::Bounced]
         );
         let a = s.get_attempts(&m.id).await.unwrap();
         assert_eq!(a.len(), 2);
@@ -142,7 +144,7 @@ async fn a_suppressed_recipient_is_stored_but_never_claimed() {
             .unwrap();
         assert_eq!(claimed.len(), 1, "only the unsuppressed recipient");
         let rows = s.get_recipients(&id).await.unwrap();
-        assert_eq!(rows[0].state, "suppressed");
+        assert_eq!(rows[0].state, RecipientState::Suppressed);
         assert_eq!(
             rows[0].last_reply.as_deref(),
             Some("suppressed: unsubscribe (marketing)")
@@ -157,10 +159,10 @@ async fn suppressions_are_added_matched_by_scope_and_expiry_listed_and_removed()
         let now = now_ms();
         let entry =
             |scope: &str, kind: &str, value: &str, expires_at: Option<i64>| SuppressionRecord {
-                scope: scope.into(),
-                kind: kind.into(),
+                scope: scope.parse().unwrap(),
+                kind: kind.parse().unwrap(),
                 value: value.into(),
-                reason: "manual".into(),
+                reason: Reason::Manual,
                 source: None,
                 created_at: now,
                 expires_at,
@@ -176,13 +178,13 @@ async fn suppressions_are_added_matched_by_scope_and_expiry_listed_and_removed()
             .unwrap();
         // Upserting again updates instead of failing.
         let mut again = entry("marketing", "address", "a@x.example", None);
-        again.reason = "unsubscribe".into();
+        again.reason = Reason::Unsubscribe;
         s.upsert_suppression(&again).await.unwrap();
 
         let values = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let m = s
             .matching_suppressions(
-                "marketing",
+                Stream::Marketing,
                 &values(&["a@x.example", "blocked.example", "old@x.example"]),
             )
             .await
@@ -200,7 +202,7 @@ async fn suppressions_are_added_matched_by_scope_and_expiry_listed_and_removed()
             ]
         );
         let t_only = s
-            .matching_suppressions("transactional", &values(&["a@x.example"]))
+            .matching_suppressions(Stream::Transactional, &values(&["a@x.example"]))
             .await
             .unwrap();
         assert!(
@@ -213,7 +215,7 @@ async fn suppressions_are_added_matched_by_scope_and_expiry_listed_and_removed()
             3
         );
         assert_eq!(
-            s.list_suppressions(Some("global"), None, 10, 0)
+            s.list_suppressions(Some(Scope::Global), None, 10, 0)
                 .await
                 .unwrap()
                 .len(),
@@ -236,16 +238,49 @@ async fn suppressions_are_added_matched_by_scope_and_expiry_listed_and_removed()
                 .is_empty()
         );
 
-        assert!(
-            s.delete_suppression("global", "domain", "blocked.example")
-                .await
-                .unwrap()
-        );
-        assert!(
-            !s.delete_suppression("global", "domain", "blocked.example")
-                .await
-                .unwrap()
-        );
+        let blocked = Target::Domain("blocked.example".into());
+        assert!(s.delete_suppression(Scope::Global, &blocked).await.unwrap());
+        assert!(!s.delete_suppression(Scope::Global, &blocked).await.unwrap());
+
+        // A row that no longer parses is an error, not a guess or a panic.
+        sqlx::query(
+            "INSERT INTO suppressions (scope, kind, value, reason, source, created_at, expires_at) \
+             VALUES ('everywhere', 'address', 'z@x.example', 'manual', NULL, 0, NULL)",
+        )
+        .execute(&s.pool)
+        .await
+        .unwrap();
+        let err = s
+            .list_suppressions(None, Some("z@x.example"), 10, 0)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("everywhere"), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_row_whose_status_no_longer_parses_is_an_error() {
+    for t in testing::all().await {
+        let s = &t.store;
+        sqlx::query(
+            "INSERT INTO lists (id, name, from_address, created_at) VALUES ('l', 'L', 'a@b.example', 0)",
+        )
+        .execute(&s.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO subscribers (list_id, address, status, created_at, updated_at) \
+             VALUES ('l', 'x@y.example', 'active', 0, 0)",
+        )
+        .execute(&s.pool)
+        .await
+        .unwrap();
+        let err = s
+            .change_status(None, "x@y.example", Change::Unsubscribe, "test", None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("\"active\""), "{err}");
+        assert!(s.get_subscriber("l", "x@y.example").await.is_err());
     }
 }
 
@@ -461,10 +496,10 @@ async fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
     for t in testing::all().await {
         let s = t.store.clone();
         let entry = |value: &str| SuppressionRecord {
-            scope: "global".into(),
-            kind: "address".into(),
+            scope: Scope::Global,
+            kind: TargetKind::Address,
             value: value.into(),
-            reason: "manual".into(),
+            reason: Reason::Manual,
             source: None,
             created_at: now_ms(),
             expires_at: None,
