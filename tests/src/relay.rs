@@ -95,6 +95,33 @@ pub fn config_file(path: PathBuf, database: &str, rest: &str) -> PathBuf {
     path
 }
 
+/// A fresh store and a relay config over it.
+pub struct Fresh {
+    /// Holds the SQLite file and the config; removed on drop.
+    pub dir: tempfile::TempDir,
+    pub database: String,
+    pub config: PathBuf,
+}
+
+/// A fresh store — SQLite in a new directory, or a new PostgreSQL schema —
+/// and a config file over it with `rest` (see [`config_file`]). `None`
+/// when PostgreSQL is asked for and not configured (the test skips).
+pub async fn fresh(postgres: bool, rest: &str) -> Option<Fresh> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = database(dir.path(), postgres).await?;
+    let config = config_file(dir.path().join("c.toml"), &database, rest);
+    Some(Fresh {
+        dir,
+        database,
+        config,
+    })
+}
+
+/// The config lines that route both streams to `url`.
+pub fn both_streams_to(url: &str) -> String {
+    format!("[streams.transactional]\nroute = \"{url}\"\n[streams.marketing]\nroute = \"{url}\"\n")
+}
+
 /// Creates an API key with `mailroom keys create`; returns the key.
 /// `grants` are stream names (`--stream`) and scopes (`--scope`: webhooks,
 /// lists, suppressions).

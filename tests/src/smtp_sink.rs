@@ -110,6 +110,18 @@ impl SmtpSink {
         Self::start_inner(delay, policy, None, false).await
     }
 
+    /// Answers each RCPT with the reply of the first rule whose prefix the
+    /// address starts with, else accepts.
+    pub async fn answering(rules: &'static [(&'static str, Reply)]) -> SmtpSink {
+        Self::start_with(Duration::ZERO, move |rcpt| {
+            rules
+                .iter()
+                .find(|(prefix, _)| rcpt.starts_with(prefix))
+                .map_or(Reply::Accept, |(_, reply)| *reply)
+        })
+        .await
+    }
+
     async fn start_inner(
         delay: Duration,
         policy: impl Fn(&str) -> Reply + Send + Sync + 'static,

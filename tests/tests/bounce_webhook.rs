@@ -191,32 +191,20 @@ async fn bounces_feed_the_suppression_list_postgres() {
 /// and soft bounces the relay gets as its own SMTP replies add to one
 /// count, and the limit suppresses the address whichever path reaches it.
 async fn relay_seen_and_returned_soft_bounces_share_one_count(postgres: bool) {
-    let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
-        if rcpt.contains("lee@") {
-            Reply::RefuseSoft
-        } else {
-            Reply::Accept
-        }
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(database) = relay::database(dir.path(), postgres).await else {
+    let sink = SmtpSink::answering(&[("lee@", Reply::RefuseSoft)]).await;
+    let rest = format!(
+        "soft_bounce_limit = 3\n{}",
+        relay::both_streams_to(&sink.url())
+    );
+    let Some(s) = relay::fresh(postgres, &rest).await else {
         return;
     };
-    let config = relay::config_file(
-        dir.path().join("c.toml"),
-        &database,
-        &format!(
-            "soft_bounce_limit = 3\n[streams.transactional]\nroute = \"{}\"\n",
-            sink.url()
-        ),
-    );
     let key = create_key(
-        &database,
+        &s.database,
         "mta",
         &["transactional", "marketing", "webhooks", "suppressions"],
     );
-    let relay = Relay::start(&config, &[]);
+    let relay = Relay::start(&s.config, &[]);
 
     // One soft bounce returned as a DSN: recorded.
     let (code, r) = post_bounce(&relay, &key, soft_bounce(1)).await;

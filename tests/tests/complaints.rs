@@ -68,23 +68,11 @@ async fn send(relay: &Relay, key: &str, stream: &str, to: &[&str]) -> Value {
 
 async fn complaints_suppress_the_traced_recipient(postgres: bool) {
     let sink = SmtpSink::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(database) = relay::database(dir.path(), postgres).await else {
+    let Some(s) = relay::fresh(postgres, &relay::both_streams_to(&sink.url())).await else {
         return;
     };
-    let config = relay::config_file(
-        dir.path().join("c.toml"),
-        &database,
-        &format!(
-            "[streams.transactional]\nroute = \"{url}\"\n[streams.marketing]\nroute = \"{url}\"\n",
-            url = sink.url()
-        ),
-    );
-    let key = create_key(
-        &database,
-        "fbl",
-        &["transactional", "marketing", "webhooks"],
-    );
+    let (database, config) = (&s.database, &s.config);
+    let key = create_key(database, "fbl", &["transactional", "marketing", "webhooks"]);
     let relay = Relay::start(&config, &[]);
 
     // A single-recipient message carries the signed reference.

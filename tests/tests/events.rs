@@ -13,16 +13,7 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn events_reach_endpoints(postgres: bool) {
-    let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
-        if rcpt.starts_with("gone@") {
-            Reply::Refuse
-        } else if rcpt.starts_with("slow@") {
-            Reply::Defer
-        } else {
-            Reply::Accept
-        }
-    })
-    .await;
+    let sink = SmtpSink::answering(&[("gone@", Reply::Refuse), ("slow@", Reply::Defer)]).await;
     // The endpoint fails twice before it takes anything.
     let hooks = WebhookSink::start(|n| if n < 2 { 500 } else { 204 }).await;
     let dir = tempfile::tempdir().unwrap();

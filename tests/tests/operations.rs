@@ -47,16 +47,7 @@ async fn scrape(relay: &Relay, key: &str) -> HashMap<String, f64> {
 /// sink, marketing paused. Returns (sink, dir to keep, database, config).
 async fn delivering_setup() -> (SmtpSink, tempfile::TempDir, String, std::path::PathBuf) {
     use mailroom_e2e::smtp_sink::Reply;
-    let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
-        if rcpt.starts_with("gone@") {
-            Reply::Refuse
-        } else if rcpt.starts_with("later@") {
-            Reply::Defer
-        } else {
-            Reply::Accept
-        }
-    })
-    .await;
+    let sink = SmtpSink::answering(&[("gone@", Reply::Refuse), ("later@", Reply::Defer)]).await;
     let dir = tempfile::tempdir().unwrap();
     let database = relay::database(dir.path(), false).await.unwrap();
     let config = relay::config_file(

@@ -37,27 +37,11 @@ fn statuses(resp: &Value) -> Vec<(String, String)> {
 async fn suppressed_recipients_are_never_delivered(postgres: bool) {
     // The sink refuses one mailbox with 550 5.1.1, as a server does for an
     // address that doesn't exist.
-    let sink = SmtpSink::start_with(Duration::ZERO, |rcpt| {
-        if rcpt.contains("gone@") {
-            Reply::Refuse
-        } else {
-            Reply::Accept
-        }
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(database) = relay::database(dir.path(), postgres).await else {
+    let sink = SmtpSink::answering(&[("gone@", Reply::Refuse)]).await;
+    let Some(s) = relay::fresh(postgres, &relay::both_streams_to(&sink.url())).await else {
         return;
     };
-    let config = relay::config_file(
-        dir.path().join("c.toml"),
-        &database,
-        &format!(
-            "[streams.transactional]\nroute = \"{url}\"\n\
-             [streams.marketing]\nroute = \"{url}\"\n",
-            url = sink.url()
-        ),
-    );
+    let (database, config) = (s.database.clone(), s.config.clone());
     let key = create_key(
         &database,
         "shop",
