@@ -73,7 +73,7 @@ async fn complaints_suppress_the_traced_recipient(postgres: bool) {
     };
     let (database, config) = (&s.database, &s.config);
     let key = create_key(database, "fbl", &["transactional", "marketing", "webhooks"]);
-    let relay = Relay::start(&config, &[]);
+    let relay = Relay::start(config, &[]);
 
     // A single-recipient message carries the signed reference.
     send(&relay, &key, "marketing", &["pat@customer.example"]).await;
