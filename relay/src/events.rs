@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{Instrument as _, info, warn};
 
 use crate::config::WebhooksSettings;
-use crate::store::{DeliveryRecord, EndpointRecord, Store, now_ms};
+use crate::store::{DeliveryRecord, DeliveryState, EndpointRecord, Store, now_ms};
 
 /// The event types an endpoint can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -236,7 +236,7 @@ async fn deliver(
 ) {
     let Some(endpoint) = endpoint else {
         let _ = store
-            .finish_delivery(&d, token, "failed", None, Some("endpoint deleted"), None)
+            .finish_delivery(&d, token, DeliveryState::Failed, None, Some("endpoint deleted"), None)
             .await;
         return;
     };
@@ -265,7 +265,7 @@ async fn deliver(
     let outcome = match &error {
         None => {
             store
-                .finish_delivery(&d, token, "delivered", status, None, None)
+                .finish_delivery(&d, token, DeliveryState::Delivered, status, None, None)
                 .await
         }
         Some(err) => {
@@ -273,12 +273,12 @@ async fn deliver(
             if retry_at - d.created_at > settings.max_age.as_millis() as i64 {
                 warn!(attempts = d.attempts, error = %err, "webhook delivery given up");
                 store
-                    .finish_delivery(&d, token, "failed", status, Some(err), None)
+                    .finish_delivery(&d, token, DeliveryState::Failed, status, Some(err), None)
                     .await
             } else {
                 info!(attempts = d.attempts, error = %err, "webhook delivery failed; will retry");
                 store
-                    .finish_delivery(&d, token, "pending", status, Some(err), Some(retry_at))
+                    .finish_delivery(&d, token, DeliveryState::Pending, status, Some(err), Some(retry_at))
                     .await
             }
         }

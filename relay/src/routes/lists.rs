@@ -405,7 +405,7 @@ pub async fn subscribe(
         &state.wake,
         vec![Event::new(
             EventKind::Subscribed,
-            json!({"list": list.id, "address": address, "source": event.source, "status": "pending"}),
+            json!({"list": list.id, "address": address, "source": event.source, "status": Status::Pending}),
         )],
     )
     .await;

@@ -15,7 +15,7 @@ use super::messages::body_bytes;
 use super::{ApiError, AppState, Caller};
 use crate::events::{self, EventKind};
 use crate::keys::ApiScope;
-use crate::store::{EndpointRecord, now_ms};
+use crate::store::{DeliveryState, EndpointRecord, now_ms};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,17 +160,18 @@ pub async fn deliveries(
     axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_scope(ApiScope::Webhooks)?;
-    let wanted = params.get("state").map(String::as_str);
-    if let Some(w) = wanted
-        && !matches!(w, "pending" | "delivered" | "failed")
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_state",
-            "state must be pending, delivered or failed",
-        )
-        .field("state"));
-    }
+    let wanted = params
+        .get("state")
+        .map(|s| s.parse::<DeliveryState>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_state",
+                "state must be pending, delivered or failed",
+            )
+            .field("state")
+        })?;
     let (limit, offset) = super::paging(&params)?;
     let rows = state
         .store

@@ -49,7 +49,7 @@ pub use messages::{
 };
 pub use queue::{Claimed, Payload, QueueDepth};
 pub use suppressions::SuppressionRecord;
-pub use webhooks::{DeliveryRecord, EndpointRecord};
+pub use webhooks::{DeliveryRecord, DeliveryState, EndpointRecord};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

@@ -28,16 +28,57 @@ impl EndpointRecord {
     }
 }
 
+/// Where one event stands with one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Due at `next_attempt_at` (also the lease's end while one is held).
+    Pending,
+    Delivered,
+    /// Given up (`max_age`) or the endpoint was deleted.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryState {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(DeliveryState::Pending),
+            "delivered" => Ok(DeliveryState::Delivered),
+            "failed" => Ok(DeliveryState::Failed),
+            other => Err(format!(
+                "unknown delivery state {other:?}: expected pending, delivered or failed"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for DeliveryState {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// One event on its way to one endpoint.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DeliveryRecord {
     pub event_id: String,
     pub endpoint_id: String,
     pub event: String,
     #[serde(skip)]
     pub payload: String,
-    /// pending, delivered or failed (given up).
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_status: Option<i64>,
@@ -45,6 +86,12 @@ pub struct DeliveryRecord {
     pub created_at: i64,
     pub delivered_at: Option<i64>,
 }
+
+from_row!(DeliveryRecord {
+    event_id, endpoint_id, event, payload, attempts, next_attempt_at, last_status, last_error,
+    created_at, delivered_at;
+    parsed: state
+});
 
 const DELIVERY_COLUMNS: &str = "event_id, endpoint_id, event, payload, state, attempts, \
      next_attempt_at, last_status, last_error, created_at, delivered_at";
@@ -174,7 +221,7 @@ impl Store {
         &self,
         d: &DeliveryRecord,
         lease_token: &str,
-        state: &str,
+        state: DeliveryState,
         status: Option<u16>,
         error: Option<&str>,
         retry_at: Option<i64>,
@@ -185,11 +232,11 @@ impl Store {
              next_attempt_at = $4, delivered_at = $5, lease_token = NULL \
              WHERE event_id = $6 AND endpoint_id = $7 AND lease_token = $8",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(status.map(i64::from))
         .bind(error)
         .bind(retry_at.unwrap_or(now))
-        .bind((state == "delivered").then_some(now))
+        .bind((state == DeliveryState::Delivered).then_some(now))
         .bind(&d.event_id)
         .bind(&d.endpoint_id)
         .bind(lease_token)
@@ -202,7 +249,7 @@ impl Store {
     pub async fn list_deliveries(
         &self,
         endpoint: Option<&str>,
-        state: Option<&str>,
+        state: Option<DeliveryState>,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<DeliveryRecord>> {
@@ -213,7 +260,7 @@ impl Store {
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(endpoint)
-            .bind(state)
+            .bind(state.map(DeliveryState::as_str))
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
