@@ -236,7 +236,14 @@ async fn deliver(
 ) {
     let Some(endpoint) = endpoint else {
         let _ = store
-            .finish_delivery(&d, token, DeliveryState::Failed, None, Some("endpoint deleted"), None)
+            .finish_delivery(
+                &d,
+                token,
+                DeliveryState::Failed,
+                None,
+                Some("endpoint deleted"),
+                None,
+            )
             .await;
         return;
     };
@@ -278,7 +285,14 @@ async fn deliver(
             } else {
                 info!(attempts = d.attempts, error = %err, "webhook delivery failed; will retry");
                 store
-                    .finish_delivery(&d, token, DeliveryState::Pending, status, Some(err), Some(retry_at))
+                    .finish_delivery(
+                        &d,
+                        token,
+                        DeliveryState::Pending,
+                        status,
+                        Some(err),
+                        Some(retry_at),
+                    )
                     .await
             }
         }

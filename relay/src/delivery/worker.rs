@@ -270,6 +270,7 @@ impl Finisher {
             store: &self.store,
             suppressions: &self.suppressions,
             policy: self.bounce_policy,
+            events: &self.events,
         };
         let mut batch = Vec::with_capacity(FINISH_BATCH);
         while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {

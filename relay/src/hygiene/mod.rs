@@ -2,12 +2,16 @@
 //! needs, call the pure function, write the result. The rules themselves
 //! (the bounce policy, the subscriber transition table, what a suppression
 //! entry is) live in the list-hygiene crate; this module only applies them,
-//! the same way for every path that reaches it.
+//! the same way for every path that reaches it: a bounce the worker sees
+//! or one that comes back later, an unsubscribe by one-click link or by
+//! mail, a complaint from a feedback loop.
 
 use list_hygiene::bounce::{BouncePolicy, Failure};
 use list_hygiene::subscriber::Change;
 use tracing::{info, warn};
 
+use crate::domain::Stream;
+use crate::events::{self, Event, EventKind};
 use crate::store::{self, BounceRecord, Store};
 use crate::suppression::{self, Reason, Scope, Suppressions, Target};
 
@@ -17,6 +21,8 @@ pub struct Hygiene<'a> {
     pub store: &'a Store,
     pub suppressions: &'a Suppressions,
     pub policy: BouncePolicy,
+    /// Wakes the webhook dispatcher for the events a change sends.
+    pub events: &'a tokio::sync::Notify,
 }
 
 impl Hygiene<'_> {
@@ -57,6 +63,59 @@ impl Hygiene<'_> {
             change_subscribers(self.store, target.value(), Change::Bounce, reason.as_str()).await;
         }
         Ok(decision)
+    }
+
+    /// Unsubscribes `target` from marketing mail: a marketing suppression,
+    /// its subscriptions on every list `unsubscribed`, an `unsubscribed`
+    /// event. `source` says how (`one-click:ID`, `mailto:ID`).
+    ///
+    /// # Errors
+    /// The suppression could not be stored (the rest is logged).
+    pub async fn apply_unsubscribe(&self, target: &Target, source: &str) -> store::Result<()> {
+        let entry = suppression::entry(
+            Scope::Stream(Stream::Marketing),
+            target,
+            Reason::Unsubscribe,
+            Some(source.to_string()),
+            None,
+        );
+        self.suppressions.add(self.store, &entry).await?;
+        if let Err(e) = self
+            .store
+            .change_status(None, target.value(), Change::Unsubscribe, source, None)
+            .await
+        {
+            warn!(error = %e, "marking subscriptions unsubscribed failed");
+        }
+        events::emit(
+            self.store,
+            self.events,
+            vec![Event::new(
+                EventKind::Unsubscribed,
+                serde_json::json!({"address": target.value(), "source": source}),
+            )],
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A spam complaint about mail to `target`: a global suppression (a
+    /// complainer gets nothing more on any stream) and its subscriptions
+    /// `complained`.
+    ///
+    /// # Errors
+    /// The suppression could not be stored (the rest is logged).
+    pub async fn apply_complaint(&self, target: &Target, feedback_type: &str) -> store::Result<()> {
+        let entry = suppression::entry(
+            Scope::Global,
+            target,
+            Reason::Complaint,
+            Some(format!("complaint:{feedback_type}")),
+            None,
+        );
+        self.suppressions.add(self.store, &entry).await?;
+        change_subscribers(self.store, target.value(), Change::Complaint, feedback_type).await;
+        Ok(())
     }
 }
 

@@ -16,7 +16,6 @@ use super::{ApiError, AppState, Caller};
 use list_hygiene::bounce::{self, Failure, Kind};
 
 use crate::events::{self, Event, EventKind};
-use crate::hygiene::Hygiene;
 use crate::keys::ApiScope;
 use crate::store::{BounceRecord, now_ms};
 use crate::suppression::Target;
@@ -41,11 +40,7 @@ pub async fn bounces(
     let mut events = Vec::new();
     if matches!(parsed.kind, Kind::Dsn | Kind::NonStandard) {
         let now = now_ms();
-        let hygiene = Hygiene {
-            store: &state.store,
-            suppressions: &state.suppressions,
-            policy: state.settings.bounce_policy(),
-        };
+        let hygiene = state.hygiene();
         // The stream, when the VERP path names one of our messages.
         let stream = match parsed
             .verp

@@ -9,11 +9,9 @@ use serde_json::{Value, json};
 use super::auth::InboundMail;
 use super::{ApiError, AppState};
 use list_hygiene::bounce;
-use list_hygiene::subscriber::Change;
 
 use crate::events::{self, Event, EventKind};
-use crate::hygiene;
-use crate::suppression::{self, Reason, Scope, Target};
+use crate::suppression::Target;
 
 /// The relay's VERP return path in the reported message's headers.
 fn verp_in(headers: &str) -> Option<(crate::domain::MessageId, u16)> {
@@ -94,25 +92,11 @@ pub async fn complaints(
             "outcome": "unresolved",
         })));
     };
-    let entry = suppression::entry(
-        Scope::Global,
-        &target,
-        Reason::Complaint,
-        Some(format!("complaint:{feedback_type}")),
-        None,
-    );
     state
-        .suppressions
-        .add(&state.store, &entry)
+        .hygiene()
+        .apply_complaint(&target, &feedback_type)
         .await
         .map_err(|e| ApiError::internal("suppressing a complainer", &e))?;
-    hygiene::change_subscribers(
-        &state.store,
-        target.value(),
-        Change::Complaint,
-        &feedback_type,
-    )
-    .await;
     let message_stream = match &traced {
         Some((_, (id, _))) => state
             .store

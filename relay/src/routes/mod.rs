@@ -53,6 +53,18 @@ pub struct AppState {
     pub workers: Arc<Vec<(Stream, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
+impl AppState {
+    /// list-hygiene's decisions, applied to this relay's store.
+    pub fn hygiene(&self) -> crate::hygiene::Hygiene<'_> {
+        crate::hygiene::Hygiene {
+            store: &self.store,
+            suppressions: &self.suppressions,
+            policy: self.settings.bounce_policy(),
+            events: &self.wake,
+        }
+    }
+}
+
 /// `limit` (default 100, at most 1000) and `offset` (default 0) of a list
 /// route's query; `422 invalid_field` naming the bad one.
 pub(super) fn paging(

@@ -17,8 +17,7 @@ use serde_json::{Value, json};
 
 use super::auth::InboundMail;
 use super::{ApiError, AppState};
-use crate::suppression::{self, Reason, Scope, Target};
-use list_hygiene::subscriber::Change;
+use crate::suppression::Target;
 
 /// The page headers: nothing loads from elsewhere, nothing frames it, the
 /// token never leaks in a Referer.
@@ -120,43 +119,6 @@ async fn recipient(state: &AppState, token: &str) -> Result<Option<(String, Stri
         .map(|r| (r.address, message.sender)))
 }
 
-/// Unsubscribes `target` from marketing mail: a marketing suppression, its
-/// subscriptions on every list marked `unsubscribed`, an event.
-///
-/// # Errors
-/// The suppression could not be stored (the rest is logged, not returned).
-pub(super) async fn apply(
-    state: &AppState,
-    target: &Target,
-    source: &str,
-) -> Result<(), crate::store::StoreError> {
-    let entry = suppression::entry(
-        Scope::Stream(crate::domain::Stream::Marketing),
-        target,
-        Reason::Unsubscribe,
-        Some(source.to_string()),
-        None,
-    );
-    state.suppressions.add(&state.store, &entry).await?;
-    if let Err(e) = state
-        .store
-        .change_status(None, target.value(), Change::Unsubscribe, source, None)
-        .await
-    {
-        tracing::warn!(error = %e, "marking subscriptions unsubscribed failed");
-    }
-    crate::events::emit(
-        &state.store,
-        &state.wake,
-        vec![crate::events::Event::new(
-            crate::events::EventKind::Unsubscribed,
-            serde_json::json!({"address": target.value(), "source": source}),
-        )],
-    )
-    .await;
-    Ok(())
-}
-
 /// `GET /u/{token}`: a page with one button; changes nothing.
 pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let (address, sender) = match recipient(&state, &token).await {
@@ -214,7 +176,11 @@ pub async fn one_click(
         }
     };
     let (id, _) = state.links.verify(&token).expect("verified above");
-    if let Err(e) = apply(&state, &target, &format!("one-click:{id}")).await {
+    if let Err(e) = state
+        .hygiene()
+        .apply_unsubscribe(&target, &format!("one-click:{id}"))
+        .await
+    {
         tracing::error!(error = %e, "recording an unsubscribe failed");
         return page_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -304,7 +270,9 @@ pub async fn unsubscribes(
             e.to_string(),
         )
     })?;
-    apply(&state, &target, &format!("mailto:{id}"))
+    state
+        .hygiene()
+        .apply_unsubscribe(&target, &format!("mailto:{id}"))
         .await
         .map_err(|e| ApiError::internal("recording an unsubscribe", &e))?;
     tracing::info!(message_id = %id, "unsubscribed (mailto)");
