@@ -83,115 +83,474 @@ impl std::fmt::Display for StatusCode {
     }
 }
 
-/// The class an enhanced status code gives on its own; `None` when the code
-/// is generic and the text must decide.
-fn from_code(code: StatusCode) -> Option<BounceClass> {
-    use BounceClass::*;
+/// Why a delivery failed, in the vocabulary of Sisimai's reasons (the
+/// reference for what real servers say): finer than [`BounceClass`], which
+/// each reason maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BounceReason {
+    /// No such mailbox.
+    UserUnknown,
+    /// No such domain, or it can't be reached by name.
+    HostUnknown,
+    /// The mailbox moved (RFC 3463 X.1.6).
+    HasMoved,
+    /// The domain accepts no mail (null MX, RFC 7505).
+    NotAccept,
+    /// The mailbox is disabled or suspended for now.
+    Suspend,
+    MailboxFull,
+    /// The message is larger than the receiver takes.
+    MesgTooBig,
+    /// Another limit of the receiver's (recipients, lines, headers).
+    ExceedLimit,
+    /// The content broke something (encoding, structure).
+    ContentError,
+    /// The message breaks RFC 5322 (duplicate headers, bad syntax).
+    NotCompliantRfc,
+    /// The receiver didn't understand a command.
+    SyntaxError,
+    /// The sender's IP or domain is blocked or listed.
+    Blocked,
+    /// The sender address is refused.
+    Rejected,
+    PolicyViolation,
+    SpamDetected,
+    VirusDetected,
+    /// SPF, DKIM or DMARC failed.
+    AuthFailure,
+    /// The receiver wants SMTP authentication or another security step.
+    SecurityError,
+    /// The sending IP has no (matching) reverse DNS.
+    RequirePtr,
+    BadReputation,
+    /// The receiver won't relay for us.
+    NoRelaying,
+    /// Too fast: a rate limit.
+    RateLimited,
+    TooManyConnections,
+    /// A content filter refused it.
+    Filtered,
+    FailedStartTls,
+    /// Not delivered within the retry period.
+    Expired,
+    NetworkError,
+    /// The receiving system failed.
+    SystemError,
+    SystemFull,
+    /// The receiver's local delivery program failed.
+    MailerError,
+    /// Nothing tells.
+    Undefined,
+}
+
+impl BounceReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BounceReason::UserUnknown => "user_unknown",
+            BounceReason::HostUnknown => "host_unknown",
+            BounceReason::HasMoved => "has_moved",
+            BounceReason::NotAccept => "not_accept",
+            BounceReason::Suspend => "suspend",
+            BounceReason::MailboxFull => "mailbox_full",
+            BounceReason::MesgTooBig => "mesg_too_big",
+            BounceReason::ExceedLimit => "exceed_limit",
+            BounceReason::ContentError => "content_error",
+            BounceReason::NotCompliantRfc => "not_compliant_rfc",
+            BounceReason::SyntaxError => "syntax_error",
+            BounceReason::Blocked => "blocked",
+            BounceReason::Rejected => "rejected",
+            BounceReason::PolicyViolation => "policy_violation",
+            BounceReason::SpamDetected => "spam_detected",
+            BounceReason::VirusDetected => "virus_detected",
+            BounceReason::AuthFailure => "auth_failure",
+            BounceReason::SecurityError => "security_error",
+            BounceReason::RequirePtr => "require_ptr",
+            BounceReason::BadReputation => "bad_reputation",
+            BounceReason::NoRelaying => "no_relaying",
+            BounceReason::RateLimited => "rate_limited",
+            BounceReason::TooManyConnections => "too_many_connections",
+            BounceReason::Filtered => "filtered",
+            BounceReason::FailedStartTls => "failed_starttls",
+            BounceReason::Expired => "expired",
+            BounceReason::NetworkError => "network_error",
+            BounceReason::SystemError => "system_error",
+            BounceReason::SystemFull => "system_full",
+            BounceReason::MailerError => "mailer_error",
+            BounceReason::Undefined => "undefined",
+        }
+    }
+
+    /// What the reason means for the address (docs/list-hygiene.md has the
+    /// table).
+    pub fn class(self) -> BounceClass {
+        use BounceReason::*;
+        match self {
+            UserUnknown | HostUnknown | HasMoved | NotAccept => BounceClass::Hard,
+            Suspend | MesgTooBig | ExceedLimit | ContentError | NotCompliantRfc | SyntaxError => {
+                BounceClass::Soft
+            }
+            MailboxFull => BounceClass::MailboxFull,
+            Blocked | Rejected | PolicyViolation | SpamDetected | VirusDetected | AuthFailure
+            | SecurityError | RequirePtr | BadReputation | NoRelaying | RateLimited
+            | TooManyConnections | Filtered | FailedStartTls => BounceClass::Policy,
+            Expired | NetworkError | SystemError | SystemFull | MailerError => {
+                BounceClass::Transient
+            }
+            Undefined => BounceClass::Unknown,
+        }
+    }
+}
+
+/// The reason an enhanced status code gives on its own; `None` when the
+/// code is generic (or too vague) and only the text can tell.
+fn from_code(code: StatusCode) -> Option<BounceReason> {
+    use BounceReason::*;
     if code.class == 2 || code.is_generic() {
         return None;
     }
-    let permanent = code.class == 5;
     Some(match (code.subject, code.detail) {
+        (1, 1) | (1, 3) | (1, 0) => UserUnknown,
+        (1, 2) | (4, 4) => HostUnknown,
+        (1, 6) => HasMoved,
+        // RFC 7505's null MX; Microsoft also uses X.1.10 for "recipient not found".
+        (1, 10) => UserUnknown,
+        (1, 7) | (1, 8) => Rejected,
+        (2, 1) => Suspend,
         (2, 2) => MailboxFull,
-        // Security or policy status (RFC 3463 X.7.*): spam, reputation,
-        // authentication, "not authorized".
-        (7, _) => Policy,
-        // Sender address bad / sender's system address (X.1.7, X.1.8),
-        // message too big (X.2.3, X.3.4), too many recipients (X.5.3):
-        // the sender's problem, not the recipient's.
-        (1, 7) | (1, 8) | (2, 3) | (3, 4) | (5, 3) => Policy,
-        // Bad mailbox, bad system/domain, bad syntax, ambiguous, moved,
-        // null MX (RFC 7505 X.1.10 as used by Microsoft: recipient not
-        // found), mailbox disabled, unable to route (no such domain).
-        (1, 0..=6) | (1, 10) | (2, 1) | (4, 4) if permanent => Hard,
-        (3, _) | (4, _) if !permanent => Transient,
-        _ if permanent => Soft,
-        _ => Soft,
+        (2, 3) | (3, 4) => MesgTooBig,
+        (2, 4) => ExceedLimit,
+        // Too many recipients: the sender's doing, not the address's.
+        (5, 3) => PolicyViolation,
+        (3, 1) => SystemFull,
+        (3, 5) => SystemError,
+        (4, 7) => Expired,
+        (4, 0..=6) => NetworkError,
+        (5, _) => SyntaxError,
+        (6, _) => ContentError,
+        (7, 1) => Rejected,
+        (7, 13) | (7, 14) => Suspend,
+        (7, 20..=24) | (7, 26) => AuthFailure,
+        (7, 25) => RequirePtr,
+        (7, 27) => NotAccept,
+        (7, _) => PolicyViolation,
+        _ => return None,
     })
 }
 
-/// Words that tell the class when the code doesn't, tried in order: a
-/// "mailbox full" or "blocked as spam" reply often arrives as a bare 550.
-static TEXT_CLASSES: LazyLock<Vec<(RegexSet, BounceClass)>> = LazyLock::new(|| {
+/// Words that tell the reason, tried in order (the more specific first):
+/// real servers often send a generic or even a misleading code ("550 5.2.0
+/// User unknown", "553 5.3.0 No such user"), so the words, when they say
+/// something, outrank the code. Drawn from what real servers say (Sisimai's
+/// per-reason phrase tables are the reference), not from any one message.
+static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| {
     let set = |patterns: &[&str]| {
         RegexSet::new(patterns.iter().map(|p| format!("(?i){p}"))).expect("regex set")
     };
+    use BounceReason::*;
     vec![
+        (set(&[r"\bvirus", r"malware", r"infected"]), VirusDetected),
+        (
+            set(&[
+                r"\bspf\b",
+                r"\bdkim\b",
+                r"\bdmarc\b",
+                r"sender policy framework",
+                r"authentication (check )?fail",
+            ]),
+            AuthFailure,
+        ),
+        (
+            set(&[
+                r"\bptr\b",
+                r"reverse (dns|lookup|name)",
+                r"\brdns\b",
+                r"no (valid )?(reverse|dns) (record|entry)",
+                r"(cannot|could not|can't|unable to) (find|resolve) your (host ?name|ip)",
+            ]),
+            RequirePtr,
+        ),
+        (
+            set(&[
+                r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)",
+                r"(not|do not|don't) relay",
+                r"open relay",
+                r"relay not",
+            ]),
+            NoRelaying,
+        ),
+        (
+            set(&[
+                r"too many (concurrent |simultaneous )?connections",
+                r"connection limit",
+            ]),
+            TooManyConnections,
+        ),
+        (
+            set(&[
+                r"rate limit",
+                r"too many (messages|mails|emails)",
+                r"sending rate",
+                r"unusual rate",
+                r"try (again )?(later|slower).{0,40}(rate|volume)",
+                r"\bthrottl",
+            ]),
+            RateLimited,
+        ),
+        (
+            set(&[
+                r"\bspam\b",
+                r"junk ?mail",
+                r"content (was )?rejected",
+                r"message content",
+                r"looks like (spam|unsolicited)",
+                r"unsolicited",
+                r"bulk mail",
+                r"mail rejet",
+            ]),
+            SpamDetected,
+        ),
+        (
+            set(&[r"reputation", r"sender score", r"low (sender )?score"]),
+            BadReputation,
+        ),
+        (
+            set(&[
+                r"black ?list",
+                r"deny ?list",
+                r"block ?list",
+                r"\bblocked\b",
+                r"\brbl\b",
+                r"spamhaus",
+                r"spamcop",
+                r"barracuda",
+                r"listed (in|on|at)",
+                r"(client|sender) host.{0,30}(rejected|refused)",
+                r"(messages|mail) from \S+ (weren't|were not|was not|wasn't) sent",
+                r"invalid ip",
+                r"(ip|address|host) .{0,30}(not allowed|not permitted|denied|refused)",
+                r"service refus",
+                r"access denied",
+                r"no access from",
+                r"connection (refused|rejected) (by|from)",
+            ]),
+            Blocked,
+        ),
+        (
+            set(&[
+                r"smtp auth",
+                r"authentication (is )?required",
+                r"(must|please) (authenticate|turn on smtp auth)",
+                r"unauthenticated (sender|user|relay)",
+                r"not authenticated",
+                r"starttls (is )?required",
+                r"must (issue|use) (a )?starttls",
+                r"encryption required",
+            ]),
+            SecurityError,
+        ),
+        (
+            set(&[
+                r"starttls.{0,30}(fail|error)",
+                r"tls (negotiation|handshake) fail",
+            ]),
+            FailedStartTls,
+        ),
+        (
+            set(&[
+                r"message (is )?(too (big|large))",
+                r"message (size|length) exceeds",
+                r"exceeds? (the )?(maximum )?(message )?size",
+                r"size limit",
+                r"too large",
+                r"message file too big",
+            ]),
+            MesgTooBig,
+        ),
         (
             set(&[
                 r"mailbox (is )?full",
                 r"inbox (is )?full",
                 r"over ?quota",
                 r"quota (exceeded|full)",
-                r"exceed(s|ed)? (the )?(storage|quota)",
+                r"exceed(s|ed)? (the |his |her |its |their )?(storage|quota|mailbox)",
                 r"insufficient (system )?storage",
                 r"storage (allocation|limit)",
                 r"user.{0,20}has exceeded",
+                r"mailbox.{0,20}(exceeded|over)",
+                r"not enough (space|storage)",
+                r"full mailbox",
+                r"disk quota",
             ]),
-            BounceClass::MailboxFull,
+            MailboxFull,
         ),
         (
             set(&[
-                r"\bspam\b",
-                r"\bblock(ed|list)",
-                r"black ?list",
-                r"deny ?list",
-                r"\bpolicy\b",
-                r"reputation",
-                r"\bdmarc\b",
-                r"\bspf\b",
-                r"\bdkim\b",
-                r"not authori[sz]ed",
-                r"access denied",
-                r"too many recipients",
-                r"message (size|too (big|large))",
-                r"size limit",
-                r"\brbl\b",
-                r"spamhaus",
-                r"content rejected",
+                r"(account|mailbox|user|recipient address|recipient)( \S+)? (is |has been )?(disabled|inactive|deactivated|suspended|locked|frozen|expired)",
+                r"disabled (recipient|mailbox|account|user)",
+                r"temporar(il)?y? locked",
+                r"inactive (user|account|mailbox)",
             ]),
-            BounceClass::Policy,
+            Suspend,
+        ),
+        (
+            set(&[
+                r"has (moved|been moved)",
+                r"address (has )?changed",
+                r"no longer (valid|active|in use|available)",
+            ]),
+            HasMoved,
+        ),
+        (
+            set(&[
+                r"host unknown",
+                r"unknown host",
+                r"(host|domain) (name )?not found",
+                r"no such (host|domain)",
+                r"unknown domain",
+                r"domain (does not|doesn't) exist",
+                r"domain (is )?not reachable",
+                r"unrouteable (address|domain)",
+                r"unroutable (address|domain)",
+                r"name or service not known",
+                r"nxdomain",
+                r"no (mx|mail exchanger|route to domain)",
+                r"domain .{0,30}(invalid|unknown)",
+                r"host or domain name not found",
+            ]),
+            HostUnknown,
+        ),
+        (
+            set(&[
+                r"sender (address |domain )?(rejected|refused|invalid|not allowed|verify failed)",
+                r"(unroutable|unrouteable|invalid|unknown|bad) sender",
+                r"sender verification",
+                r"purported responsible address",
+                r"domain of sender",
+                r"(mail from|envelope from).{0,30}(rejected|refused|invalid)",
+                r"return path",
+            ]),
+            Rejected,
         ),
         (
             set(&[
                 r"user unknown",
                 r"unknown user",
-                r"unknown (local[- ]part|recipient|address)",
-                r"no such (user|mailbox|recipient|address|account|domain)",
-                r"(mailbox|user|recipient|address|account) (does not|doesn't) exist",
+                r"unknown (local[- ]part|recipient|address|mailbox|alias)",
+                r"no such (user|mailbox|recipient|address|account|person)",
+                r"(mailbox|user|recipient|address|account|addressee) (does not|doesn't|did not) exist",
                 r"does not exist",
                 r"(address|recipient|mailbox|user).{0,30}(couldn't|could not|cannot|can't) be found",
-                r"(mailbox|recipient|address|user) (not found|unavailable|invalid)",
-                r"invalid (mailbox|recipient|address|user)",
+                r"(mailbox|recipient|address|user|account) (not found|unavailable|invalid|unknown)",
+                r"invalid (mailbox|recipient|address|user|destination)",
+                r"not a valid (user|recipient|mailbox)",
                 r"recipient (address )?rejected",
                 r"address rejected",
-                r"(account|mailbox) (is )?(disabled|inactive|deactivated|closed|suspended)",
                 r"not our customer",
-                r"unrouteable address",
-                r"(host|domain) (name )?not found",
                 r"addressee unknown",
                 r"doesn't have an? \S+ account",
                 r"recipientnotfound",
                 r"bad destination (mailbox|system)",
-                r"no mailbox here",
+                r"no mailbox",
                 r"unknown or illegal alias",
+                r"destinataire invalide",
+                r"mailbox unavailable",
+                r"user not found",
+                r"not listed in",
             ]),
-            BounceClass::Hard,
+            UserUnknown,
         ),
         (
             set(&[
-                r"try again later",
-                r"temporar(il)?y",
+                r"duplicate (header|message-id|from)",
+                r"rfc ?(2822|5322|822)",
+                r"not (rfc[- ]?)?compliant",
+                r"header (is )?(missing|invalid|malformed)",
+                r"multiple (from|to|subject)",
+            ]),
+            NotCompliantRfc,
+        ),
+        (
+            set(&[r"message filtered", r"\bfilter(ed)?\b", r"content filter"]),
+            Filtered,
+        ),
+        (
+            set(&[
+                r"too many recipients",
+                r"recipient limit",
+                r"\bpolicy\b",
+                r"violat",
+                r"not authori[sz]ed",
+                r"prohibited",
+                r"not allowed",
+                r"refused",
+            ]),
+            PolicyViolation,
+        ),
+        (
+            set(&[r"exceeded? .{0,20}limit", r"too many (lines|hops|headers)"]),
+            ExceedLimit,
+        ),
+        (
+            set(&[
+                r"retry time(out)? (exceeded|expired)",
+                r"message expired",
+                r"(delivery|retry|queue) (time|period) (expired|exceeded)",
+                r"could not be delivered (for|within)",
+                r"gave up",
+                r"giving up",
+                r"too long",
+                r"expired",
+            ]),
+            Expired,
+        ),
+        (
+            set(&[
+                r"mailer error",
+                r"pipe to \|",
+                r"command (died|failed)",
+                r"exit (code|status)",
+                r"local delivery (failed|error)",
+            ]),
+            MailerError,
+        ),
+        (
+            set(&[
                 r"timed? ?out",
-                r"connection (refused|reset|lost|closed)",
+                r"connection (refused|reset|lost|closed|dropped)",
+                r"network (is )?unreachable",
+                r"no route to host",
+                r"lost connection",
+                r"could not connect",
+                r"dns (lookup )?(error|failure|timeout)",
+                r"host not responding",
+                r"unable to connect",
+            ]),
+            NetworkError,
+        ),
+        (
+            set(&[
+                r"system error",
+                r"internal (server |system )?error",
+                r"local error",
+                r"temporary (local )?(failure|problem)",
+                r"resources temporarily",
+                r"service (temporarily )?unavailable",
+                r"try again later",
                 r"greylist",
                 r"deferred",
-                r"too many connections",
-                r"rate limit",
-                r"service unavailable",
-                r"resources temporarily",
+                r"system (not|is not) (available|accepting)",
             ]),
-            BounceClass::Transient,
+            SystemError,
+        ),
+        (
+            set(&[
+                r"syntax error",
+                r"command unrecognized",
+                r"unrecognized command",
+            ]),
+            SyntaxError,
         ),
     ]
 });
@@ -203,22 +562,36 @@ fn smtp_class(text: &str) -> Option<u8> {
     REPLY.captures(text).and_then(|c| c[1].parse().ok())
 }
 
-/// Classifies one failed recipient from its status code (DSN `Status:` or
-/// one found in the text) and its diagnostic text.
-pub fn classify(status: Option<StatusCode>, diagnostic: &str) -> BounceClass {
+/// The reason for one failed recipient from its status code (DSN
+/// `Status:`, or one found in the text) and its diagnostic text: the words
+/// when they tell, else the code, else `None` (nothing tells).
+pub fn reason(status: Option<StatusCode>, diagnostic: &str) -> Option<BounceReason> {
     let status = status.or_else(|| StatusCode::find(diagnostic));
-    if let Some(class) = status.and_then(from_code) {
-        return class;
-    }
-    let by_text = TEXT_CLASSES
+    TEXT_REASONS
         .iter()
         .find(|(set, _)| set.is_match(diagnostic))
-        .map(|(_, class)| *class);
+        .map(|(_, reason)| *reason)
+        .or_else(|| status.and_then(from_code))
+}
+
+/// Classifies one failed recipient (see [`reason`]); a failure nothing
+/// explains is `soft` when permanent (5xx), `transient` when not (4xx).
+pub fn classify(status: Option<StatusCode>, diagnostic: &str) -> BounceClass {
+    classify_with(status, diagnostic, reason(status, diagnostic))
+}
+
+/// [`classify`] when the reason is known already.
+pub fn classify_with(
+    status: Option<StatusCode>,
+    diagnostic: &str,
+    reason: Option<BounceReason>,
+) -> BounceClass {
+    let status = status.or_else(|| StatusCode::find(diagnostic));
     let temporary = match status {
         Some(s) => s.class == 4,
         None => smtp_class(diagnostic) == Some(4),
     };
-    match by_text {
+    match reason.map(BounceReason::class) {
         // "User unknown" with a 4xx code is a mailbox the server couldn't
         // check just now, not a bad address.
         Some(BounceClass::Hard) if temporary => BounceClass::Soft,
@@ -240,16 +613,71 @@ mod tests {
     }
 
     #[test]
-    fn codes_decide_when_they_are_specific() {
+    fn a_specific_code_decides_when_the_words_say_nothing() {
         assert_eq!(classify(code("5.1.1"), ""), BounceClass::Hard);
         assert_eq!(classify(code("5.1.10"), ""), BounceClass::Hard);
-        assert_eq!(classify(code("5.2.1"), ""), BounceClass::Hard);
+        assert_eq!(classify(code("5.1.2"), ""), BounceClass::Hard);
+        // A disabled mailbox may come back: soft, as Sisimai's "suspend".
+        assert_eq!(classify(code("5.2.1"), ""), BounceClass::Soft);
         assert_eq!(classify(code("4.2.2"), ""), BounceClass::MailboxFull);
         assert_eq!(classify(code("5.2.2"), ""), BounceClass::MailboxFull);
-        assert_eq!(classify(code("5.7.1"), "user unknown"), BounceClass::Policy);
+        assert_eq!(classify(code("5.7.1"), ""), BounceClass::Policy);
+        assert_eq!(classify(code("5.7.26"), ""), BounceClass::Policy);
+        assert_eq!(reason(code("5.7.26"), ""), Some(BounceReason::AuthFailure));
         assert_eq!(classify(code("5.5.3"), ""), BounceClass::Policy);
         assert_eq!(classify(code("4.4.1"), ""), BounceClass::Transient);
+        assert_eq!(reason(code("4.4.7"), ""), Some(BounceReason::Expired));
         assert_eq!(classify(code("5.3.0"), ""), BounceClass::Soft);
+        assert_eq!(reason(code("5.0.0"), ""), None);
+    }
+
+    #[test]
+    fn the_words_outrank_a_generic_or_misleading_code() {
+        for (status, text, want) in [
+            ("5.0.0", "550 User unknown", BounceReason::UserUnknown),
+            (
+                "5.2.0",
+                "550 Unknown user someone@example.org",
+                BounceReason::UserUnknown,
+            ),
+            (
+                "5.3.0",
+                "553 5.3.0 <a@b.example>... No such user here",
+                BounceReason::UserUnknown,
+            ),
+            (
+                "5.7.1",
+                "550 5.7.1 User a@b.example temporary locked",
+                BounceReason::Suspend,
+            ),
+            (
+                "5.7.1",
+                "550 5.7.1 Recipient address rejected: Access denied",
+                BounceReason::Blocked,
+            ),
+            (
+                "5.5.0",
+                "554 the domain is not reachable",
+                BounceReason::HostUnknown,
+            ),
+            (
+                "5.0.0",
+                "571 No PTR Record found. Reverse DNS required",
+                BounceReason::RequirePtr,
+            ),
+            (
+                "5.0.0",
+                "550 Unauthenticated senders not allowed",
+                BounceReason::SecurityError,
+            ),
+            (
+                "5.6.1",
+                "500 5.6.1 Message content rejected",
+                BounceReason::SpamDetected,
+            ),
+        ] {
+            assert_eq!(reason(code(status), text), Some(want), "{text}");
+        }
     }
 
     #[test]
@@ -266,12 +694,17 @@ mod tests {
             classify(None, "554 rejected: listed on Spamhaus"),
             BounceClass::Policy
         );
+        // "User unknown" on a 4xx: the server couldn't check just now.
         assert_eq!(
             classify(None, "450 user unknown, try later"),
             BounceClass::Soft
         );
         assert_eq!(
             classify(None, "421 too many connections"),
+            BounceClass::Policy
+        );
+        assert_eq!(
+            classify(None, "451 please try again later"),
             BounceClass::Transient
         );
         assert_eq!(classify(None, "550 go away"), BounceClass::Soft);
@@ -283,6 +716,24 @@ mod tests {
             ),
             BounceClass::Hard
         );
+    }
+
+    #[test]
+    fn every_reason_has_a_name_and_a_class() {
+        use BounceReason::*;
+        for r in [
+            UserUnknown,
+            Suspend,
+            MailboxFull,
+            Blocked,
+            Expired,
+            Undefined,
+        ] {
+            assert!(!r.as_str().is_empty());
+            let _ = r.class();
+        }
+        assert_eq!(UserUnknown.class(), BounceClass::Hard);
+        assert_eq!(Undefined.class(), BounceClass::Unknown);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod dsn;
 pub mod policy;
 mod text;
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use mail_parser::{HeaderName, MessageParser, PartType};
@@ -16,7 +17,7 @@ use regex::Regex;
 use serde::Serialize;
 
 pub use crate::verp::Verp;
-pub use classify::{BounceClass, StatusCode, classify};
+pub use classify::{BounceClass, BounceReason, StatusCode, classify, classify_with, reason};
 pub use policy::{BouncePolicy, Failure};
 
 /// What kind of message was given.
@@ -44,6 +45,8 @@ pub struct Recipient {
     pub status: Option<String>,
     /// The remote server's words, when given.
     pub diagnostic: Option<String>,
+    /// Why it failed, when the words or the code tell.
+    pub reason: Option<BounceReason>,
     pub class: BounceClass,
 }
 
@@ -76,6 +79,81 @@ pub fn parse(raw: &[u8]) -> Result<Bounce, ParseError> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
+    let mut bounce = read(&crlf_line_ends(raw))?;
+    // Only an address the relay could have sent to is a recipient: never a
+    // pipe command, a URL or a redacted `***@***` a report happens to quote.
+    bounce
+        .recipients
+        .retain_mut(|r| match recipient_address(&r.address) {
+            Some(a) => {
+                r.address = a;
+                true
+            }
+            None => false,
+        });
+    Ok(bounce)
+}
+
+/// `raw` with every bare CR or bare LF line end made CRLF, so that a
+/// message stored with any line-ending style reads the same (mail-parser
+/// splits header lines on LF only). Borrowed when nothing changes.
+fn crlf_line_ends(raw: &[u8]) -> Cow<'_, [u8]> {
+    if !raw.contains(&b'\r') {
+        // LF only (or one line): mail-parser reads LF as it reads CRLF.
+        return Cow::Borrowed(raw);
+    }
+    let bare = |i: usize| match raw[i] {
+        b'\r' => raw.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || raw[i - 1] != b'\r',
+        _ => false,
+    };
+    if !(0..raw.len()).any(bare) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for (i, &b) in raw.iter().enumerate() {
+        if bare(i) {
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.push(b);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The RFC 5321 address in what a bounce names as its recipient: the value
+/// itself, less angle brackets, an `rfc822;` type or an RFC 5321 source
+/// route (`@relay:user@host`); else the one word in it that is an address
+/// (Exim's "pipe to |/bin/prog user@host"). `None` if there is none.
+fn recipient_address(value: &str) -> Option<String> {
+    let valid = |s: &str| {
+        let s = s
+            .trim()
+            .trim_matches(|c| matches!(c, '<' | '>' | ',' | ';'));
+        let s = match s.rsplit_once(':') {
+            // A source route: the mailbox is what follows the last colon.
+            Some((route, mailbox)) if route.starts_with('@') => mailbox,
+            _ => s,
+        };
+        crate::email::EmailAddress::parse(s)
+            .ok()
+            .filter(|a| a.as_str().contains('@'))
+            .map(|a| a.to_string())
+    };
+    let value = value.trim();
+    let value = value
+        .strip_prefix("rfc822;")
+        .or_else(|| value.strip_prefix("RFC822;"))
+        .unwrap_or(value);
+    valid(value).or_else(|| {
+        let words: Vec<String> = value.split_whitespace().filter_map(valid).collect();
+        // One address among other words; several would be a guess.
+        (words.len() == 1).then(|| words.into_iter().next().expect("one word"))
+    })
+}
+
+/// [`parse`] on input whose line ends are CRLF.
+fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
     let message = MessageParser::default()
         .parse(raw)
         .filter(|m| !m.headers().is_empty())

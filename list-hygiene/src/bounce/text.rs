@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::Recipient;
-use super::classify::{StatusCode, classify};
+use super::classify::{StatusCode, classify_with, reason};
 
 /// Where the copy of the original message starts; addresses after it are
 /// the original's headers, not failed recipients.
@@ -79,8 +79,10 @@ pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
         }
         let diagnostic = squash(&diagnostic);
         let status = StatusCode::find(&diagnostic);
+        let reason = reason(status, &diagnostic);
         out.push(Recipient {
-            class: classify(status, &diagnostic),
+            class: classify_with(status, &diagnostic, reason),
+            reason,
             status: status.map(|s| s.to_string()),
             diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
             address,

@@ -58,13 +58,18 @@ pub async fn after(
                 EventKind::Deferred,
                 with(json!({"smtp_code": reply.code, "reply": reply.text, "retry_at": retry_at})),
             )),
-            Outcome::Bounced { reply, class } => {
+            Outcome::Bounced {
+                reply,
+                class,
+                reason,
+            } => {
                 let suppressed = bounced(hygiene, stream, c, &reply.text, *class, now).await;
                 events.push(Event::new(
                     EventKind::Bounced,
                     with(
                         json!({"smtp_code": reply.code, "reply": reply.text, "host": reply.host,
-                        "class": class, "source": "relay", "suppressed": suppressed}),
+                        "class": class, "reason": reason, "source": "relay",
+                        "suppressed": suppressed}),
                     ),
                 ));
             }

@@ -2,7 +2,7 @@
 //! row, the bounce record, the suppression decision, metrics and events.
 //! A bounce's class is worked out once, when the outcome is made.
 
-use list_hygiene::bounce::{BounceClass, StatusCode, classify};
+use list_hygiene::bounce::{BounceClass, BounceReason, StatusCode, classify_with, reason};
 
 /// Where one recipient of a message stands in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -105,6 +105,8 @@ pub enum Outcome {
     Bounced {
         reply: Reply,
         class: BounceClass,
+        /// Why, when the reply's words or code tell.
+        reason: Option<BounceReason>,
     },
     /// Not delivered within the stream's `max_age`, or never deliverable.
     Expired {
@@ -118,12 +120,18 @@ impl Outcome {
     /// one inbound bounces go through); a failure the relay decided itself
     /// (no SMTP code) is `Unknown`, so it never suppresses an address.
     pub fn bounced(reply: Reply) -> Outcome {
-        let class = if reply.code.is_some_and(|c| (500..600).contains(&c)) {
-            classify(StatusCode::find(&reply.text), &reply.text)
+        let (class, reason) = if reply.code.is_some_and(|c| (500..600).contains(&c)) {
+            let status = StatusCode::find(&reply.text);
+            let why = reason(status, &reply.text);
+            (classify_with(status, &reply.text, why), why)
         } else {
-            BounceClass::Unknown
+            (BounceClass::Unknown, None)
         };
-        Outcome::Bounced { reply, class }
+        Outcome::Bounced {
+            reply,
+            class,
+            reason,
+        }
     }
 
     /// The recipient row's state.

@@ -101,6 +101,7 @@ pub async fn bounces(
                         "stream": stream,
                         "address": target.value(),
                         "class": r.class,
+                        "reason": r.reason,
                         "status": r.status,
                         "diagnostic": r.diagnostic,
                         "source": "webhook",
@@ -136,6 +137,7 @@ pub async fn bounces(
                 "action": r.action,
                 "status": r.status,
                 "class": r.class,
+                "reason": r.reason,
                 "outcome": if suppress.is_some() { "suppressed" } else { "recorded" },
             }));
         }
