@@ -83,3 +83,37 @@ fn bounce_parse_exits_2_on_what_is_not_a_message() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/b.eml"), "{err}");
 }
+
+#[test]
+fn bounce_parse_reads_many_files_one_json_line_each_and_goes_on_past_a_bad_one() {
+    let (code, out, err) = relay::run_cli(&[
+        "bounce",
+        "parse",
+        "--format",
+        "json",
+        &fixture("postfix-dsn-user-unknown.eml"),
+        "/nonexistent/b.eml",
+        &fixture("gmail-dsn-mailbox-full.eml"),
+    ]);
+    assert_eq!(code, 2, "a file that can't be read is an error");
+    assert!(err.contains("/nonexistent/b.eml"), "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("postfix-dsn-user-unknown.eml")
+    );
+    assert_eq!(lines[0]["recipients"][0]["reason"], "user_unknown");
+    assert!(
+        lines[1]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("gmail-dsn-mailbox-full.eml")
+    );
+    assert_eq!(lines[1]["recipients"][0]["class"], "mailbox_full");
+}

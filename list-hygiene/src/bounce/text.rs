@@ -59,14 +59,21 @@ pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
     let body = &body[..cut];
     let lines: Vec<&str> = body.lines().map(|l| l.trim_end_matches('\r')).collect();
 
+    let presents_as_bounce = super::looks_like_bounce(subject, from);
     let mut found = angle_blocks(&lines);
+    // `<address>: reason` is also how ordinary mail quotes an address; from
+    // a message that doesn't present itself as a bounce, only a block whose
+    // reason reads as a delivery failure counts.
+    if !presents_as_bounce {
+        found.retain(|(_, diagnostic)| FAILURE_WORDS.is_match(diagnostic));
+    }
     if found.is_empty() {
         found = exim(&lines);
     }
     if found.is_empty() {
         found = exchange(&lines, body);
     }
-    if found.is_empty() && super::looks_like_bounce(subject, from) {
+    if found.is_empty() && presents_as_bounce {
         found = loose(&lines, from);
     }
     let mut out: Vec<Recipient> = Vec::new();

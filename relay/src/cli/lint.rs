@@ -36,13 +36,16 @@ fn parse_score(s: &str) -> Result<f64, String> {
 
 #[derive(Subcommand)]
 pub(super) enum BounceCommand {
-    /// Print what a bounce says: recipients, status, class, and the message
-    /// it refers to (exit 0; 2 if the file can't be read or isn't a message).
+    /// Print what bounces say: recipients, status, reason, class, and the
+    /// message each refers to (exit 0; 2 if a file can't be read or isn't
+    /// a message — the others are still read).
     Parse {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// The bounce as received (RFC 5322); `-` reads stdin.
-        file: String,
+        /// Bounces as received (RFC 5322); `-` reads stdin. With JSON, one
+        /// object per file per line, with its `file`.
+        #[arg(required = true)]
+        files: Vec<String>,
     },
 }
 
@@ -99,21 +102,41 @@ pub(super) fn lint(args: &Args) -> Done {
 }
 
 pub(super) fn bounce(command: &BounceCommand) -> anyhow::Result<Done> {
-    let BounceCommand::Parse { format, file } = command;
-    let (name, raw) = read_file_or_stdin(file);
-    let raw = raw.with_context(|| format!("reading {name}"))?;
-    let bounce = list_hygiene::bounce::parse(&raw).with_context(|| name.to_string())?;
+    let BounceCommand::Parse { format, files } = command;
     let mut out = std::io::stdout().lock();
-    let written = match format {
-        Format::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string(&bounce).expect("bounces serialize")
-        ),
-        Format::Text => linting::write_bounce(&mut out, name, &bounce),
-    };
-    match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing output"),
-        _ => Ok(Done::Clean),
+    let mut failed = false;
+    for (i, file) in files.iter().enumerate() {
+        let (name, raw) = read_file_or_stdin(file);
+        let bounce = raw
+            .with_context(|| format!("reading {name}"))
+            .and_then(|raw| list_hygiene::bounce::parse(&raw).with_context(|| name.to_string()));
+        let bounce = match bounce {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed = true;
+                continue;
+            }
+        };
+        let written = match format {
+            Format::Json => {
+                let mut v = serde_json::to_value(&bounce).expect("bounces serialize");
+                if files.len() > 1 {
+                    v["file"] = serde_json::Value::from(name);
+                }
+                writeln!(out, "{v}")
+            }
+            Format::Text => {
+                let gap = if i > 0 { writeln!(out) } else { Ok(()) };
+                gap.and_then(|()| linting::write_bounce(&mut out, name, &bounce))
+            }
+        };
+        match written {
+            // A closed pipe (`| head`) ends the output, it isn't a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(e).context("writing output"),
+            Ok(()) => {}
+        }
     }
+    Ok(if failed { Done::Failed } else { Done::Clean })
 }
