@@ -1,5 +1,6 @@
 //! Bounces read per second on one core, over the fixture set (DSNs and
-//! non-standard formats alike).
+//! non-standard formats alike) and over Sisimai's corpus of real bounces
+//! (`tests/sisimai/maildir`).
 //!
 //! `cargo bench -p mailroom-list-hygiene --bench bounces`; figures in
 //! docs/performance.md.
@@ -24,6 +25,21 @@ fn bench(c: &mut Criterion) {
     group.bench_function("parse-all-fixtures", |b| {
         b.iter(|| {
             for (_, raw) in &fixtures {
+                std::hint::black_box(list_hygiene::bounce::parse(raw).ok());
+            }
+        })
+    });
+    let mut corpus: Vec<Vec<u8>> = Vec::new();
+    for sub in ["bsd", "not"] {
+        let dir = format!("{}/tests/sisimai/maildir/{sub}", env!("CARGO_MANIFEST_DIR"));
+        for e in std::fs::read_dir(&dir).expect("the Sisimai corpus") {
+            corpus.push(std::fs::read(e.expect("entry").path()).expect("read"));
+        }
+    }
+    group.throughput(Throughput::Elements(corpus.len() as u64));
+    group.bench_function("parse-sisimai-corpus", |b| {
+        b.iter(|| {
+            for raw in &corpus {
                 std::hint::black_box(list_hygiene::bounce::parse(raw).ok());
             }
         })

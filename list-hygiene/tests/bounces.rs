@@ -248,6 +248,43 @@ mod properties {
             let _ = list_hygiene::bounce::parse(&bytes);
         }
 
+        /// Whatever the bytes, a recipient is always an RFC 5321 address.
+        #[test]
+        fn every_recipient_is_an_address(
+            lines in proptest::collection::vec("[ -~]{0,80}", 0..40),
+        ) {
+            let raw = format!(
+                "From: MAILER-DAEMON@x.example\r\nSubject: Undelivered Mail\r\n\r\n{}",
+                lines.join("\r\n")
+            );
+            if let Ok(b) = list_hygiene::bounce::parse(raw.as_bytes()) {
+                for r in &b.recipients {
+                    prop_assert!(
+                        list_hygiene::email::EmailAddress::parse(&r.address).is_ok(),
+                        "{:?}", r.address
+                    );
+                }
+            }
+        }
+
+        /// A fixture stored with LF, CRLF or bare CR line ends reads the same.
+        #[test]
+        fn line_endings_never_change_what_is_read(pick in 0usize..64, style in 0usize..3) {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+            let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+            names.sort();
+            let raw = std::fs::read(&names[pick % names.len()]).unwrap();
+            let lf: Vec<u8> = String::from_utf8_lossy(&raw).replace("\r\n", "\n").into_bytes();
+            let restyled: Vec<u8> = match style {
+                0 => lf.clone(),
+                1 => String::from_utf8_lossy(&lf).replace('\n', "\r\n").into_bytes(),
+                _ => String::from_utf8_lossy(&lf).replace('\n', "\r").into_bytes(),
+            };
+            let a = list_hygiene::bounce::parse(&lf).map(|b| b.recipients).ok();
+            let b = list_hygiene::bounce::parse(&restyled).map(|b| b.recipients).ok();
+            prop_assert_eq!(a, b);
+        }
+
         #[test]
         fn arbitrary_report_bodies_never_panic(
             fields in "[ -~\t\r\n]{0,600}",
