@@ -278,9 +278,16 @@ pub fn write_bounce(
         )?;
     }
     for r in &bounce.recipients {
+        // `mailbox_full` is its own reason and class: say it once.
+        let reason = r
+            .reason
+            .map(|why| why.as_str())
+            .filter(|why| *why != r.class.as_str())
+            .map(|why| format!(" ({why})"))
+            .unwrap_or_default();
         writeln!(
             out,
-            "  {}  {}  {}  {}",
+            "  {}  {}  {}  {}{reason}",
             r.address,
             r.action,
             r.status.as_deref().unwrap_or("-"),

@@ -63,8 +63,15 @@ fn bounce_parse_reads_stdin_and_prints_text() {
         "{text}"
     );
     assert!(
-        text.contains("sam.ortega@gmail.example  failed  5.2.2  mailbox_full"),
+        text.contains("sam.ortega@gmail.example  failed  5.2.2  mailbox_full\n"),
         "{text}"
+    );
+    let (code, out, _) =
+        relay::run_cli(&["bounce", "parse", &fixture("postfix-dsn-user-unknown.eml")]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("dana.whitfield@customer.example  failed  5.1.1  hard (user_unknown)"),
+        "{out}"
     );
 }
 
