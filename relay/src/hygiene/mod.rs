@@ -15,7 +15,8 @@ use crate::events::{self, Event, EventKind};
 use crate::store::{self, BounceRecord, Store};
 use crate::suppression::{self, Reason, Scope, Suppressions, Target};
 
-/// What [`apply_bounce`] needs besides the bounce.
+/// What the appliers ([`Hygiene::apply_bounce`], `apply_unsubscribe`,
+/// `apply_complaint`) need besides the event itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Hygiene<'a> {
     pub store: &'a Store,
