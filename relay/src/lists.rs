@@ -7,17 +7,30 @@ use list_hygiene::subscriber::Change;
 
 use crate::domain::Stream;
 use crate::store::{Store, SubscriberRecord, now_ms};
+use crate::suppression::{Target, TargetKind};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-/// Addresses a mailing list must leave out: global and marketing
-/// suppressions in force, keyed by (kind, value), with the reason.
+/// The addresses and domains a mailing list must leave out: global and
+/// marketing suppressions in force, with the reason of each.
+#[derive(Debug, Default)]
+pub struct MarketingSuppressions(std::collections::HashMap<Target, String>);
+
+impl MarketingSuppressions {
+    /// Why `a` must be left out, if it must.
+    pub fn reason(&self, a: &list_hygiene::address::Address) -> Option<String> {
+        self.0
+            .get(&Target::Address(a.key()))
+            .or_else(|| self.0.get(&Target::Domain(a.domain().to_string())))
+            .cloned()
+    }
+}
+
+/// Reads [`MarketingSuppressions`] from the store.
 ///
 /// # Errors
 /// Store errors.
-pub async fn marketing_suppressions(
-    store: &Store,
-) -> anyhow::Result<std::collections::HashMap<(String, String), String>> {
+pub async fn marketing_suppressions(store: &Store) -> anyhow::Result<MarketingSuppressions> {
     let mut suppressed = std::collections::HashMap::new();
     let now = now_ms();
     let mut offset = 0;
@@ -25,14 +38,15 @@ pub async fn marketing_suppressions(
         let page = store.list_suppressions(None, None, 1000, offset).await?;
         for s in &page {
             if s.scope.covers(Stream::Marketing) && s.expires_at.is_none_or(|t| t > now) {
-                suppressed.insert(
-                    (s.kind.as_str().to_string(), s.value.clone()),
-                    format!("{} ({})", s.reason, s.scope),
-                );
+                let target = match s.kind {
+                    TargetKind::Address => Target::Address(s.value.clone()),
+                    TargetKind::Domain => Target::Domain(s.value.clone()),
+                };
+                suppressed.insert(target, format!("{} ({})", s.reason, s.scope));
             }
         }
         if page.len() < 1000 {
-            return Ok(suppressed);
+            return Ok(MarketingSuppressions(suppressed));
         }
         offset += 1000;
     }

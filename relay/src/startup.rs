@@ -226,8 +226,8 @@ impl Relay {
         let (signers, settings) = (Arc::new(signers), Arc::new(settings));
         let accept = Arc::new(crate::accept::Pipeline {
             store: store.clone(),
-            enqueuer: enqueuer.clone(),
-            signers: signers.clone(),
+            enqueuer,
+            signers,
             settings: settings.clone(),
             suppressions: suppressions.clone(),
             links: links.clone(),
@@ -238,8 +238,6 @@ impl Relay {
         let state = AppState {
             accept,
             store: store.clone(),
-            enqueuer,
-            signers,
             settings,
             keys: Arc::new(KeyCache::default()),
             suppressions,

@@ -568,47 +568,57 @@ fn smtp_class(text: &str) -> Option<u8> {
     REPLY.captures(text).and_then(|c| c[1].parse().ok())
 }
 
-/// The reason for one failed recipient from its status code (DSN
-/// `Status:`, or one found in the text) and its diagnostic text: the words
-/// when they tell, else the code, else `None` (nothing tells).
-pub fn reason(status: Option<StatusCode>, diagnostic: &str) -> Option<BounceReason> {
+/// What one failed recipient's status code and diagnostic say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// The status given, else the first enhanced code in the text.
+    pub status: Option<StatusCode>,
+    /// The words when they tell, else the code; `None` when nothing tells.
+    pub reason: Option<BounceReason>,
+    /// The reason's class; a failure nothing explains is `soft` when
+    /// permanent (5xx), `transient` when not (4xx).
+    pub class: BounceClass,
+}
+
+/// Reads one failed recipient's status code (DSN `Status:`, or `None` to
+/// look for one in the text) and diagnostic text, each scanned once.
+pub fn diagnose(status: Option<StatusCode>, diagnostic: &str) -> Diagnosis {
     let status = status.or_else(|| StatusCode::find(diagnostic));
     let lower = diagnostic.to_ascii_lowercase();
-    TEXT_REASONS
+    let reason = TEXT_REASONS
         .iter()
         .find(|(set, _)| set.is_match(lower.as_bytes()))
         .map(|(_, reason)| *reason)
-        .or_else(|| status.and_then(from_code))
-}
-
-/// Classifies one failed recipient (see [`reason`]); a failure nothing
-/// explains is `soft` when permanent (5xx), `transient` when not (4xx).
-pub fn classify(status: Option<StatusCode>, diagnostic: &str) -> BounceClass {
-    classify_with(status, diagnostic, reason(status, diagnostic))
-}
-
-/// [`classify`] when the reason is known already.
-pub fn classify_with(
-    status: Option<StatusCode>,
-    diagnostic: &str,
-    reason: Option<BounceReason>,
-) -> BounceClass {
-    let status = status.or_else(|| StatusCode::find(diagnostic));
+        .or_else(|| status.and_then(from_code));
+    let reply = smtp_class(diagnostic);
     let temporary = match status {
         Some(s) => s.class == 4,
-        None => smtp_class(diagnostic) == Some(4),
+        None => reply == Some(4),
     };
-    match reason.map(BounceReason::class) {
+    let class = match reason.map(BounceReason::class) {
         // "User unknown" with a 4xx code is a mailbox the server couldn't
         // check just now, not a bad address.
         Some(BounceClass::Hard) if temporary => BounceClass::Soft,
         Some(class) => class,
         None if temporary => BounceClass::Transient,
-        None if status.is_some_and(|s| s.class == 5) || smtp_class(diagnostic) == Some(5) => {
-            BounceClass::Soft
-        }
+        None if status.is_some_and(|s| s.class == 5) || reply == Some(5) => BounceClass::Soft,
         None => BounceClass::Unknown,
+    };
+    Diagnosis {
+        status,
+        reason,
+        class,
     }
+}
+
+/// The reason alone (see [`diagnose`]).
+pub fn reason(status: Option<StatusCode>, diagnostic: &str) -> Option<BounceReason> {
+    diagnose(status, diagnostic).reason
+}
+
+/// The class alone (see [`diagnose`]).
+pub fn classify(status: Option<StatusCode>, diagnostic: &str) -> BounceClass {
+    diagnose(status, diagnostic).class
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 use super::Recipient;
-use super::classify::{StatusCode, classify_with, reason};
+use super::classify::{StatusCode, diagnose};
 
 pub(super) struct Report {
     pub recipients: Vec<Recipient>,
@@ -129,18 +129,14 @@ fn recipients(fields: &str) -> Vec<Recipient> {
             // "smtp; 550 5.1.1 ..." → "550 5.1.1 ..."
             d.split_once(';').map_or(d, |(_, v)| v).trim().to_string()
         });
-        let text = diagnostic.as_deref().unwrap_or_default();
-        let reason = reason(status, text);
-        let class = classify_with(status, text, reason);
+        let d = diagnose(status, diagnostic.as_deref().unwrap_or_default());
         out.push(Recipient {
             address: address.to_ascii_lowercase(),
             action,
-            status: status
-                .or_else(|| diagnostic.as_deref().and_then(StatusCode::find))
-                .map(|s| s.to_string()),
+            status: d.status.map(|s| s.to_string()),
             diagnostic,
-            reason,
-            class,
+            reason: d.reason,
+            class: d.class,
         });
     }
     out

@@ -17,7 +17,7 @@ use regex::Regex;
 use serde::Serialize;
 
 pub use crate::verp::Verp;
-pub use classify::{BounceClass, BounceReason, StatusCode, classify, classify_with, reason};
+pub use classify::{BounceClass, BounceReason, Diagnosis, StatusCode, classify, diagnose, reason};
 pub use policy::{BouncePolicy, Failure};
 
 /// What kind of message was given.

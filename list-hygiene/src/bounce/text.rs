@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::Recipient;
-use super::classify::{StatusCode, classify_with, reason};
+use super::classify::diagnose;
 
 /// Where the copy of the original message starts; addresses after it are
 /// the original's headers, not failed recipients.
@@ -85,12 +85,11 @@ pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
             continue;
         }
         let diagnostic = squash(&diagnostic);
-        let status = StatusCode::find(&diagnostic);
-        let reason = reason(status, &diagnostic);
+        let d = diagnose(None, &diagnostic);
         out.push(Recipient {
-            class: classify_with(status, &diagnostic, reason),
-            reason,
-            status: status.map(|s| s.to_string()),
+            class: d.class,
+            reason: d.reason,
+            status: d.status.map(|s| s.to_string()),
             diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
             address,
             action: "failed".into(),

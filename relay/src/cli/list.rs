@@ -1,6 +1,6 @@
 //! `mailroom list`: offline CSV cleaning, import into a list, pruning.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -8,6 +8,7 @@ use clap::Subcommand;
 use list_hygiene::clean;
 
 use super::{Database, Done};
+use crate::lists::MarketingSuppressions;
 use crate::store::Store;
 
 #[derive(Subcommand)]
@@ -76,18 +77,12 @@ pub(super) struct CleanArgs {
     database: Option<String>,
 }
 
-/// The suppression entries a mailing list must leave out, keyed by
-/// (`address`|`domain`, value).
-struct Suppressed(HashMap<(String, String), String>);
-
-impl Suppressed {
-    /// Why `a` must be left out, if it must.
-    fn reason(&self, a: &list_hygiene::address::Address) -> Option<String> {
-        self.0
-            .get(&("address".to_string(), a.key()))
-            .or_else(|| self.0.get(&("domain".to_string(), a.domain().to_string())))
-            .cloned()
-    }
+/// `PATH` with `suffix` in place of its `.csv` ending (or after it): where
+/// a command's report goes by default.
+fn beside(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let name = path.to_string_lossy();
+    let base = name.strip_suffix(".csv").unwrap_or(&name);
+    PathBuf::from(format!("{base}{suffix}"))
 }
 
 pub(super) async fn run(command: Command) -> anyhow::Result<Done> {
@@ -163,7 +158,7 @@ async fn import(
         .get_list(list)
         .await?
         .with_context(|| format!("no list {list:?}; create it with POST /v1/lists"))?;
-    let suppressed = Suppressed(crate::lists::marketing_suppressions(store).await?);
+    let suppressed = crate::lists::marketing_suppressions(store).await?;
     let reader =
         std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let summary = clean::clean(
@@ -173,11 +168,7 @@ async fn import(
         |a| suppressed.reason(a),
     )
     .with_context(|| input.display().to_string())?;
-    let report = report.unwrap_or_else(|| {
-        let name = input.to_string_lossy();
-        let base = name.strip_suffix(".csv").unwrap_or(&name);
-        PathBuf::from(format!("{base}.rejected.csv"))
-    });
+    let report = report.unwrap_or_else(|| beside(input, ".rejected.csv"));
     let report_file =
         std::fs::File::create(&report).with_context(|| format!("creating {}", report.display()))?;
     clean::write_report(&summary, std::io::BufWriter::new(report_file))
@@ -215,24 +206,17 @@ async fn clean_csv(args: &CleanArgs) -> anyhow::Result<Done> {
     let column = column.as_deref();
     // What a mailing list must leave out: global and marketing entries.
     let suppressed = match database {
-        Some(url) => {
-            Suppressed(crate::lists::marketing_suppressions(&super::open(url).await?).await?)
-        }
-        None => Suppressed(HashMap::new()),
+        Some(url) => crate::lists::marketing_suppressions(&super::open(url).await?).await?,
+        None => MarketingSuppressions::default(),
     };
 
     anyhow::ensure!(
         input != out,
         "--out must not be the input file: it would be overwritten while read"
     );
-    let report = report.as_deref().map_or_else(
-        || {
-            let name = out.to_string_lossy();
-            let base = name.strip_suffix(".csv").unwrap_or(&name);
-            PathBuf::from(format!("{base}.removed.csv"))
-        },
-        std::path::Path::to_path_buf,
-    );
+    let report = report
+        .clone()
+        .unwrap_or_else(|| beside(out, ".removed.csv"));
     let reader =
         std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let writer =

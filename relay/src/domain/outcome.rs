@@ -2,7 +2,7 @@
 //! row, the bounce record, the suppression decision, metrics and events.
 //! A bounce's class is worked out once, when the outcome is made.
 
-use list_hygiene::bounce::{BounceClass, BounceReason, StatusCode, classify_with, reason};
+use list_hygiene::bounce::{BounceClass, BounceReason, diagnose};
 
 /// Where one recipient of a message stands in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -121,9 +121,8 @@ impl Outcome {
     /// (no SMTP code) is `Unknown`, so it never suppresses an address.
     pub fn bounced(reply: Reply) -> Outcome {
         let (class, reason) = if reply.code.is_some_and(|c| (500..600).contains(&c)) {
-            let status = StatusCode::find(&reply.text);
-            let why = reason(status, &reply.text);
-            (classify_with(status, &reply.text, why), why)
+            let d = diagnose(None, &reply.text);
+            (d.class, d.reason)
         } else {
             (BounceClass::Unknown, None)
         };

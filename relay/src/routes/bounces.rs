@@ -55,6 +55,19 @@ pub async fn bounces(
                 .map(|m| m.stream),
             None => None,
         };
+        // What a suppression names as its cause: the message, as far as
+        // the bounce tells.
+        let source = parsed
+            .verp
+            .as_ref()
+            .map(|v| format!("bounce:{}", v.message_id))
+            .or_else(|| {
+                parsed
+                    .original_message_id
+                    .as_ref()
+                    .map(|id| format!("bounce:{id}"))
+            })
+            .unwrap_or_else(|| "bounce".into());
         for r in &parsed.recipients {
             let Ok(target) = Target::parse(Some(&r.address), None) else {
                 results.push(json!({"address": r.address, "class": r.class, "outcome": "ignored: not an address"}));
@@ -72,28 +85,17 @@ pub async fn bounces(
                 relay_message_id: parsed.verp.as_ref().map(|v| v.message_id.clone()),
                 source: "webhook".into(),
                 stream: stream.clone(),
-                domain: target.value().rsplit_once('@').map(|(_, d)| d.to_string()),
+                domain: Some(target.domain().to_string()),
             };
-            let source = parsed
-                .verp
-                .as_ref()
-                .map(|v| format!("bounce:{}", v.message_id))
-                .or_else(|| {
-                    parsed
-                        .original_message_id
-                        .as_ref()
-                        .map(|id| format!("bounce:{id}"))
-                })
-                .unwrap_or_else(|| "bounce".into());
             let failure = Failure {
                 class: r.class,
                 delayed: r.action == "delayed",
             };
             let suppress = hygiene
-                .apply_bounce(&record, &target, failure, source)
+                .apply_bounce(&record, &target, failure, source.clone())
                 .await
                 .map_err(|e| ApiError::internal("recording a bounce", &e))?;
-            if r.action != "delayed" {
+            if !failure.delayed {
                 events.push(Event::new(
                     EventKind::Bounced,
                     json!({
@@ -114,7 +116,7 @@ pub async fn bounces(
                 suppressed = suppress.is_some(),
                 "bounce recorded"
             );
-            if r.action != "delayed" {
+            if !failure.delayed {
                 let stream = match stream.as_deref() {
                     Some("transactional") => crate::metrics::StreamLabel::transactional,
                     Some("marketing") => crate::metrics::StreamLabel::marketing,

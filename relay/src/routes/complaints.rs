@@ -128,9 +128,7 @@ pub async fn complaints(
         .complained
         .get_or_create(&crate::metrics::StreamDomain {
             stream,
-            domain: crate::metrics::domain_group(
-                target.value().rsplit('@').next().unwrap_or_default(),
-            ),
+            domain: crate::metrics::domain_group(target.domain()),
         })
         .inc();
     events::emit(

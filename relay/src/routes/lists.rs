@@ -100,6 +100,7 @@ pub async fn create(
     // whose mail could not be signed rather than fail every sign-up later.
     let domain = from.address().domain();
     if state
+        .accept
         .signers
         .for_domain(domain.as_str(), Stream::Transactional)
         .is_none()

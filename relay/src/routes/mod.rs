@@ -24,9 +24,7 @@ pub use auth::{Caller, KeyCache};
 pub use error::ApiError;
 
 use crate::config::Settings;
-use crate::delivery::dkim::Signers;
 use crate::domain::Stream;
-use crate::queue::Enqueuer;
 use crate::store::Store;
 use crate::suppression::Suppressions;
 use crate::unsubscribe::Links;
@@ -37,8 +35,6 @@ pub struct AppState {
     /// The accept pipeline every message goes through.
     pub accept: Arc<crate::accept::Pipeline>,
     pub store: Store,
-    pub enqueuer: Enqueuer,
-    pub signers: Arc<Signers>,
     pub settings: Arc<Settings>,
     pub keys: Arc<KeyCache>,
     pub suppressions: Arc<Suppressions>,
