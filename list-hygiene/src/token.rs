@@ -41,6 +41,13 @@ impl Purpose {
 }
 
 const CONFIRM: &[u8] = b"mailroom confirm v1\0";
+const RETURN_PATH: &[u8] = b"mailroom return-path v1\0";
+
+/// Bytes of the MAC in a VERP return-path tag: 64 bits, as 16 hex digits.
+/// Shorter than a link token's because a local part holds at most 64
+/// characters; a forger still has to guess 2^64 tags online, each guess a
+/// request we count.
+const RETURN_PATH_MAC_LEN: usize = 8;
 
 /// Signs and verifies tokens under one key.
 #[derive(Clone)]
@@ -103,6 +110,30 @@ impl Signer {
         let payload = self.open(purpose.context(), token, 18)?;
         let id = Uuid::from_slice(&payload[..16]).ok()?;
         Some((id, u16::from_be_bytes([payload[16], payload[17]])))
+    }
+
+    /// The tag of the VERP return path of recipient `idx` of message `id`:
+    /// lowercase hex, because receiving MTAs may change a local part's case.
+    pub fn return_path_tag(&self, id: Uuid, idx: u16) -> String {
+        let mut mac = self.mac(RETURN_PATH);
+        mac.update(id.as_bytes());
+        mac.update(&idx.to_be_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..RETURN_PATH_MAC_LEN])
+    }
+
+    /// Whether `tag` (any case) is the return-path tag we made for
+    /// recipient `idx` of message `id`; compared in constant time.
+    pub fn verify_return_path_tag(&self, id: Uuid, idx: u16, tag: &str) -> bool {
+        let Ok(tag) = hex::decode(tag) else {
+            return false;
+        };
+        if tag.len() != RETURN_PATH_MAC_LEN {
+            return false;
+        }
+        let mut mac = self.mac(RETURN_PATH);
+        mac.update(id.as_bytes());
+        mac.update(&idx.to_be_bytes());
+        mac.verify_truncated_left(&tag).is_ok()
     }
 
     /// A double opt-in link's token: a random `secret` (whose hash the

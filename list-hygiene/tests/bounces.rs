@@ -300,3 +300,47 @@ mod properties {
         }
     }
 }
+
+/// Hostile sizes read in time linear in the input: a 20 MB DSN (a huge
+/// returned original), a 20 MB text bounce of address lines, and 20 MB on
+/// one line. The bound is loose (a debug build, a busy machine): it is
+/// there to catch a quadratic path, which would take hours, not to time
+/// the parser (docs/performance.md does that).
+#[test]
+fn twenty_megabyte_inputs_read_in_bounded_time() {
+    const SIZE: usize = 20 << 20;
+    let dsn_head = "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail\r\n\
+        Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+        --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+        Final-Recipient: rfc822; a@b.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+        --b\r\nContent-Type: message/rfc822\r\n\r\nSubject: original\r\n\r\n";
+    let mut dsn = dsn_head.as_bytes().to_vec();
+    while dsn.len() < SIZE {
+        dsn.extend_from_slice(b"user unknown <x@y.example>: 550 mailbox full quota exceeded\r\n");
+    }
+    dsn.extend_from_slice(b"\r\n--b--\r\n");
+    let mut text = b"From: MAILER-DAEMON@mx.example\r\nSubject: failure notice\r\n\r\n".to_vec();
+    let mut n = 0;
+    while text.len() < SIZE {
+        text.extend_from_slice(
+            format!("<u{n}@d.example>:\r\n550 5.1.1 no such user\r\n\r\n").as_bytes(),
+        );
+        n += 1;
+    }
+    let mut line = b"From: MAILER-DAEMON@mx.example\r\nSubject: Undeliverable\r\n\r\n".to_vec();
+    line.resize(SIZE, b'<');
+    for (name, raw) in [("dsn", &dsn), ("text", &text), ("one line", &line)] {
+        let t = std::time::Instant::now();
+        let b = parse(raw).expect("a message");
+        let took = t.elapsed();
+        eprintln!(
+            "{name}: {} MB in {took:?}, {} recipients",
+            raw.len() >> 20,
+            b.recipients.len()
+        );
+        assert!(
+            took < std::time::Duration::from_secs(60),
+            "{name}: {took:?}"
+        );
+    }
+}

@@ -35,6 +35,16 @@ pub struct Settings {
     pub soft_bounce_limit: u32,
     #[serde(with = "humantime_serde")]
     pub soft_bounce_window: Duration,
+    /// How long after a message was accepted a bounce or complaint about
+    /// it is believed: a VERP tag or reference older than this is refused
+    /// as a replay, and a returned message without one is matched only to
+    /// mail accepted within it.
+    #[serde(with = "humantime_serde")]
+    pub feedback_window: Duration,
+    /// Apply bounces and complaints that match no message the relay sent
+    /// (no valid VERP tag or reference, no Message-ID and recipient match)
+    /// to the address they name. Off: anyone can write such a message.
+    pub suppress_unattributed: bool,
     /// DNS servers for MX lookups (`ip:port`); empty: the system's resolver
     /// configuration (`/etc/resolv.conf`).
     pub dns_servers: Vec<SocketAddr>,
@@ -218,6 +228,8 @@ impl Default for Settings {
             public_url: None,
             soft_bounce_limit: 3,
             soft_bounce_window: Duration::from_secs(7 * 24 * 3600),
+            feedback_window: Duration::from_secs(30 * 24 * 3600),
+            suppress_unattributed: false,
             dns_servers: Vec::new(),
             mx_port: 25,
             dkim: Vec::new(),
@@ -561,6 +573,10 @@ impl Settings {
         anyhow::ensure!(
             self.soft_bounce_limit >= 1,
             "soft_bounce_limit must be at least 1"
+        );
+        anyhow::ensure!(
+            self.feedback_window >= Duration::from_secs(3600),
+            "feedback_window must be at least 1h: bounces arrive hours or days after the mail"
         );
         if let Some(u) = &self.public_url {
             let url = url::Url::parse(u).with_context(|| format!("public_url {u:?}"))?;

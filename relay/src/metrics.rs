@@ -80,6 +80,21 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+/// A returned message refused as untrustworthy.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Refused {
+    /// `bounce` or `complaint`.
+    pub kind: &'static str,
+    /// `forged`, `stale` or `replayed`.
+    pub reason: &'static str,
+}
+
+/// A returned message that could not be traced to mail the relay sent.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -98,6 +113,8 @@ pub struct Metrics {
     pub bounced: Family<Bounce, Counter>,
     pub expired: Family<StreamDomain, Counter>,
     pub complained: Family<StreamDomain, Counter>,
+    pub returns_refused: Family<Refused, Counter>,
+    pub returns_unattributed: Family<Kind, Counter>,
     pub delivery_latency: HistogramFamily<StreamOnly>,
     pub smtp_replies: Family<Reply, Counter>,
     pub api_requests: Family<Request, Counter>,
@@ -128,6 +145,8 @@ impl Default for Metrics {
             bounced: Family::default(),
             expired: Family::default(),
             complained: Family::default(),
+            returns_refused: Family::default(),
+            returns_unattributed: Family::default(),
             delivery_latency: Family::new_with_constructor(latency_histogram),
             smtp_replies: Family::default(),
             api_requests: Family::default(),
@@ -172,6 +191,16 @@ impl Default for Metrics {
             m.expired.clone(),
         );
         r.register("complaints", "Feedback-loop complaints (stream unknown when the report could not be traced to a message)", m.complained.clone());
+        r.register(
+            "returns_refused",
+            "Bounces and complaints refused: a forged or stale VERP tag or reference, or a replay of one already applied",
+            m.returns_refused.clone(),
+        );
+        r.register(
+            "returns_unattributed",
+            "Bounces and complaints that match no message the relay sent: recorded, suppressing nobody",
+            m.returns_unattributed.clone(),
+        );
         r.register(
             "delivery_latency_seconds",
             "Time from acceptance to delivery",

@@ -183,6 +183,7 @@ impl Relay {
                 metrics: metrics.clone(),
                 suppressions: suppressions.clone(),
                 bounce_policy: settings.bounce_policy(),
+                links: links.clone(),
                 running: running
                     .iter()
                     .find(|(s, _)| *s == stream)

@@ -27,6 +27,11 @@ impl Links {
         }
     }
 
+    /// The key's signer, for the VERP return path's tag.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
     /// The unsubscribe token for recipient `idx` of `message`.
     pub fn token(&self, message: &MessageId, idx: u16) -> String {
         self.signer

@@ -193,6 +193,24 @@ impl SmtpSink {
         }
     }
 
+    /// Waits for the copy of relay message `message_id` to `to` (its VERP
+    /// return path names the message), or panics after `limit`.
+    pub async fn wait_for_copy(&self, message_id: &str, to: &str, limit: Duration) -> Received {
+        let hex = message_id.replace('-', "");
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.arrived.notified();
+            if let Some(r) = self.received().into_iter().find(|r| {
+                r.mail_from.contains(&hex) && r.rcpt_to.iter().any(|a| a.eq_ignore_ascii_case(to))
+            }) {
+                return r;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("waited {limit:?} for message {message_id} to {to}");
+            }
+        }
+    }
+
     fn session(
         &self,
         conn: Box<dyn Io>,

@@ -120,24 +120,64 @@ async fn complaints_suppress_the_traced_recipient(postgres: bool) {
     assert_eq!(s["recipients"][0]["status"], "queued");
     assert_eq!(s["recipients"][1]["status"], "suppressed");
 
-    // A report that names its recipient needs nothing else; one that names
-    // nobody traceable suppresses nobody.
+    // A report that names its recipient counts only when the reported
+    // Message-ID is of a message sent to that recipient.
+    let sent = send(&relay, &key, "marketing", &["kim@customer.example"]).await;
+    let copy = sink
+        .wait_for_copy(sent["id"].as_str().unwrap(), "kim@customer.example", WAIT)
+        .await;
+    let text = String::from_utf8_lossy(&copy.data).to_string();
+    let message_id = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        .expect("a Message-ID")
+        .to_string();
     let (_, r) = post_report(
         &relay,
         &key,
-        arf("<kim@customer.example>", "Subject: x\r\n"),
+        arf(
+            "<kim@customer.example>",
+            &format!("{message_id}\r\nSubject: x\r\n"),
+        ),
     )
     .await;
     assert_eq!(
-        (r["found_by"].as_str(), r["address"].as_str()),
-        (Some("original-rcpt-to"), Some("kim@customer.example"))
+        (
+            r["found_by"].as_str(),
+            r["address"].as_str(),
+            r["outcome"].as_str()
+        ),
+        (
+            Some("message-id"),
+            Some("kim@customer.example"),
+            Some("suppressed")
+        ),
+        "{r}"
     );
+    // Naming an address without proof is unattributed: nobody suppressed.
+    for headers in ["Subject: x\r\n".to_string(), format!("{message_id}\r\n")] {
+        let (_, r) = post_report(&relay, &key, arf("<lou@customer.example>", &headers)).await;
+        assert_eq!(r["outcome"], "unattributed", "{r}");
+    }
+    let s = send(&relay, &key, "marketing", &["lou@customer.example"]).await;
+    assert_eq!(s["recipients"][0]["status"], "queued");
     let (_, r) = post_report(&relay, &key, arf("<redacted>", "Subject: x\r\n")).await;
     assert_eq!(r["outcome"], "unresolved");
-    // A forged reference is not trusted.
+    // A forged reference is refused, and so is the same complaint twice.
     let forged = "X-Mailroom-Ref: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n";
-    let (_, r) = post_report(&relay, &key, arf("<redacted>", forged)).await;
-    assert_eq!(r["outcome"], "unresolved");
+    let (_, r) = post_report(&relay, &key, arf("<pat@customer.example>", forged)).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["refused"].as_str()),
+        (Some("refused"), Some("forged")),
+        "{r}"
+    );
+    let headers = redacted_headers(&to_b.data, &to_b.mail_from);
+    let (_, r) = post_report(&relay, &key, arf("<redacted@redacted.invalid>", &headers)).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["refused"].as_str()),
+        (Some("refused"), Some("replayed")),
+        "{r}"
+    );
     // Not a report at all.
     let (code, r) = post_report(&relay, &key, b"Subject: hi\r\n\r\nhello".to_vec()).await;
     assert_eq!(

@@ -97,6 +97,9 @@ fn typed_value(value: &str) -> &str {
 fn recipients(fields: &str) -> Vec<Recipient> {
     let mut out = Vec::new();
     for block in blocks(fields) {
+        if out.len() == super::MAX_RECIPIENTS {
+            break;
+        }
         let get = |name: &str| {
             block
                 .iter()

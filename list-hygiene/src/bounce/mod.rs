@@ -20,6 +20,12 @@ pub use crate::verp::Verp;
 pub use classify::{BounceClass, BounceReason, Diagnosis, StatusCode, classify, diagnose, reason};
 pub use policy::{BouncePolicy, Failure};
 
+/// Most recipients read from one bounce. A real one names a handful (an
+/// MTA returns one message's failed recipients, at most a few hundred);
+/// past this, the input is a list pasted into a message, not a bounce, and
+/// every recipient read is work for whoever applies the bounce.
+pub const MAX_RECIPIENTS: usize = 1000;
+
 /// What kind of message was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -296,7 +302,8 @@ fn is_auto_reply(message: &mail_parser::Message<'_>, subject: &str) -> bool {
     .any(|w| s.starts_with(w) || s.contains(&format!(": {w}")))
 }
 
-/// A VERP address anywhere in `text` (see [`crate::verp::find`]).
+/// The VERP address in `text` that can prove most (see
+/// [`crate::verp::find`]).
 pub fn verp_in(text: &str) -> Option<Verp> {
     crate::verp::find(text)
 }
@@ -319,5 +326,10 @@ fn find_verp(message: &mail_parser::Message<'_>) -> Option<Verp> {
                 .filter_map(|a| a.address.as_deref().map(str::to_string)),
         );
     }
-    candidates.iter().find_map(|c| verp_in(c))
+    crate::verp::best(
+        candidates
+            .iter()
+            .flat_map(|c| crate::verp::find_all(c))
+            .collect(),
+    )
 }

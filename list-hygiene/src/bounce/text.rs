@@ -77,11 +77,15 @@ pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
         found = loose(&lines, from);
     }
     let mut out: Vec<Recipient> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (address, diagnostic) in found {
+        if out.len() == super::MAX_RECIPIENTS {
+            break;
+        }
         let address = address
             .trim_matches(['<', '>', '.', ',', ';', ':'])
             .to_ascii_lowercase();
-        if out.iter().any(|r| r.address == address) || is_system_address(&address) {
+        if is_system_address(&address) || !seen.insert(address.clone()) {
             continue;
         }
         let diagnostic = squash(&diagnostic);

@@ -6,7 +6,7 @@
 //! step failing costs a record or an event, never a delivery. Failures are
 //! logged.
 
-use list_hygiene::bounce::{BounceClass, Failure, StatusCode};
+use list_hygiene::bounce::{BounceClass, BounceReason, Failure, StatusCode};
 use serde_json::json;
 use tokio::sync::Notify;
 use tracing::warn;
@@ -15,7 +15,7 @@ use crate::domain::{Outcome, Stream};
 use crate::events::{self, Event, EventKind};
 use crate::hygiene::Hygiene;
 use crate::metrics::{self, Metrics, StreamDomain, StreamOnly};
-use crate::store::{BounceRecord, Claimed, now_ms};
+use crate::store::{Attribution, BounceRecord, Claimed, now_ms};
 use crate::suppression::Target;
 
 /// Runs after a batch of outcomes of `stream` is recorded.
@@ -63,7 +63,8 @@ pub async fn after(
                 class,
                 reason,
             } => {
-                let suppressed = bounced(hygiene, stream, c, &reply.text, *class, now).await;
+                let suppressed =
+                    bounced(hygiene, stream, c, &reply.text, *class, *reason, now).await;
                 events.push(Event::new(
                     EventKind::Bounced,
                     with(
@@ -99,6 +100,7 @@ async fn bounced(
     c: &Claimed,
     reply: &str,
     class: BounceClass,
+    reason: Option<BounceReason>,
     now: i64,
 ) -> bool {
     // A stored address that no longer parses was bounced by the relay
@@ -119,6 +121,9 @@ async fn bounced(
         source: "relay".into(),
         stream: Some(stream.as_str().into()),
         domain: Some(c.domain.clone()),
+        recipient_idx: Some(c.idx),
+        reason: reason.map(|r| r.as_str().to_string()),
+        attribution: Attribution::Relay,
     };
     let failure = Failure {
         class,

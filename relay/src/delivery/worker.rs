@@ -44,6 +44,8 @@ pub struct Worker {
     /// Bounces the worker sees go through the bounce policy onto this.
     pub suppressions: Arc<Suppressions>,
     pub bounce_policy: BouncePolicy,
+    /// Signs the VERP return path's tag.
+    pub links: Arc<crate::unsubscribe::Links>,
     /// True while `run` runs, for `/readyz`.
     pub running: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -186,6 +188,7 @@ impl Worker {
                     stream,
                     settings: shared_settings.clone(),
                     sender: self.sender.clone(),
+                    links: self.links.clone(),
                 };
                 let done = done_tx.clone();
                 let span = info_span!("delivery", message_id = %c.message_id, %stream, domain = %c.domain, attempt = c.attempts);
@@ -270,6 +273,8 @@ impl Finisher {
             store: &self.store,
             suppressions: &self.suppressions,
             policy: self.bounce_policy,
+            // The worker's own replies are always attributed.
+            suppress_unattributed: false,
             events: &self.events,
         };
         let mut batch = Vec::with_capacity(FINISH_BATCH);
@@ -315,6 +320,7 @@ struct Attempt {
     stream: Stream,
     settings: Arc<StreamSettings>,
     sender: Arc<Sender>,
+    links: Arc<crate::unsubscribe::Links>,
 }
 
 impl Attempt {
@@ -379,8 +385,9 @@ impl Attempt {
         }
     }
 
-    /// The SMTP envelope: VERP return path `bounces+ID-IDX@RETURN_PATH` so an
-    /// asynchronous bounce names its message and recipient.
+    /// The SMTP envelope: the tagged VERP return path
+    /// `bounces+ID-IDX-TAG@RETURN_PATH` (see `list_hygiene::verp`), so an
+    /// asynchronous bounce names its message and recipient, provably.
     fn envelope(&self, c: &Claimed, sender: &str) -> Result<Envelope, String> {
         let rcpt = EmailAddress::parse(&c.address)
             .map_err(|e| format!("stored address {:?}: {e}", c.address))?;
@@ -393,9 +400,10 @@ impl Attempt {
         };
         let id = uuid::Uuid::parse_str(&c.message_id)
             .map_err(|e| format!("stored message id {:?}: {e}", c.message_id))?;
-        let idx = u32::try_from(c.idx).map_err(|e| format!("stored recipient index: {e}"))?;
-        let return_path = lettre::Address::new(list_hygiene::verp::local_part(&id, idx), rp_domain)
-            .map_err(|e| format!("return path: {e}"))?;
+        let idx = u16::try_from(c.idx).map_err(|e| format!("stored recipient index: {e}"))?;
+        let local = list_hygiene::verp::local_part(self.links.signer(), &id, idx);
+        let return_path =
+            lettre::Address::new(local, rp_domain).map_err(|e| format!("return path: {e}"))?;
         Envelope::new(Some(return_path), vec![rcpt.as_lettre().clone()]).map_err(|e| e.to_string())
     }
 }

@@ -6,13 +6,15 @@
 //! or one that comes back later, an unsubscribe by one-click link or by
 //! mail, a complaint from a feedback loop.
 
+pub mod trace;
+
 use list_hygiene::bounce::{BouncePolicy, Failure};
 use list_hygiene::subscriber::Change;
 use tracing::{info, warn};
 
 use crate::domain::Stream;
 use crate::events::{self, Event, EventKind};
-use crate::store::{self, BounceRecord, Store};
+use crate::store::{self, Attribution, BounceRecord, Store};
 use crate::suppression::{self, Reason, Scope, Suppressions, Target};
 
 /// What the appliers ([`Hygiene::apply_bounce`], `apply_unsubscribe`,
@@ -22,6 +24,8 @@ pub struct Hygiene<'a> {
     pub store: &'a Store,
     pub suppressions: &'a Suppressions,
     pub policy: BouncePolicy,
+    /// Apply unattributed bounces and complaints too (`suppress_unattributed`).
+    pub suppress_unattributed: bool,
     /// Wakes the webhook dispatcher for the events a change sends.
     pub events: &'a tokio::sync::Notify,
 }
@@ -32,7 +36,8 @@ impl Hygiene<'_> {
     /// soft bounce counts toward `soft_bounce_limit` wherever it was seen.
     /// A suppression goes on the global list (every stream) and moves the
     /// address's live subscriptions to `bounced`. Returns why it was
-    /// suppressed, if it was.
+    /// suppressed, if it was. An unattributed bounce (see [`trace`]) is
+    /// recorded and suppresses nobody, unless `suppress_unattributed`.
     ///
     /// # Errors
     /// Store errors recording the bounce, counting or suppressing; a
@@ -46,6 +51,9 @@ impl Hygiene<'_> {
         source: String,
     ) -> store::Result<Option<Reason>> {
         self.store.insert_bounce(record).await?;
+        if record.attribution == Attribution::Unattributed && !self.suppress_unattributed {
+            return Ok(None);
+        }
         let soft_in_window = if self.policy.needs_soft_count(failure) {
             let since = self.policy.window_start(record.received_at);
             let n = self

@@ -11,31 +11,25 @@ use super::{ApiError, AppState};
 use list_hygiene::bounce;
 
 use crate::events::{self, Event, EventKind};
+use crate::hygiene::trace::{Proof, Refusal};
 use crate::suppression::Target;
 
-/// The relay's VERP return path in the reported message's headers.
-fn verp_in(headers: &str) -> Option<(crate::domain::MessageId, u16)> {
-    let verp = bounce::verp_in(headers)?;
-    Some((
-        crate::domain::MessageId::parse(&verp.message_id)?,
-        u16::try_from(verp.recipient_index).ok()?,
-    ))
-}
-
-/// The value of the signed reference header in the reported headers.
-fn reference_in(headers: &str) -> Option<&str> {
+/// The value of header `name` in a block of header lines.
+fn header_in<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
     headers.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case(crate::unsubscribe::REFERENCE_HEADER)
-            .then(|| value.trim())
+        let (n, value) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| value.trim())
     })
 }
 
 /// Takes an ARF feedback report (RFC 5965) as the body: the complaining
-/// recipient goes on the global suppression list. Feedback loops often
-/// redact the recipient; it is then found from the signed `X-Mailroom-Ref`
-/// header or the VERP return path in the reported message's headers.
+/// recipient goes on the global suppression list. Only a recipient
+/// mailroom sent to (see [`crate::hygiene::trace`]): feedback loops often
+/// redact the recipient, so it is found from the signed `X-Mailroom-Ref`
+/// header or the VERP path's tag in the reported message's headers, else
+/// from the report's Original-Rcpt-To together with the reported
+/// Message-ID. A report that matches nothing is unattributed and
+/// suppresses nobody (unless `suppress_unattributed`).
 pub async fn complaints(
     State(state): State<AppState>,
     InboundMail(body): InboundMail,
@@ -53,31 +47,43 @@ pub async fn complaints(
         report.headers().unwrap_or_default(),
         report.message().unwrap_or_default()
     );
-    // Our own reference first: it is signed, so it can't be pointed at
-    // someone else. Then the VERP path, then the report's own field.
-    let traced = match reference_in(&reported).and_then(|r| state.links.verify_reference(r)) {
-        Some(found) => Some(("reference", found)),
-        None => verp_in(&reported).map(|found| ("return-path", found)),
+    let tracer = state.tracer();
+    let internal = |e| ApiError::internal("tracing a complaint", &e);
+    // Our own reference first, then the VERP path's tag; a forged or stale
+    // one refuses the report rather than falling back to weaker evidence.
+    let (mut proof, mut via) = match header_in(&reported, crate::unsubscribe::REFERENCE_HEADER) {
+        Some(r) => (tracer.reference(r).await.map_err(internal)?, "reference"),
+        None => (Proof::Unproven(None), "reference"),
     };
-    let mut address = None;
-    let mut via = "original-rcpt-to";
-    if let Some((how, (id, idx))) = &traced {
-        let (how, idx) = (*how, *idx);
-        let rows = state
-            .store
-            .get_recipients(id)
-            .await
-            .map_err(|e| ApiError::internal("looking up a complaint's recipient", &e))?;
-        if let Some(r) = rows.into_iter().find(|r| r.idx == i64::from(idx)) {
-            address = Some(r.address);
-            via = how;
+    if matches!(proof, Proof::Unproven(_)) {
+        let verp = bounce::verp_in(&reported);
+        proof = tracer.verp(verp.as_ref()).await.map_err(internal)?;
+        via = "return-path";
+    }
+    let named = report
+        .original_rcpt_to()
+        .map(|a| a.trim().trim_matches(['<', '>']).to_string());
+    let sent = match proof {
+        Proof::Refused(refusal) => return Ok(Json(refused(&state, &feedback_type, refusal))),
+        Proof::Verified(sent) => Some(sent),
+        Proof::Unproven(hint) => match &named {
+            Some(address) => {
+                via = "message-id";
+                tracer
+                    .by_message(hint.as_ref(), header_in(&reported, "Message-ID"), address)
+                    .await
+                    .map_err(internal)?
+            }
+            None => None,
+        },
+    };
+    let address = match &sent {
+        Some(s) => Some(s.address.clone()),
+        None => {
+            via = "original-rcpt-to";
+            named
         }
-    }
-    if address.is_none() {
-        address = report
-            .original_rcpt_to()
-            .map(|a| a.trim().trim_matches(['<', '>']).to_string());
-    }
+    };
     let Some(target) = address
         .as_deref()
         .and_then(|a| Target::parse(Some(a), None).ok())
@@ -92,32 +98,43 @@ pub async fn complaints(
             "outcome": "unresolved",
         })));
     };
+    if sent.is_none() {
+        state
+            .metrics
+            .returns_unattributed
+            .get_or_create(&crate::metrics::Kind { kind: "complaint" })
+            .inc();
+        if !state.settings.suppress_unattributed {
+            tracing::warn!(
+                feedback_type,
+                "complaint matches no message sent: unattributed, nobody suppressed"
+            );
+            return Ok(Json(json!({
+                "feedback_type": feedback_type,
+                "address": target.value(),
+                "outcome": "unattributed",
+            })));
+        }
+    }
+    if let Some(sent) = &sent {
+        let replayed = state
+            .store
+            .complaint_recorded(&sent.message_id.to_string(), sent.idx)
+            .await
+            .map_err(internal)?;
+        if replayed {
+            return Ok(Json(refused(&state, &feedback_type, Refusal::Replayed)));
+        }
+    }
     state
         .hygiene()
         .apply_complaint(&target, &feedback_type)
         .await
         .map_err(|e| ApiError::internal("suppressing a complainer", &e))?;
-    let message_stream = match &traced {
-        Some((_, (id, _))) => state
-            .store
-            .get_message(id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|m| m.stream.parse::<crate::domain::Stream>().ok()),
-        None => None,
-    };
+    let message_stream = sent.as_ref().map(|s| s.stream);
     if let Err(e) = state
         .store
-        .insert_complaint(
-            target.value(),
-            &feedback_type,
-            traced
-                .as_ref()
-                .map(|(_, (id, _))| id.to_string())
-                .as_deref(),
-            message_stream.map(|s| s.as_str()),
-        )
+        .insert_complaint(target.value(), &feedback_type, sent.as_ref())
         .await
     {
         tracing::warn!(error = %e, "recording a complaint failed");
@@ -139,7 +156,7 @@ pub async fn complaints(
             json!({
                 "address": target.value(),
                 "feedback_type": feedback_type,
-                "message_id": traced.as_ref().map(|(_, (id, _))| id.to_string()),
+                "message_id": sent.as_ref().map(|s| s.message_id.to_string()),
             }),
         )],
     )
@@ -151,4 +168,28 @@ pub async fn complaints(
         "found_by": via,
         "outcome": "suppressed",
     })))
+}
+
+/// Counts and logs a refused report; its answer.
+fn refused(state: &AppState, feedback_type: &str, refusal: Refusal) -> Value {
+    tracing::warn!(
+        feedback_type,
+        refused = refusal.as_str(),
+        "complaint refused: {refusal}"
+    );
+    state
+        .metrics
+        .returns_refused
+        .get_or_create(&crate::metrics::Refused {
+            kind: "complaint",
+            reason: refusal.as_str(),
+        })
+        .inc();
+    json!({
+        "feedback_type": feedback_type,
+        "address": null,
+        "outcome": "refused",
+        "refused": refusal.as_str(),
+        "why": refusal.to_string(),
+    })
 }

@@ -56,7 +56,17 @@ impl AppState {
             store: &self.store,
             suppressions: &self.suppressions,
             policy: self.settings.bounce_policy(),
+            suppress_unattributed: self.settings.suppress_unattributed,
             events: &self.wake,
+        }
+    }
+
+    /// Traces bounces and complaints to the mail this relay sent.
+    pub fn tracer(&self) -> crate::hygiene::trace::Tracer<'_> {
+        crate::hygiene::trace::Tracer {
+            store: &self.store,
+            links: &self.links,
+            window_ms: i64::try_from(self.settings.feedback_window.as_millis()).unwrap_or(i64::MAX),
         }
     }
 }

@@ -83,6 +83,42 @@ from_row!(RecipientRecord {
     parsed: state
 });
 
+/// One recipient of a message the relay accepted: what a bounce or a
+/// complaint is traced to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRecipient {
+    pub message_id: MessageId,
+    pub idx: i64,
+    pub address: String,
+    pub stream: Stream,
+}
+
+/// (message id, recipient index, address, stream) as selected.
+type SentRow = (String, i64, String, String);
+
+fn sent_recipient((id, idx, address, stream): SentRow) -> Result<SentRecipient> {
+    Ok(SentRecipient {
+        message_id: MessageId::parse(&id)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("messages.id {id:?}")))?,
+        idx,
+        address,
+        stream: stream
+            .parse()
+            .map_err(|e: crate::domain::stream::UnknownStream| {
+                super::StoreError::Corrupt(format!("messages.stream: {e}"))
+            })?,
+    })
+}
+
+/// Which message a returned message claims to be.
+#[derive(Debug, Clone, Copy)]
+pub enum SentBy<'a> {
+    /// The relay's own message id (an untagged VERP path).
+    Id(&'a MessageId),
+    /// The Message-ID header field, angle brackets included.
+    MessageIdHeader(&'a str),
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRecord {
     pub idx: i64,
@@ -209,6 +245,47 @@ impl Store {
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Recipient `idx` of message `id`, if it is still stored.
+    pub async fn sent_recipient(&self, id: &MessageId, idx: i64) -> Result<Option<SentRecipient>> {
+        let row: Option<SentRow> = sqlx::query_as(
+            "SELECT m.id, r.idx, r.address, m.stream FROM recipients r \
+             JOIN messages m ON m.id = r.message_id WHERE r.message_id = $1 AND r.idx = $2",
+        )
+        .bind(id.to_string())
+        .bind(idx)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(sent_recipient).transpose()
+    }
+
+    /// The recipient `address` (any case) of a message `by` names that was
+    /// accepted at or after `since`: the two facts a returned message
+    /// without a valid VERP tag must both match before it is believed.
+    pub async fn find_sent(
+        &self,
+        by: SentBy<'_>,
+        address: &str,
+        since: i64,
+    ) -> Result<Option<SentRecipient>> {
+        let (column, value) = match by {
+            SentBy::Id(id) => ("m.id", id.to_string()),
+            SentBy::MessageIdHeader(h) => ("m.message_id_header", h.to_string()),
+        };
+        let sql = format!(
+            "SELECT m.id, r.idx, r.address, m.stream FROM messages m \
+             JOIN recipients r ON r.message_id = m.id \
+             WHERE {column} = $1 AND m.created_at >= $2 AND LOWER(r.address) = LOWER($3) \
+             ORDER BY m.created_at DESC, r.idx LIMIT 1"
+        );
+        let row: Option<SentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(since)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(sent_recipient).transpose()
     }
 
     pub async fn get_attempts(&self, id: &MessageId) -> Result<Vec<AttemptRecord>> {

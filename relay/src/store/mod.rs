@@ -40,12 +40,12 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
 pub use audit::AuditRecord;
-pub use bounces::{BounceCount, BounceRecord};
+pub use bounces::{Attribution, BounceCount, BounceRecord};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use lists::{ConsentEvent, ListRecord, SubscriberRecord};
 pub use messages::{
     AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage,
-    PreparedRecipient, RecipientRecord,
+    PreparedRecipient, RecipientRecord, SentBy, SentRecipient,
 };
 pub use queue::{Claimed, Payload, QueueDepth};
 pub use suppressions::SuppressionRecord;

@@ -11,22 +11,35 @@ impl Store {
         &self,
         address: &str,
         feedback_type: &str,
-        relay_message_id: Option<&str>,
-        stream: Option<&str>,
+        traced: Option<&super::SentRecipient>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO complaints (id, received_at, address, feedback_type, relay_message_id, stream) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO complaints (id, received_at, address, feedback_type, relay_message_id, \
+             recipient_idx, stream) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(now_ms())
         .bind(address)
         .bind(feedback_type)
-        .bind(relay_message_id)
-        .bind(stream)
+        .bind(traced.map(|t| t.message_id.to_string()))
+        .bind(traced.map(|t| t.idx))
+        .bind(traced.map(|t| t.stream.as_str()))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Whether a complaint about recipient `idx` of message `id` was
+    /// already recorded: a second one is a replay.
+    pub async fn complaint_recorded(&self, id: &str, idx: i64) -> Result<bool> {
+        let found: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM complaints WHERE relay_message_id = $1 AND recipient_idx = $2 LIMIT 1",
+        )
+        .bind(id)
+        .bind(idx)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     /// Recipients accepted since `since` by stream, sender and state.
@@ -41,11 +54,13 @@ impl Store {
         .await?)
     }
 
-    /// Bounces since `since` by stream, sender (when traced) and class.
+    /// Bounces traced to our mail since `since` by stream, sender and
+    /// class (unattributed ones are nobody's rate).
     pub async fn report_bounces(&self, since: i64) -> Result<Grouped> {
         Ok(sqlx::query_as(
             "SELECT COALESCE(b.stream, m.stream, 'unknown'), m.sender, b.class, COUNT(*) FROM bounces b \
              LEFT JOIN messages m ON m.id = b.relay_message_id WHERE b.received_at >= $1 \
+             AND (b.attribution IS NULL OR b.attribution <> 'unattributed') \
              GROUP BY COALESCE(b.stream, m.stream, 'unknown'), m.sender, b.class",
         )
         .bind(since)
@@ -89,7 +104,7 @@ impl Store {
     ) -> Result<Vec<(String, Option<String>, Option<String>, i64)>> {
         Ok(sqlx::query_as(
             "SELECT class, status, MIN(diagnostic), COUNT(*) FROM bounces WHERE received_at >= $1 \
-             GROUP BY class, status ORDER BY 4 DESC LIMIT 10",
+             AND (attribution IS NULL OR attribution <> 'unattributed') GROUP BY class, status ORDER BY 4 DESC LIMIT 10",
         )
         .bind(since)
         .fetch_all(&self.pool)
