@@ -344,3 +344,41 @@ fn twenty_megabyte_inputs_read_in_bounded_time() {
         );
     }
 }
+
+#[test]
+fn x_failed_recipients_names_them_when_the_body_does_not() {
+    let raw = "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\n\
+        Subject: Delivery Status Notification (Failure)\r\n\
+        X-Failed-Recipients: shop-news@groups.example, MAILER-DAEMON@groups.example\r\n\r\n\
+        The group you tried to contact may not exist.\r\n";
+    let b = parse(raw.as_bytes()).unwrap();
+    let got: Vec<_> = b.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(got, ["shop-news@groups.example"]);
+    assert_eq!(b.kind, Kind::NonStandard);
+}
+
+#[test]
+fn exims_notice_names_the_recipient_not_the_quoted_sender() {
+    let raw = "From: Mail Delivery System <Mailer-Daemon@mx.example>\r\n\
+        Subject: Mail delivery failed: returning message to sender\r\n\r\n\
+        A message sent by\r\n\r\n  <orders@shop.example>\r\n\r\n\
+        could not be delivered to one or more of its recipients. The following\r\n\
+        address(es) failed:\r\n\r\n  pat@customer.example\r\n\
+        \x20   all hosts have been failing for a long time and were last tried after this message arrived\r\n";
+    let b = parse(raw.as_bytes()).unwrap();
+    assert_eq!(b.recipients.len(), 1, "{:?}", b.recipients);
+    assert_eq!(b.recipients[0].address, "pat@customer.example");
+    assert_eq!(b.recipients[0].class, BounceClass::Transient);
+}
+
+#[test]
+fn a_dsn_field_saying_rfc822_is_not_a_compliance_rejection() {
+    let d = list_hygiene::bounce::diagnose(
+        None,
+        "Final-Recipient: rfc822; kuroneko@example.org 550 5.3.5 Internal System Error",
+    );
+    assert_eq!(
+        d.reason,
+        Some(list_hygiene::bounce::BounceReason::SystemError)
+    );
+}

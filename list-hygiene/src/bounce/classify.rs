@@ -470,7 +470,9 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
         (
             set(&[
                 r"duplicate (header|message-id|from)",
-                r"rfc ?(2822|5322|822)",
+                // Not a bare "rfc822": every DSN says "rfc822; address".
+                r"rfc ?(2822|5322|822)[ -]?(compli|violat|conform|standard|requirement)",
+                r"(violat|compli|conform)[a-z]* (with |to )?rfc ?(2822|5322|822)",
                 r"not (rfc[- ]?)?compliant",
                 r"header (is )?(missing|invalid|malformed)",
                 r"multiple (from|to|subject)",
@@ -502,6 +504,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
             set(&[
                 r"retry time(out)? (exceeded|expired)",
                 r"message expired",
+                r"failing for a long time",
                 r"(delivery|retry|queue) (time|period) (expired|exceeded)",
                 r"could not be delivered (for|within)",
                 r"gave up",
@@ -531,6 +534,9 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"could not connect",
                 r"dns (lookup )?(error|failure|timeout)",
                 r"host not responding",
+                r"hop count",
+                r"too many hops",
+                r"(routing|mail|forwarding) loop",
                 r"unable to connect",
             ]),
             NetworkError,

@@ -166,7 +166,12 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         .ok_or(ParseError::NotEmail)?;
     let verp = find_verp(&message);
 
-    if let Some(report) = dsn::read(&message) {
+    if let Some(mut report) = dsn::read(&message) {
+        if report.recipients.is_empty()
+            && let Some(failed) = message.header_raw("X-Failed-Recipients")
+        {
+            report.recipients = text::named_in_header(&body_text(&message), failed);
+        }
         return Ok(Bounce {
             kind: Kind::Dsn,
             recipients: report.recipients,
@@ -195,7 +200,12 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
             verp,
         });
     }
-    let recipients = text::read(&body, subject, &from);
+    let mut recipients = text::read(&body, subject, &from);
+    if recipients.is_empty()
+        && let Some(failed) = message.header_raw("X-Failed-Recipients")
+    {
+        recipients = text::named_in_header(&body, failed);
+    }
     let kind = if recipients.is_empty() && !(looks_like_bounce(subject, &from) && verp.is_some()) {
         Kind::NotABounce
     } else {

@@ -46,29 +46,23 @@ static FAILURE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 /// and `from` say whether the message presents itself as a bounce at all:
 /// the loosest reading is only tried on ones that do.
 pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
-    let cut = {
-        let lower = body.to_ascii_lowercase();
-        ORIGINAL_MARKERS
-            .iter()
-            .filter_map(|m| lower.find(m))
-            .min()
-            .unwrap_or(body.len())
-    };
-    // `find` on the lower-cased copy gives a byte offset into it; ASCII
-    // lower-casing keeps byte offsets, so it is valid in `body` too.
-    let body = &body[..cut];
+    let body = before_original(body);
     let lines: Vec<&str> = body.lines().map(|l| l.trim_end_matches('\r')).collect();
 
     let presents_as_bounce = super::looks_like_bounce(subject, from);
-    let mut found = angle_blocks(&lines);
-    // `<address>: reason` is also how ordinary mail quotes an address; from
-    // a message that doesn't present itself as a bounce, only a block whose
-    // reason reads as a delivery failure counts.
-    if !presents_as_bounce {
-        found.retain(|(_, diagnostic)| FAILURE_WORDS.is_match(diagnostic));
-    }
+    // Exim's notice first: its own marker is unambiguous, and it quotes
+    // the *sender* as an indented `<address>` line ("A message sent by
+    // <…> could not be delivered"), which the angle-block reading would
+    // take for a failed recipient.
+    let mut found = exim(&lines);
     if found.is_empty() {
-        found = exim(&lines);
+        found = angle_blocks(&lines);
+        // `<address>: reason` is also how ordinary mail quotes an address;
+        // from a message that doesn't present itself as a bounce, only a
+        // block whose reason reads as a delivery failure counts.
+        if !presents_as_bounce {
+            found.retain(|(_, diagnostic)| FAILURE_WORDS.is_match(diagnostic));
+        }
     }
     if found.is_empty() {
         found = exchange(&lines, body);
@@ -100,6 +94,54 @@ pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
         });
     }
     out
+}
+
+/// `body` up to the copy of the original message.
+fn before_original(body: &str) -> &str {
+    let lower = body.to_ascii_lowercase();
+    let cut = ORIGINAL_MARKERS
+        .iter()
+        .filter_map(|m| lower.find(m))
+        .min()
+        .unwrap_or(body.len());
+    // `find` on the lower-cased copy gives a byte offset into it; ASCII
+    // lower-casing keeps byte offsets, so it is valid in `body` too.
+    &body[..cut]
+}
+
+/// The recipients an `X-Failed-Recipients` header names (Exim adds it, and
+/// Gmail, Google Groups and others copied it), for a bounce whose body
+/// names none in a form [`read`] knows: each failed, the body's own words
+/// (before the returned original) the diagnostic.
+pub(super) fn named_in_header(body: &str, header: &str) -> Vec<Recipient> {
+    // Enough of the body for the words that say why; the rest is
+    // boilerplate and would only add false matches.
+    const WORDS: usize = 4000;
+    let body = before_original(body);
+    let words = match body.char_indices().nth(WORDS) {
+        Some((i, _)) => &body[..i],
+        None => body,
+    };
+    let d = diagnose(
+        None,
+        &words.split_whitespace().collect::<Vec<_>>().join(" "),
+    );
+    let diagnostic = squash(words);
+    let mut seen = std::collections::HashSet::new();
+    ADDRESS
+        .find_iter(header)
+        .map(|m| m.as_str().to_ascii_lowercase())
+        .filter(|a| !is_system_address(a) && seen.insert(a.clone()))
+        .take(super::MAX_RECIPIENTS)
+        .map(|address| Recipient {
+            class: d.class,
+            reason: d.reason,
+            status: d.status.map(|s| s.to_string()),
+            diagnostic: (!diagnostic.is_empty()).then(|| diagnostic.clone()),
+            address,
+            action: "failed".into(),
+        })
+        .collect()
 }
 
 fn is_system_address(address: &str) -> bool {
@@ -144,8 +186,8 @@ fn angle_blocks(lines: &[&str]) -> Vec<(String, String)> {
 fn exim(lines: &[&str]) -> Vec<(String, String)> {
     let Some(start) = lines.iter().position(|l| {
         let l = l.to_ascii_lowercase();
-        l.contains("following address(es) failed")
-            || l.contains("following addresses had permanent")
+        // "The following address(es) failed:", often wrapped after "following".
+        l.contains("address(es) failed") || l.contains("following addresses had permanent")
     }) else {
         return Vec::new();
     };
