@@ -382,3 +382,24 @@ fn a_dsn_field_saying_rfc822_is_not_a_compliance_rejection() {
         Some(list_hygiene::bounce::BounceReason::SystemError)
     );
 }
+
+#[test]
+fn an_address_after_words_saying_delivery_to_it_failed_is_read() {
+    for line in [
+        "There was an error delivering your mail to <kim@customer.example>.",
+        "Could not be delivered to: <kim@customer.example>",
+        "Reason:  Unable to deliver message to <kim@customer.example> (and other recipients)",
+        "SMTP Server <mx.customer.example> rejected recipient <kim@customer.example> (Error following RCPT command).",
+    ] {
+        let raw = format!(
+            "From: MAILER-DAEMON@mx.example\r\nSubject: Mail delivery failed\r\n\r\n{line}\r\n\r\nThe mail system\r\n"
+        );
+        let b = parse(raw.as_bytes()).unwrap();
+        let got: Vec<_> = b.recipients.iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(got, ["kim@customer.example"], "{line}");
+    }
+    // The same words in mail that is not a bounce name nobody.
+    let chat = "From: pat@friend.example\r\nSubject: lunch\r\n\r\n\
+        My note could not be delivered to: <kim@customer.example> yesterday\r\n";
+    assert!(parse(chat.as_bytes()).unwrap().recipients.is_empty());
+}

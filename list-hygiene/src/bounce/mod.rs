@@ -269,6 +269,7 @@ fn looks_like_bounce(subject: &str, from: &str) -> bool {
             "returned mail",
             "delivery has failed",
             "could not be delivered",
+            "error sending your mail",
         ]
         .iter()
         .any(|w| s.contains(w))

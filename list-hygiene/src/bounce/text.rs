@@ -30,6 +30,22 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
 /// diagnostic after it or on the lines below.
 static ANGLE_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*<([^<>\s]+@[^<>\s]+)>:?\s*(.*)$").expect("regex"));
+/// An address right after words that say delivery to it failed: "There
+/// was an error delivering your mail to <a@b>.", "Could not be delivered
+/// to: <a@b>", "Unable to deliver message to <a@b>", "rejected recipient
+/// <a@b>", "The following recipients returned permanent errors: a@b."
+static PHRASED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)(?:error delivering (?:your )?(?:mail|message) to",
+        r"|could not be delivered to:?",
+        r"|unable to deliver (?:the )?(?:message |mail )?to:?",
+        r"|rejected recipient",
+        r"|recipients? (?:returned|had) permanent errors?:?",
+        r"|delivery to the following recipients? (?:failed|was unsuccessful)[^:<]*:?",
+        r")\s*<?([^<>\s,;()]+@[^<>\s,;()]+?)>?[.,;:]?(?:\s|$)"
+    ))
+    .expect("regex")
+});
 /// Exchange: `Remote Server returned '550 5.1.10 ...'`.
 static EXCHANGE_REPLY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)remote server returned '([^']+)'").expect("regex"));
@@ -69,6 +85,9 @@ pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
     }
     if found.is_empty() && presents_as_bounce {
         found = loose(&lines, from);
+    }
+    if found.is_empty() && presents_as_bounce {
+        found = phrased(&lines);
     }
     let mut out: Vec<Recipient> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -247,6 +266,18 @@ fn exchange(lines: &[&str], body: &str) -> Vec<(String, String)> {
         }
         if !out.is_empty() && line.trim().is_empty() {
             break;
+        }
+    }
+    out
+}
+
+/// Addresses named by [`PHRASED`] words; the diagnostic is the rest of
+/// the paragraph.
+fn phrased(lines: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        for c in PHRASED.captures_iter(line) {
+            out.push((c[1].to_string(), following(lines, i + 1, line.trim())));
         }
     }
     out
