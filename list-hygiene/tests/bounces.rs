@@ -154,11 +154,16 @@ fn exim_failed_addresses_are_hard() {
 }
 
 #[test]
-fn yahoo_legacy_no_account_is_hard_without_a_status_code() {
+fn yahoo_legacy_no_account_is_hard_and_undefined_permanent_without_a_status_code() {
     let b = load("yahoo-legacy.eml");
     assert_eq!(
         summary(&b),
-        [("chris.w@yahoo.example", "failed", None, BounceClass::Hard)]
+        [(
+            "chris.w@yahoo.example",
+            "failed",
+            Some("5.0.0"),
+            BounceClass::Hard
+        )]
     );
     assert_eq!(b.verp.unwrap().recipient_index, 7);
 }
@@ -211,7 +216,12 @@ fn a_plain_text_user_unknown_reply_is_hard() {
     assert_eq!(b.kind, Kind::NonStandard);
     assert_eq!(
         summary(&b),
-        [("pat@small-host.example", "failed", None, BounceClass::Hard)]
+        [(
+            "pat@small-host.example",
+            "failed",
+            Some("5.0.0"),
+            BounceClass::Hard
+        )]
     );
 }
 

@@ -50,6 +50,20 @@ pub struct StatusCode {
 }
 
 impl StatusCode {
+    /// `X.0.0` (RFC 3463's "other or undefined status") for a failure that
+    /// names no code: `X` from the SMTP reply code in `diagnostic` (`550 …`),
+    /// else 4 for a delay and 5 for a failure.
+    pub fn undefined(diagnostic: &str, delayed: bool) -> StatusCode {
+        let class = smtp_class(diagnostic)
+            .filter(|c| *c != 2)
+            .unwrap_or(if delayed { 4 } else { 5 });
+        StatusCode {
+            class,
+            subject: 0,
+            detail: 0,
+        }
+    }
+
     /// Parses `5.1.1` (surrounding text not allowed).
     pub fn parse(s: &str) -> Option<StatusCode> {
         let mut parts = s.trim().splitn(3, '.');

@@ -47,7 +47,9 @@ pub struct Recipient {
     /// DSN action: failed, delayed (and, rarely, delivered, relayed,
     /// expanded); "failed" for non-standard bounces.
     pub action: String,
-    /// RFC 3463 status code, from the DSN or found in the diagnostic.
+    /// RFC 3463 status code, from the DSN or found in the diagnostic; else
+    /// `5.0.0` (`4.0.0` for a delay, or the class of an SMTP reply code in
+    /// the diagnostic): failed, no detail given.
     pub status: Option<String>,
     /// The remote server's words, when given.
     pub diagnostic: Option<String>,
@@ -97,6 +99,15 @@ pub fn parse(raw: &[u8]) -> Result<Bounce, ParseError> {
             }
             None => false,
         });
+    // Every failed recipient has a status: one the bounce gives, else the
+    // undefined `X.0.0` of its class, so a consumer never has to guess
+    // whether "no status" meant permanent.
+    for r in &mut bounce.recipients {
+        if r.status.is_none() {
+            let diagnostic = r.diagnostic.as_deref().unwrap_or_default();
+            r.status = Some(StatusCode::undefined(diagnostic, r.action == "delayed").to_string());
+        }
+    }
     Ok(bounce)
 }
 
