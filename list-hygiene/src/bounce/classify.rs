@@ -271,6 +271,29 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
     use BounceReason::*;
     vec![
         (set(&[r"\bvirus", r"malware", r"infected"]), VirusDetected),
+        // A message the receiver calls malformed, whatever else it says
+        // ("… not RFC 5322 compliant … To reduce the amount of spam …").
+        (
+            set(&[
+                r"not rfc ?(5322|2822|822) compliant",
+                r"multiple addresses in from",
+                r"(multiple|duplicate) (from|to|subject|date|message-id) (header|field)",
+            ]),
+            NotCompliantRfc,
+        ),
+        // The sender's resolver failing is the network's trouble, even
+        // when the answer it relays is "not found".
+        (
+            set(&[
+                // Postfix: "Host not found, try again", "Malformed or
+                // unexpected name server reply" (a bare "Host not found"
+                // is the domain's absence: host_unknown below).
+                r"name service error.{0,80}(try again|malformed|unexpected|timed out)",
+                r"dns error",
+                r"lookup of \S+ responded with",
+            ]),
+            NetworkError,
+        ),
         (
             set(&[
                 r"\bspf\b",
@@ -288,6 +311,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"\brdns\b",
                 r"no (valid )?(reverse|dns) (record|entry)",
                 r"(cannot|could not|can't|unable to) (find|resolve) your (host ?name|ip)",
+                r"mismatches client ip",
             ]),
             RequirePtr,
         ),
@@ -315,6 +339,8 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"unusual rate",
                 r"try (again )?(later|slower).{0,40}(rate|volume)",
                 r"\bthrottl",
+                r"unexpected volume",
+                r"\btss0\d\b",
             ]),
             RateLimited,
         ),
@@ -450,6 +476,11 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"domain of sender",
                 r"(mail from|envelope from).{0,30}(rejected|refused|invalid)",
                 r"return path",
+                // Google Groups: "the group you tried to contact may not
+                // exist, or you may not have permission to post".
+                r"group you tried to contact",
+                r"permission to post",
+                r"groups\.google\.com",
             ]),
             Rejected,
         ),
@@ -647,6 +678,42 @@ mod tests {
 
     fn code(s: &str) -> Option<StatusCode> {
         StatusCode::parse(s)
+    }
+
+    #[test]
+    fn real_phrasings_read_as_their_reasons() {
+        for (text, want) in [
+            (
+                "550-5.7.1 This message is not RFC 5322 compliant. There are multiple Subject \
+                 headers. To reduce the amount of spam sent to Gmail, this message has been blocked.",
+                BounceReason::NotCompliantRfc,
+            ),
+            (
+                "Name service error for domain example.com: Host not found, try again",
+                BounceReason::NetworkError,
+            ),
+            (
+                "Host or domain name not found. Name service error for name=x.example type=A: \
+                 Host not found",
+                BounceReason::HostUnknown,
+            ),
+            (
+                "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to \
+                 unexpected volume or user complaints",
+                BounceReason::RateLimited,
+            ),
+            (
+                "550 domain [example.com] mismatches client ip 192.0.2.225.",
+                BounceReason::RequirePtr,
+            ),
+            (
+                "the group you tried to contact (shop) may not exist, or you may not have \
+                 permission to post messages to the group",
+                BounceReason::Rejected,
+            ),
+        ] {
+            assert_eq!(reason(None, text), Some(want), "{text}");
+        }
     }
 
     #[test]
