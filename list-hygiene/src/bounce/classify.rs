@@ -320,6 +320,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)",
                 r"(not|do not|don't) relay",
                 r"open relay",
+                r"not configured to relay",
                 r"relay not",
             ]),
             NoRelaying,
@@ -418,6 +419,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
             set(&[
                 r"mailbox (is )?full",
                 r"inbox (is )?full",
+                r"mail ?folder is full",
                 r"over ?quota",
                 r"quota (exceeded|full)",
                 r"exceed(s|ed)? (the |his |her |its |their )?(storage|quota|mailbox)",
@@ -612,6 +614,38 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
     ]
 });
 
+/// The SMTP stage a reply came at, when the diagnostic says (Exim's "SMTP
+/// error from remote mail server after MAIL FROM:…", Postfix's "(in reply
+/// to MAIL FROM command)"): a refusal before any recipient was named is
+/// about the sender or the connection, never the recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Connection, greeting, HELO/EHLO.
+    Connect,
+    /// MAIL FROM.
+    Mail,
+}
+
+fn stage(lower: &str) -> Option<Stage> {
+    static STAGES: LazyLock<RegexSet> = LazyLock::new(|| {
+        RegexSet::new([
+            r"(?-u)after (initial connection|connect|helo|ehlo|greeting)",
+            r"(?-u)in reply to (helo|ehlo) command",
+            r"(?-u)after mail from",
+            r"(?-u)in reply to mail from command",
+        ])
+        .expect("regex set")
+    });
+    let m = STAGES.matches(lower.as_bytes());
+    if m.matched(2) || m.matched(3) {
+        Some(Stage::Mail)
+    } else if m.matched(0) || m.matched(1) {
+        Some(Stage::Connect)
+    } else {
+        None
+    }
+}
+
 /// SMTP reply code at the start of a diagnostic ("550 ...", "smtp; 421-...").
 fn smtp_class(text: &str) -> Option<u8> {
     static REPLY: LazyLock<Regex> =
@@ -641,6 +675,15 @@ pub fn diagnose(status: Option<StatusCode>, diagnostic: &str) -> Diagnosis {
         .find(|(set, _)| set.is_match(lower.as_bytes()))
         .map(|(_, reason)| *reason)
         .or_else(|| status.and_then(from_code));
+    // An "unknown user" at MAIL FROM is our sender refused; a refusal at
+    // the greeting is a block of the sending host.
+    let reason = match (stage(&lower), reason) {
+        (Some(Stage::Mail), None | Some(BounceReason::UserUnknown | BounceReason::HostUnknown)) => {
+            Some(BounceReason::Rejected)
+        }
+        (Some(Stage::Connect), None) => Some(BounceReason::Blocked),
+        (_, reason) => reason,
+    };
     let reply = smtp_class(diagnostic);
     let temporary = match status {
         Some(s) => s.class == 4,
@@ -678,6 +721,21 @@ mod tests {
 
     fn code(s: &str) -> Option<StatusCode> {
         StatusCode::parse(s)
+    }
+
+    #[test]
+    fn a_refusal_before_any_recipient_is_about_the_sender_or_host() {
+        let at_mail = "SMTP error from remote mail server after MAIL FROM:<news@shop.example> \
+                       SIZE=1024: 550 5.1.1 unknown user";
+        assert_eq!(reason(None, at_mail), Some(BounceReason::Rejected));
+        assert_eq!(classify(None, at_mail), BounceClass::Policy);
+        let at_greeting = "SMTP error from remote mail server after initial connection: \
+                           host mx.example [192.0.2.1]: 554 mx.example";
+        assert_eq!(reason(None, at_greeting), Some(BounceReason::Blocked));
+        // At RCPT the same words are the recipient's.
+        let at_rcpt = "SMTP error from remote mail server after RCPT TO:<a@b.example>: \
+                       550 5.1.1 unknown user";
+        assert_eq!(reason(None, at_rcpt), Some(BounceReason::UserUnknown));
     }
 
     #[test]
