@@ -20,6 +20,7 @@ const ORIGINAL_MARKERS: &[&str] = &[
     "--- original message follows",
     "------ this is a copy of your message",
     "the original message was received at",
+    "message headers follow",
 ];
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
@@ -277,7 +278,21 @@ fn phrased(lines: &[&str]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         for c in PHRASED.captures_iter(line) {
-            out.push((c[1].to_string(), following(lines, i + 1, line.trim())));
+            let mut diagnostic = following(lines, i + 1, line.trim());
+            // The reason is often the next paragraph ("There was an error
+            // delivering your mail to <a@b>.", a blank line, "Could not
+            // deliver for the last 432000 seconds. Giving up.").
+            if diagnostic == line.trim()
+                && let Some(next) = (i + 1..lines.len()).find(|&j| !lines[j].trim().is_empty())
+                && !ANGLE_LINE.is_match(lines[next])
+            {
+                diagnostic = following(
+                    lines,
+                    next + 1,
+                    &format!("{} {}", line.trim(), lines[next].trim()),
+                );
+            }
+            out.push((c[1].to_string(), diagnostic));
         }
     }
     out
