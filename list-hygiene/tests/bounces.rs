@@ -413,3 +413,32 @@ fn an_address_after_words_saying_delivery_to_it_failed_is_read() {
         My note could not be delivered to: <kim@customer.example> yesterday\r\n";
     assert!(parse(chat.as_bytes()).unwrap().recipients.is_empty());
 }
+
+#[test]
+fn amazon_ses_notifications_name_their_bounced_recipients() {
+    let note = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"Kim@Customer.example","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}]},"mail":{"source":"orders@shop.example"}}"#;
+    let email = format!(
+        "From: no-reply@sns.amazonaws.com\r\nSubject: AWS Notification Message\r\n\r\n{note}\r\n\r\n--\r\nIf you wish to stop receiving notifications ...\r\n"
+    );
+    let sns = format!(
+        "From: relay@shop.example\r\nSubject: SNS\r\n\r\n{{\"Type\" : \"Notification\", \"Message\" : {}}}\r\n",
+        serde_json::to_string(note).unwrap()
+    );
+    for raw in [email, sns] {
+        let b = parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            summary(&b),
+            [(
+                "kim@customer.example",
+                "failed",
+                Some("5.1.1"),
+                BounceClass::Hard
+            )],
+            "{raw}"
+        );
+    }
+    // A delivery notification is not a bounce.
+    let delivered = "From: no-reply@sns.amazonaws.com\r\nSubject: AWS Notification Message\r\n\r\n\
+        {\"notificationType\":\"Delivery\",\"delivery\":{\"recipients\":[\"kim@customer.example\"]}}\r\n";
+    assert!(parse(delivered.as_bytes()).unwrap().recipients.is_empty());
+}

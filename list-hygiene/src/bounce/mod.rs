@@ -1,12 +1,14 @@
 //! Reading bounces: RFC 3464 delivery status notifications and the common
 //! non-standard formats (Exchange/Office 365, qmail, Exim, Postfix, Yahoo/AOL
-//! legacy, plain-text replies), told apart from auto-replies.
+//! legacy, plain-text replies, Amazon SES notifications), told apart from
+//! auto-replies.
 //!
 //! [`parse`] is pure: bytes in, [`Bounce`] out.
 
 mod classify;
 mod dsn;
 pub mod policy;
+mod ses;
 mod text;
 
 use std::borrow::Cow;
@@ -207,6 +209,14 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         return Ok(Bounce {
             kind: Kind::AutoReply,
             recipients: Vec::new(),
+            original_message_id: None,
+            verp,
+        });
+    }
+    if let Some(recipients) = ses::read(&body) {
+        return Ok(Bounce {
+            kind: Kind::NonStandard,
+            recipients,
             original_message_id: None,
             verp,
         });
