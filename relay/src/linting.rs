@@ -264,6 +264,10 @@ pub fn write_bounce(
         Kind::Dsn => "delivery status notification (RFC 3464)",
         Kind::NonStandard => "non-standard bounce",
         Kind::AutoReply => "auto-reply (not a bounce)",
+        Kind::FeedbackReport => {
+            "feedback-loop complaint (not a bounce: POST it to /v1/webhooks/complaints)"
+        }
+        Kind::DeliveryNotice => "delivery notice: reports success (not a bounce)",
         Kind::NotABounce => "not a bounce",
     };
     writeln!(out, "{file}: {kind}")?;

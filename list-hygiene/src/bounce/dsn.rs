@@ -9,6 +9,9 @@ use super::classify::{StatusCode, diagnose};
 
 pub(super) struct Report {
     pub recipients: Vec<Recipient>,
+    /// Recipients the report says were delivered, relayed or expanded:
+    /// success notices, left out of `recipients`.
+    pub succeeded: usize,
     pub original_message_id: Option<String>,
 }
 
@@ -46,8 +49,10 @@ pub(super) fn read(message: &mail_parser::Message<'_>) -> Option<Report> {
         }
     }
     let fields = status_part?;
+    let (recipients, succeeded) = recipients(&fields);
     Some(Report {
-        recipients: recipients(&fields),
+        recipients,
+        succeeded,
         original_message_id,
     })
 }
@@ -94,8 +99,10 @@ fn typed_value(value: &str) -> &str {
         .trim_matches(['<', '>'])
 }
 
-fn recipients(fields: &str) -> Vec<Recipient> {
+/// The failed (and delayed) recipients, and how many succeeded.
+fn recipients(fields: &str) -> (Vec<Recipient>, usize) {
     let mut out = Vec::new();
+    let mut succeeded = 0;
     for block in blocks(fields) {
         if out.len() == super::MAX_RECIPIENTS {
             break;
@@ -122,7 +129,12 @@ fn recipients(fields: &str) -> Vec<Recipient> {
             .next()
             .unwrap_or("failed")
             .to_string();
-        if matches!(action.as_str(), "delivered" | "relayed" | "expanded") {
+        // RFC 3464's success actions, and RFC 3885's tracking "deliverable".
+        if matches!(
+            action.as_str(),
+            "delivered" | "relayed" | "expanded" | "deliverable"
+        ) {
+            succeeded += 1;
             continue; // success notices are not bounces
         }
         let status = get("status")
@@ -142,5 +154,5 @@ fn recipients(fields: &str) -> Vec<Recipient> {
             class: d.class,
         });
     }
-    out
+    (out, succeeded)
 }

@@ -38,6 +38,13 @@ pub enum Kind {
     NonStandard,
     /// A vacation or out-of-office reply: not a bounce.
     AutoReply,
+    /// A feedback-loop complaint (ARF, RFC 5965; or an Amazon SES
+    /// `Complaint` notification): not a bounce, a complaint, for the
+    /// complaints webhook.
+    FeedbackReport,
+    /// A delivery status notification that reports only success
+    /// (delivered, relayed, expanded; or an SES `Delivery`): not a bounce.
+    DeliveryNotice,
     /// Nothing in it reads as a bounce.
     NotABounce,
 }
@@ -179,14 +186,27 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         .ok_or(ParseError::NotEmail)?;
     let verp = find_verp(&message);
 
+    if is_feedback_report(&message) {
+        return Ok(Bounce {
+            kind: Kind::FeedbackReport,
+            recipients: Vec::new(),
+            original_message_id: None,
+            verp,
+        });
+    }
     if let Some(mut report) = dsn::read(&message) {
         if report.recipients.is_empty()
             && let Some(failed) = message.header_raw("X-Failed-Recipients")
         {
             report.recipients = text::named_in_header(&body_text(&message), failed);
         }
+        let kind = if report.recipients.is_empty() && report.succeeded > 0 {
+            Kind::DeliveryNotice
+        } else {
+            Kind::Dsn
+        };
         return Ok(Bounce {
-            kind: Kind::Dsn,
+            kind,
             recipients: report.recipients,
             original_message_id: report
                 .original_message_id
@@ -213,9 +233,9 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
             verp,
         });
     }
-    if let Some(recipients) = ses::read(&body) {
+    if let Some((kind, recipients)) = ses::read(&body) {
         return Ok(Bounce {
-            kind: Kind::NonStandard,
+            kind,
             recipients,
             original_message_id: None,
             verp,
@@ -294,6 +314,24 @@ fn looks_like_bounce(subject: &str, from: &str) -> bool {
         ]
         .iter()
         .any(|w| s.contains(w))
+}
+
+/// An ARF feedback report (RFC 5965): `multipart/report;
+/// report-type=feedback-report`, or a `message/feedback-report` part.
+fn is_feedback_report(message: &mail_parser::Message<'_>) -> bool {
+    use mail_parser::MimeHeaders;
+    message.parts.iter().any(|part| {
+        part.content_type().is_some_and(|ct| {
+            let (ctype, subtype) = (ct.ctype(), ct.subtype().unwrap_or_default());
+            (ctype.eq_ignore_ascii_case("message")
+                && subtype.eq_ignore_ascii_case("feedback-report"))
+                || (ctype.eq_ignore_ascii_case("multipart")
+                    && subtype.eq_ignore_ascii_case("report")
+                    && ct
+                        .attribute("report-type")
+                        .is_some_and(|t| t.eq_ignore_ascii_case("feedback-report")))
+        })
+    })
 }
 
 /// RFC 3834 Auto-Submitted: auto-replied, the de-facto vacation headers,

@@ -6,12 +6,12 @@
 
 use serde_json::Value;
 
-use super::Recipient;
 use super::classify::{StatusCode, diagnose};
+use super::{Kind, Recipient};
 
-/// The failed recipients of an SES `Bounce` notification in `body`, or
-/// `None` when the body is not one.
-pub(super) fn read(body: &str) -> Option<Vec<Recipient>> {
+/// What an SES notification in `body` is, with the failed recipients of a
+/// `Bounce`; `None` when the body is not an SES notification.
+pub(super) fn read(body: &str) -> Option<(Kind, Vec<Recipient>)> {
     let json = body.trim_start();
     if !json.starts_with('{') {
         return None;
@@ -25,8 +25,11 @@ pub(super) fn read(body: &str) -> Option<Vec<Recipient>> {
     if note.get("Type").and_then(Value::as_str) == Some("Notification") {
         note = serde_json::from_str(note.get("Message")?.as_str()?).ok()?;
     }
-    if note.get("notificationType").and_then(Value::as_str) != Some("Bounce") {
-        return None;
+    match note.get("notificationType").and_then(Value::as_str)? {
+        "Bounce" => {}
+        "Complaint" => return Some((Kind::FeedbackReport, Vec::new())),
+        "Delivery" => return Some((Kind::DeliveryNotice, Vec::new())),
+        _ => return None,
     }
     let bounce = note.get("bounce")?;
     let transient = bounce.get("bounceType").and_then(Value::as_str) == Some("Transient");
@@ -56,5 +59,5 @@ pub(super) fn read(body: &str) -> Option<Vec<Recipient>> {
             })
         })
         .collect();
-    Some(recipients)
+    Some((Kind::NonStandard, recipients))
 }
