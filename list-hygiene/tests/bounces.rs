@@ -442,3 +442,20 @@ fn amazon_ses_notifications_name_their_bounced_recipients() {
         {\"notificationType\":\"Delivery\",\"delivery\":{\"recipients\":[\"kim@customer.example\"]}}\r\n";
     assert!(parse(delivered.as_bytes()).unwrap().recipients.is_empty());
 }
+
+#[test]
+fn a_bounce_naming_nobody_still_says_what_failed() {
+    let raw = "From: MAILER-DAEMON@mx.example\r\nSubject: Undeliverable mail\r\n\r\n\
+        Your message could not be stored for the recipient: the mailbox is full.\r\n";
+    let b = parse(raw.as_bytes()).unwrap();
+    assert!(b.recipients.is_empty());
+    let u = b.unnamed.expect("the failure without its recipient");
+    assert_eq!(
+        (u.class, u.status.as_str()),
+        (BounceClass::MailboxFull, "5.0.0")
+    );
+    // Mail that doesn't present itself as a bounce has none.
+    let chat =
+        parse(b"From: pat@friend.example\r\nSubject: hi\r\n\r\nmy mailbox is full\r\n").unwrap();
+    assert_eq!(chat.unnamed, None);
+}

@@ -236,6 +236,31 @@ async fn bounces_feed_the_suppression_list(postgres: bool) {
         "queued"
     );
 
+    // A bounce in a form nothing reads recipients from: the verified path
+    // names the recipient, the words say why.
+    let ivy = delivered_copy(&relay, &sink, &key, "ivy@customer.example").await;
+    let odd = format!(
+        "From: MAILER-DAEMON@mx.customer.example\r\nTo: <{}>\r\nSubject: Undeliverable mail\r\n\r\n\
+         Your message could not be stored for the recipient: the mailbox is full.\r\n",
+        ivy.mail_from
+    );
+    let (_, r) = post_bounce(&relay, &key, odd.into_bytes()).await;
+    assert_eq!(
+        (
+            r["recipients"][0]["address"].as_str(),
+            r["recipients"][0]["class"].as_str(),
+            r["recipients"][0]["attribution"].as_str(),
+            r["recipients"][0]["outcome"].as_str(),
+        ),
+        (
+            Some("ivy@customer.example"),
+            Some("mailbox_full"),
+            Some("verp"),
+            Some("recorded")
+        ),
+        "{r}"
+    );
+
     // A full mailbox or a spam block is recorded and suppresses nothing.
     for (name, to, class) in [
         (

@@ -75,6 +75,22 @@ pub struct Bounce {
     /// Message-ID of the message that bounced, when the bounce includes it.
     pub original_message_id: Option<String>,
     pub verp: Option<Verp>,
+    /// For a message that presents itself as a bounce but names no
+    /// recipient in any form read here: what its words say failed. Only
+    /// whoever knows the recipient another way (a verified VERP path) can
+    /// apply it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unnamed: Option<Unnamed>,
+}
+
+/// The failure a bounce describes without naming its recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unnamed {
+    /// As for [`Recipient::status`]: given, or the undefined `X.0.0`.
+    pub status: String,
+    pub diagnostic: Option<String>,
+    pub reason: Option<BounceReason>,
+    pub class: BounceClass,
 }
 
 /// Why input could not be read as a message at all.
@@ -192,6 +208,7 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
             recipients: Vec::new(),
             original_message_id: None,
             verp,
+            unnamed: None,
         });
     }
     if let Some(mut report) = dsn::read(&message) {
@@ -212,6 +229,7 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
                 .original_message_id
                 .or_else(|| embedded_message_id(&body_text(&message))),
             verp,
+            unnamed: None,
         });
     }
     let body = body_text(&message);
@@ -231,6 +249,7 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
             recipients: Vec::new(),
             original_message_id: None,
             verp,
+            unnamed: None,
         });
     }
     if let Some((kind, recipients)) = ses::read(&body) {
@@ -239,6 +258,7 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
             recipients,
             original_message_id: None,
             verp,
+            unnamed: None,
         });
     }
     let mut recipients = text::read(&body, subject, &from);
@@ -247,16 +267,19 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
     {
         recipients = text::named_in_header(&body, failed);
     }
-    let kind = if recipients.is_empty() && !(looks_like_bounce(subject, &from) && verp.is_some()) {
+    let presents_as_bounce = looks_like_bounce(subject, &from);
+    let kind = if recipients.is_empty() && !(presents_as_bounce && verp.is_some()) {
         Kind::NotABounce
     } else {
         Kind::NonStandard
     };
+    let unnamed = (recipients.is_empty() && presents_as_bounce).then(|| text::unnamed(&body));
     Ok(Bounce {
         kind,
         recipients,
         original_message_id: embedded_message_id(&body),
         verp,
+        unnamed,
     })
 }
 

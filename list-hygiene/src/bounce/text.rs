@@ -134,19 +134,7 @@ fn before_original(body: &str) -> &str {
 /// names none in a form [`read`] knows: each failed, the body's own words
 /// (before the returned original) the diagnostic.
 pub(super) fn named_in_header(body: &str, header: &str) -> Vec<Recipient> {
-    // Enough of the body for the words that say why; the rest is
-    // boilerplate and would only add false matches.
-    const WORDS: usize = 4000;
-    let body = before_original(body);
-    let words = match body.char_indices().nth(WORDS) {
-        Some((i, _)) => &body[..i],
-        None => body,
-    };
-    let d = diagnose(
-        None,
-        &words.split_whitespace().collect::<Vec<_>>().join(" "),
-    );
-    let diagnostic = squash(words);
+    let (d, diagnostic) = body_diagnosis(body);
     let mut seen = std::collections::HashSet::new();
     ADDRESS
         .find_iter(header)
@@ -162,6 +150,41 @@ pub(super) fn named_in_header(body: &str, header: &str) -> Vec<Recipient> {
             action: "failed".into(),
         })
         .collect()
+}
+
+/// What the body's own words (before the returned original) say, and
+/// those words squashed for a diagnostic: for a failure whose recipient
+/// the body doesn't name in a form read here.
+fn body_diagnosis(body: &str) -> (super::Diagnosis, String) {
+    // Enough of the body for the words that say why; the rest is
+    // boilerplate and would only add false matches.
+    const WORDS: usize = 4000;
+    let body = before_original(body);
+    let words = match body.char_indices().nth(WORDS) {
+        Some((i, _)) => &body[..i],
+        None => body,
+    };
+    let d = diagnose(
+        None,
+        &words.split_whitespace().collect::<Vec<_>>().join(" "),
+    );
+    (d, squash(words))
+}
+
+/// The failure of a bounce that names no recipient a reader here finds:
+/// whoever applies it must know the recipient another way (the verified
+/// VERP path names it).
+pub(super) fn unnamed(body: &str) -> super::Unnamed {
+    let (d, diagnostic) = body_diagnosis(body);
+    super::Unnamed {
+        status: d
+            .status
+            .unwrap_or_else(|| super::StatusCode::undefined(&diagnostic, false))
+            .to_string(),
+        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
+        reason: d.reason,
+        class: d.class,
+    }
 }
 
 fn is_system_address(address: &str) -> bool {

@@ -61,7 +61,8 @@ pub async fn bounces(
         "verp": verp,
         "recipients": [],
     });
-    if !matches!(parsed.kind, Kind::Dsn | Kind::NonStandard) || parsed.recipients.is_empty() {
+    let nothing_failed = parsed.recipients.is_empty() && parsed.unnamed.is_none();
+    if !matches!(parsed.kind, Kind::Dsn | Kind::NonStandard) || nothing_failed {
         return Ok(Json(answer));
     }
     let proof = tracer
@@ -80,6 +81,22 @@ pub async fn bounces(
                     "outcome": "refused", "why": refusal.to_string(),
                 }));
             }
+        }
+        Proof::Verified(sent) if parsed.recipients.is_empty() => {
+            // A bounce in a form no reader names recipients in: the
+            // verified path names the one this copy went to, and the
+            // bounce's words say why.
+            let u = parsed.unnamed.as_ref().expect("checked above");
+            let r = Recipient {
+                address: sent.address.clone(),
+                action: "failed".into(),
+                status: Some(u.status.clone()),
+                diagnostic: u.diagnostic.clone(),
+                reason: u.reason,
+                class: u.class,
+            };
+            let traced = (sent, Attribution::Verp);
+            results.push(apply(&state, &parsed, &r, Some(traced), &mut events).await?);
         }
         Proof::Verified(sent) => {
             // The bounce is about the one address this copy went to; the
