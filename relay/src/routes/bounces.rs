@@ -19,6 +19,7 @@ use super::{ApiError, AppState, Caller};
 use list_hygiene::bounce::{self, Failure, Kind, Recipient};
 use list_hygiene::verp::Check;
 
+use crate::domain::message::MAX_RECIPIENTS;
 use crate::events::{self, Event, EventKind};
 use crate::hygiene::trace::{Proof, Refusal};
 use crate::keys::ApiScope;
@@ -120,7 +121,12 @@ pub async fn bounces(
             }
         }
         Proof::Unproven(hint) => {
-            for r in &parsed.recipients {
+            // One message of ours has at most MAX_RECIPIENTS; past that a
+            // bounce can't be all ours, and each line costs lookups.
+            let (ours, rest) = parsed
+                .recipients
+                .split_at(parsed.recipients.len().min(MAX_RECIPIENTS));
+            for r in ours {
                 let sent = tracer
                     .by_message(
                         hint.as_ref(),
@@ -131,6 +137,13 @@ pub async fn bounces(
                     .map_err(|e| ApiError::internal("tracing a bounce", &e))?;
                 let traced = sent.map(|s| (s, Attribution::MessageId));
                 results.push(apply(&state, &parsed, r, traced, &mut events).await?);
+            }
+            for r in rest {
+                results.push(json!({
+                    "address": r.address, "class": r.class, "reason": r.reason,
+                    "outcome": "ignored",
+                    "why": format!("more recipients than one message can have ({MAX_RECIPIENTS})"),
+                }));
             }
         }
     }
