@@ -512,3 +512,59 @@ async fn relay_seen_and_returned_soft_bounces_share_one_count_sqlite() {
 async fn relay_seen_and_returned_soft_bounces_share_one_count_postgres() {
     relay_seen_and_returned_soft_bounces_share_one_count(true).await;
 }
+
+/// `suppress_unattributed = true`: an operator who must take bounces that
+/// match nothing mailroom sent gets them applied, soft ones counted.
+async fn unattributed_bounces_apply_only_when_configured(postgres: bool) {
+    let sink = SmtpSink::start().await;
+    let rest = format!(
+        "soft_bounce_limit = 2\nsuppress_unattributed = true\n{}",
+        relay::both_streams_to(&sink.url())
+    );
+    let Some(s) = relay::fresh(postgres, &rest).await else {
+        return;
+    };
+    let key = create_key(&s.database, "mta", &["transactional", "webhooks"]);
+    let relay = Relay::start(&s.config, &[]);
+    let hard = dsn(
+        1,
+        "gone@customer.example",
+        "bounces@shop.example",
+        "5.1.1",
+        "550 5.1.1 no such user",
+        "",
+    );
+    let (_, r) = post_bounce(&relay, &key, hard).await;
+    assert_eq!(
+        (
+            r["recipients"][0]["attribution"].as_str(),
+            r["recipients"][0]["outcome"].as_str()
+        ),
+        (Some("unattributed"), Some("suppressed")),
+        "{r}"
+    );
+    for n in 1..=2 {
+        let (_, r) = post_bounce(
+            &relay,
+            &key,
+            soft_bounce(n + 1, "lee@flaky.example", "bounces@shop.example"),
+        )
+        .await;
+        let expected = if n < 2 { "recorded" } else { "suppressed" };
+        assert_eq!(r["recipients"][0]["outcome"], expected, "soft {n}: {r}");
+    }
+    assert_eq!(
+        send_status(&relay, &key, "gone@customer.example").await["status"],
+        "suppressed"
+    );
+}
+
+#[tokio::test]
+async fn unattributed_bounces_apply_only_when_configured_sqlite() {
+    unattributed_bounces_apply_only_when_configured(false).await;
+}
+
+#[tokio::test]
+async fn unattributed_bounces_apply_only_when_configured_postgres() {
+    unattributed_bounces_apply_only_when_configured(true).await;
+}

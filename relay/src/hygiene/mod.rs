@@ -58,7 +58,12 @@ impl Hygiene<'_> {
             let since = self.policy.window_start(record.received_at);
             let n = self
                 .store
-                .count_bounces(target.value(), failure.class.as_str(), since)
+                .count_bounces(
+                    target.value(),
+                    failure.class.as_str(),
+                    since,
+                    self.suppress_unattributed,
+                )
                 .await?;
             u64::try_from(n).unwrap_or(0)
         } else {

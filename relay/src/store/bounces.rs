@@ -127,18 +127,29 @@ impl Store {
     }
 
     /// Bounces of `class` for `address` received at or after `since`, not
-    /// reset by a later delivery. Unattributed bounces don't count: anyone
+    /// reset by a later delivery. Unattributed bounces count only when
+    /// `with_unattributed` (the `suppress_unattributed` setting): anyone
     /// could have written them.
-    pub async fn count_bounces(&self, address: &str, class: &str, since: i64) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as(
+    pub async fn count_bounces(
+        &self,
+        address: &str,
+        class: &str,
+        since: i64,
+        with_unattributed: bool,
+    ) -> Result<i64> {
+        let sql = if with_unattributed {
             "SELECT COUNT(*) FROM bounces WHERE address = $1 AND class = $2 AND received_at >= $3 \
-             AND reset_at IS NULL AND (attribution IS NULL OR attribution <> 'unattributed')",
-        )
-        .bind(address)
-        .bind(class)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
+             AND reset_at IS NULL"
+        } else {
+            "SELECT COUNT(*) FROM bounces WHERE address = $1 AND class = $2 AND received_at >= $3 \
+             AND reset_at IS NULL AND (attribution IS NULL OR attribution <> 'unattributed')"
+        };
+        let (n,): (i64,) = sqlx::query_as(sql)
+            .bind(address)
+            .bind(class)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n)
     }
 
