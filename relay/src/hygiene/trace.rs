@@ -76,15 +76,29 @@ pub struct Tracer<'a> {
 }
 
 impl Tracer<'_> {
+    /// Whether a VERP address found in a returned message is one we made,
+    /// within the window (no lookup).
+    pub fn check(&self, verp: &Verp) -> Check {
+        verp.check(self.links.signer(), now_ms(), self.window_ms)
+    }
+
     /// What a VERP address found in a returned message proves.
     ///
     /// # Errors
     /// Store errors looking the recipient up.
     pub async fn verp(&self, verp: Option<&Verp>) -> store::Result<Proof> {
-        let Some(verp) = verp else {
-            return Ok(Proof::Unproven(None));
-        };
-        match verp.check(self.links.signer(), now_ms(), self.window_ms) {
+        match verp {
+            Some(v) => self.checked(v, self.check(v)).await,
+            None => Ok(Proof::Unproven(None)),
+        }
+    }
+
+    /// What `verp`, already checked (see [`Tracer::check`]), proves.
+    ///
+    /// # Errors
+    /// Store errors looking the recipient up.
+    pub async fn checked(&self, verp: &Verp, check: Check) -> store::Result<Proof> {
+        match check {
             Check::Verified {
                 message,
                 recipient_index,

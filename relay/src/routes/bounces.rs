@@ -43,8 +43,8 @@ pub async fn bounces(
             )
         })?;
     let tracer = state.tracer();
-    let verp = parsed.verp.as_ref().map(|v| {
-        let check = v.check(state.links.signer(), now_ms(), tracer.window_ms);
+    let checked = parsed.verp.as_ref().map(|v| (v, tracer.check(v)));
+    let verp = checked.map(|(v, check)| {
         json!({
             "message_id": v.message_id,
             "recipient_index": v.recipient_index,
@@ -66,10 +66,11 @@ pub async fn bounces(
     if !matches!(parsed.kind, Kind::Dsn | Kind::NonStandard) || nothing_failed {
         return Ok(Json(answer));
     }
-    let proof = tracer
-        .verp(parsed.verp.as_ref())
-        .await
-        .map_err(|e| ApiError::internal("tracing a bounce", &e))?;
+    let proof = match checked {
+        Some((v, check)) => tracer.checked(v, check).await,
+        None => Ok(Proof::Unproven(None)),
+    }
+    .map_err(|e| ApiError::internal("tracing a bounce", &e))?;
     let mut results = Vec::new();
     let mut events = Vec::new();
     match proof {
