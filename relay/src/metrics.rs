@@ -82,17 +82,17 @@ pub struct Reason {
 
 /// A returned message refused as untrustworthy.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Refused {
+struct Refused {
     /// `bounce` or `complaint`.
-    pub kind: &'static str,
+    kind: &'static str,
     /// `forged`, `stale` or `replayed`.
-    pub reason: &'static str,
+    reason: &'static str,
 }
 
 /// A returned message that could not be traced to mail the relay sent.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Kind {
-    pub kind: &'static str,
+struct Kind {
+    kind: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -113,8 +113,8 @@ pub struct Metrics {
     pub bounced: Family<Bounce, Counter>,
     pub expired: Family<StreamDomain, Counter>,
     pub complained: Family<StreamDomain, Counter>,
-    pub returns_refused: Family<Refused, Counter>,
-    pub returns_unattributed: Family<Kind, Counter>,
+    returns_refused: Family<Refused, Counter>,
+    returns_unattributed: Family<Kind, Counter>,
     pub delivery_latency: HistogramFamily<StreamOnly>,
     pub smtp_replies: Family<Reply, Counter>,
     pub api_requests: Family<Request, Counter>,
@@ -261,6 +261,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a returned message (`kind`: `bounce` or `complaint`) refused
+    /// for `reason` (`forged`, `stale`, `replayed`).
+    pub fn return_refused(&self, kind: &'static str, reason: &'static str) {
+        self.returns_refused
+            .get_or_create(&Refused { kind, reason })
+            .inc();
+    }
+
+    /// Counts a returned message that matches no message the relay sent.
+    pub fn return_unattributed(&self, kind: &'static str) {
+        self.returns_unattributed
+            .get_or_create(&Kind { kind })
+            .inc();
+    }
+
     /// Sets a stream's 24-hour rate and whether it is over its threshold.
     pub fn set_rate(&self, stream: Stream, kind: &'static str, rate: f64, over: bool) {
         let labels = Alert {

@@ -156,14 +156,7 @@ pub async fn bounces(
 /// Counts and logs a refused bounce.
 fn refused(state: &AppState, refusal: Refusal) {
     tracing::warn!(refused = refusal.as_str(), "bounce refused: {refusal}");
-    state
-        .metrics
-        .returns_refused
-        .get_or_create(&crate::metrics::Refused {
-            kind: "bounce",
-            reason: refusal.as_str(),
-        })
-        .inc();
+    state.metrics.return_refused("bounce", refusal.as_str());
 }
 
 /// Records bounce line `r` against the recipient it was traced to (or as
@@ -198,11 +191,7 @@ async fn apply(
             }));
         }
     } else {
-        state
-            .metrics
-            .returns_unattributed
-            .get_or_create(&crate::metrics::Kind { kind: "bounce" })
-            .inc();
+        state.metrics.return_unattributed("bounce");
     }
     let stream = sent.as_ref().map(|s| s.stream);
     let record = BounceRecord {

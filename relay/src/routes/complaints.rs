@@ -99,11 +99,7 @@ pub async fn complaints(
         })));
     };
     if sent.is_none() {
-        state
-            .metrics
-            .returns_unattributed
-            .get_or_create(&crate::metrics::Kind { kind: "complaint" })
-            .inc();
+        state.metrics.return_unattributed("complaint");
         if !state.settings.suppress_unattributed {
             tracing::warn!(
                 feedback_type,
@@ -177,14 +173,7 @@ fn refused(state: &AppState, feedback_type: &str, refusal: Refusal) -> Value {
         refused = refusal.as_str(),
         "complaint refused: {refusal}"
     );
-    state
-        .metrics
-        .returns_refused
-        .get_or_create(&crate::metrics::Refused {
-            kind: "complaint",
-            reason: refusal.as_str(),
-        })
-        .inc();
+    state.metrics.return_refused("complaint", refusal.as_str());
     json!({
         "feedback_type": feedback_type,
         "address": null,
