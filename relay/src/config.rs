@@ -45,7 +45,7 @@ pub struct Settings {
     /// (no valid VERP tag or reference, no Message-ID and recipient match)
     /// to the address they name. Off: anyone can write such a message.
     pub suppress_unattributed: bool,
-    /// DNS servers for MX lookups (`ip:port`); empty: the system's resolver
+    /// DNS servers for MX lookups and `check-domain` (`ip:port`); empty: the system's resolver
     /// configuration (`/etc/resolv.conf`).
     pub dns_servers: Vec<SocketAddr>,
     /// Port for direct MX delivery. 25 on the Internet; other values are for

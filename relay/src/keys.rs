@@ -22,14 +22,17 @@ pub enum ApiScope {
     Suppressions,
     /// `GET /metrics`, for the Prometheus scraper.
     Metrics,
+    /// Reports on the relay's own set-up: `GET /v1/domains`.
+    Admin,
 }
 
 impl ApiScope {
-    pub const ALL: [ApiScope; 4] = [
+    pub const ALL: [ApiScope; 5] = [
         ApiScope::Webhooks,
         ApiScope::Lists,
         ApiScope::Suppressions,
         ApiScope::Metrics,
+        ApiScope::Admin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl ApiScope {
             ApiScope::Lists => "lists",
             ApiScope::Suppressions => "suppressions",
             ApiScope::Metrics => "metrics",
+            ApiScope::Admin => "admin",
         }
     }
 }
@@ -56,7 +60,9 @@ impl std::str::FromStr for ApiScope {
             .into_iter()
             .find(|x| x.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown scope {s:?}: expected webhooks, lists, suppressions or metrics")
+                format!(
+                    "unknown scope {s:?}: expected webhooks, lists, suppressions, metrics or admin"
+                )
             })
     }
 }

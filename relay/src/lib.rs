@@ -32,6 +32,7 @@ pub mod compose;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod domain_check;
 pub mod events;
 pub mod hygiene;
 pub mod keys;

@@ -17,7 +17,7 @@ pub(super) enum Command {
         /// Stream the key may send on (repeatable).
         #[arg(long = "stream", value_parser = super::parse_stream, required_unless_present = "scopes")]
         streams: Vec<Stream>,
-        /// Administrative scope: webhooks, lists, suppressions or metrics
+        /// Administrative scope: webhooks, lists, suppressions, metrics or admin
         /// (repeatable).
         #[arg(long = "scope", value_parser = parse_api_scope)]
         scopes: Vec<ApiScope>,

@@ -12,8 +12,10 @@
 //!   import and prune.
 //! - `backup.rs`: backup, verify, keygen, restore.
 //! - `report.rs`: the deliverability report and the audit log.
+//! - `check_domain.rs`: the DNS set-up of the sending domains.
 
 mod backup;
+mod check_domain;
 mod dkim;
 mod keys;
 mod lint;
@@ -90,6 +92,12 @@ enum Command {
     /// reasons, suppressions added, with warnings against the thresholds
     /// (`[alerts]` in --config; Gmail's and Yahoo's 0.3 % complaint limit).
     Report(report::Args),
+    /// Check that sending domains are set up to reach the inbox: SPF, DKIM,
+    /// DMARC, return path, reverse DNS, MTA-STS/TLS-RPT/BIMI and one-click
+    /// unsubscribe, each with the record found and the fix, and a verdict
+    /// per mailbox provider (exit 0: nothing fails, 1: something fails,
+    /// 2: DNS or the config couldn't be read).
+    CheckDomain(check_domain::Args),
     /// Show the audit log: keys created, rotated and revoked, suppressions
     /// added and removed by hand, configuration reloads (tab-separated,
     /// oldest first).
@@ -168,6 +176,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Done> {
         Command::Restore(args) => backup::restore(args).await,
         Command::Report(args) => report::report(args).await,
         Command::Audit(args) => report::audit(args).await,
+        Command::CheckDomain(args) => check_domain::run(args).await,
     }
 }
 

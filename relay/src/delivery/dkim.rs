@@ -55,6 +55,9 @@ pub struct Signer {
     domain: String,
     selector: String,
     key: Key,
+    /// The DNS record that publishes this key (`v=DKIM1; k=...; p=...`),
+    /// for `check-domain` to compare with what is published.
+    public_record: String,
 }
 
 impl std::fmt::Debug for Signer {
@@ -71,25 +74,35 @@ impl Signer {
     /// Not PEM, or not a key of a supported kind.
     pub fn from_pem(domain: &str, selector: &str, pem_text: &str) -> anyhow::Result<Self> {
         let block = pem::parse(pem_text).context("not a PEM file")?;
-        let key = match block.tag() {
-            "RSA PRIVATE KEY" => Key::Rsa(Self::builder(
-                RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(
-                    block.contents().to_vec().into(),
-                ))
-                .map_err(|e| anyhow::anyhow!("not an RSA key: {e}"))?,
-                domain,
-                selector,
-            )),
+        let rsa = |der: PrivateKeyDer<'_>| {
+            let key = RsaKey::<Sha256>::from_key_der(der)?;
+            let public = key.public_key();
+            Ok::<_, mail_auth::Error>((key, public))
+        };
+        let (key, public_record) = match block.tag() {
+            "RSA PRIVATE KEY" => {
+                let (k, public) = rsa(PrivateKeyDer::Pkcs1(block.contents().to_vec().into()))
+                    .map_err(|e| anyhow::anyhow!("not an RSA key: {e}"))?;
+                (
+                    Key::Rsa(Self::builder(k, domain, selector)),
+                    rsa_record(&public)?,
+                )
+            }
             "PRIVATE KEY" => match Ed25519Key::from_pkcs8_maybe_unchecked_der(block.contents()) {
-                Ok(k) => Key::Ed25519(Self::builder(k, domain, selector)),
-                Err(_) => Key::Rsa(Self::builder(
-                    RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(
-                        block.contents().to_vec().into(),
-                    ))
-                    .map_err(|e| anyhow::anyhow!("neither an Ed25519 nor an RSA key: {e}"))?,
-                    domain,
-                    selector,
-                )),
+                Ok(k) => {
+                    let record = ed25519_record(&k.public_key());
+                    (Key::Ed25519(Self::builder(k, domain, selector)), record)
+                }
+                Err(_) => {
+                    let (k, public) = rsa(PrivateKeyDer::Pkcs8(block.contents().to_vec().into()))
+                        .map_err(|e| {
+                        anyhow::anyhow!("neither an Ed25519 nor an RSA key: {e}")
+                    })?;
+                    (
+                        Key::Rsa(Self::builder(k, domain, selector)),
+                        rsa_record(&public)?,
+                    )
+                }
             },
             other => anyhow::bail!(
                 "unsupported PEM block {other:?}: expected PRIVATE KEY or RSA PRIVATE KEY"
@@ -99,6 +112,7 @@ impl Signer {
             domain: domain.to_ascii_lowercase(),
             selector: selector.to_owned(),
             key,
+            public_record,
         })
     }
 
@@ -118,6 +132,24 @@ impl Signer {
     /// RSA signing costs about a millisecond of CPU; Ed25519 microseconds.
     pub fn is_rsa(&self) -> bool {
         matches!(self.key, Key::Rsa(_))
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn selector(&self) -> &str {
+        &self.selector
+    }
+
+    /// Where the public key is published: `SEL._domainkey.DOMAIN`.
+    pub fn dns_name(&self) -> String {
+        format!("{}._domainkey.{}", self.selector, self.domain)
+    }
+
+    /// The TXT record to publish at [`Signer::dns_name`].
+    pub fn public_record(&self) -> &str {
+        &self.public_record
     }
 
     /// `domain/selector`, as recorded with each message.
@@ -226,35 +258,47 @@ pub fn generate(
     selector: &str,
     algorithm: Algorithm,
 ) -> anyhow::Result<GeneratedKey> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let (private_pem, k, public) = match algorithm {
+    let (private_pem, dns_value) = match algorithm {
         Algorithm::Ed25519 => {
             let pair = DkimKeyPair::generate_ed25519().map_err(|e| anyhow::anyhow!("{e}"))?;
             let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pair.private_key().to_vec()));
-            // RFC 8463: the bare 32-byte public key.
-            (pem, "ed25519", pair.public_key().to_vec())
+            (pem, ed25519_record(pair.public_key()))
         }
         Algorithm::Rsa => {
-            use rsa::pkcs1::DecodeRsaPublicKey as _;
-            use rsa::pkcs8::EncodePublicKey as _;
             let pair = DkimKeyPair::generate_rsa(2048).map_err(|e| anyhow::anyhow!("{e}"))?;
             let pem = pem::encode(&pem::Pem::new(
                 "RSA PRIVATE KEY",
                 pair.private_key().to_vec(),
             ));
-            // RFC 6376 §3.6.1: p= holds a SubjectPublicKeyInfo, as openssl writes it.
-            let spki = rsa::RsaPublicKey::from_pkcs1_der(pair.public_key())
-                .context("reading generated RSA public key")?
-                .to_public_key_der()
-                .context("encoding RSA public key")?;
-            (pem, "rsa", spki.as_bytes().to_vec())
+            (pem, rsa_record(pair.public_key())?)
         }
     };
     Ok(GeneratedKey {
         private_pem,
         dns_name: format!("{selector}._domainkey.{}", domain.to_ascii_lowercase()),
-        dns_value: format!("v=DKIM1; k={k}; p={}", b64.encode(public)),
+        dns_value,
     })
+}
+
+/// The DKIM record for an Ed25519 public key: RFC 8463 publishes the bare
+/// 32 bytes.
+fn ed25519_record(public: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!("v=DKIM1; k=ed25519; p={}", b64.encode(public))
+}
+
+/// The DKIM record for an RSA public key given as PKCS#1 (as ring and
+/// mail-auth hand it out). RFC 6376 §3.6.1: `p=` holds a
+/// SubjectPublicKeyInfo, as openssl writes it.
+fn rsa_record(pkcs1: &[u8]) -> anyhow::Result<String> {
+    use rsa::pkcs1::DecodeRsaPublicKey as _;
+    use rsa::pkcs8::EncodePublicKey as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let spki = rsa::RsaPublicKey::from_pkcs1_der(pkcs1)
+        .context("reading RSA public key")?
+        .to_public_key_der()
+        .context("encoding RSA public key")?;
+    Ok(format!("v=DKIM1; k=rsa; p={}", b64.encode(spki.as_bytes())))
 }
 
 /// Writes a generated key to `out` (mode 0600 on Unix; refuses to overwrite).

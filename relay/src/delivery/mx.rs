@@ -6,10 +6,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::RData;
+use hickory_resolver::system_conf::read_system_conf;
 use lru::LruCache;
 
 /// Where mail for a domain goes, best first.
@@ -46,6 +47,35 @@ pub fn order_mx(domain: &str, mut records: Vec<(u16, String)>) -> MxAnswer {
     )
 }
 
+/// The configuration for a resolver asking `servers` (UDP, then TCP), or
+/// the system's (`/etc/resolv.conf`) when `servers` is empty.
+///
+/// # Errors
+/// The system resolver configuration can't be read.
+pub fn resolver_config(servers: &[SocketAddr]) -> anyhow::Result<(ResolverConfig, ResolverOpts)> {
+    if servers.is_empty() {
+        return read_system_conf()
+            .map_err(|e| anyhow::anyhow!("reading system DNS configuration: {e}"));
+    }
+    let name_servers = servers
+        .iter()
+        .map(|addr| {
+            let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                .into_iter()
+                .map(|mut c| {
+                    c.port = addr.port();
+                    c
+                })
+                .collect();
+            NameServerConfig::new(addr.ip(), true, conns)
+        })
+        .collect();
+    Ok((
+        ResolverConfig::from_name_servers(name_servers),
+        ResolverOpts::default(),
+    ))
+}
+
 pub struct MxResolver {
     resolver: TokioResolver,
     cache: Mutex<LruCache<String, (MxAnswer, Instant)>>,
@@ -58,28 +88,9 @@ impl MxResolver {
     /// # Errors
     /// The system resolver configuration can't be read.
     pub fn new(servers: &[SocketAddr]) -> anyhow::Result<Self> {
-        let builder = if servers.is_empty() {
-            TokioResolver::builder_tokio()
-                .map_err(|e| anyhow::anyhow!("reading system DNS configuration: {e}"))?
-        } else {
-            let name_servers = servers
-                .iter()
-                .map(|addr| {
-                    let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-                        .into_iter()
-                        .map(|mut c| {
-                            c.port = addr.port();
-                            c
-                        })
-                        .collect();
-                    NameServerConfig::new(addr.ip(), true, conns)
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(name_servers),
-                TokioRuntimeProvider::default(),
-            )
-        };
+        let (config, options) = resolver_config(servers)?;
+        let builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(options);
         let resolver = builder
             .build()
             .map_err(|e| anyhow::anyhow!("building DNS resolver: {e}"))?;

@@ -5,6 +5,7 @@
 mod auth;
 mod bounces;
 mod complaints;
+mod domains;
 mod error;
 mod health;
 mod lint;
@@ -205,6 +206,7 @@ pub fn router(state: AppState) -> Router {
                     public_limit,
                 )),
         )
+        .route("/v1/domains", get(domains::domains))
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
