@@ -180,6 +180,20 @@ async fn a_well_set_up_domain_passes_and_each_common_mistake_is_named_with_its_f
     )
     .txt("spf.loop2.example", "v=spf1 include:loop.example -all");
 
+    // Three names that don't exist: void lookups, which mail-auth doesn't
+    // count, so its evaluation passes on the ip4: after them.
+    let void = keygen(d, "void.example", "s1", "ed25519");
+    publish(&mut z, &void);
+    z.txt(
+        "void.example",
+        &format!("v=spf1 a:gone1.void.example a:gone2.void.example mx:gone3.void.example ip4:{SOURCE} -all"),
+    );
+
+    // Marketing through a smarthost, and links over plain http.
+    let hosted = keygen(d, "hosted.example", "s1", "rsa");
+    good_domain(&mut z, "hosted.example");
+    publish(&mut z, &hosted);
+
     let dns = serve(z).await;
 
     let (code, r, err) = check(&config(d, "good", "good.example", &good, ""), dns, &[]).await;
@@ -254,6 +268,46 @@ async fn a_well_set_up_domain_passes_and_each_common_mistake_is_named_with_its_f
             .contains("loops: loop.example → spf.loop2.example → loop.example"),
         "{lookups:?}"
     );
+
+    let (code, r, _) = check(&config(d, "void", "void.example", &void, ""), dns, &[]).await;
+    assert_eq!(code, 1);
+    let lookups = checks(&r, "spf.lookups");
+    assert_eq!(lookups[0].1, "fail");
+    assert!(
+        lookups[0].2.starts_with("3 lookups return nothing"),
+        "{lookups:?}"
+    );
+    assert_eq!(status_of(&r, "spf.authorizes"), ["pass"]);
+
+    let cfg = config(
+        d,
+        "hosted",
+        "hosted.example",
+        &hosted,
+        "route = \"smtp://smtp.esp.example:587?tls=required\"\n",
+    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("https://mail.hosted.example", "http://mail.hosted.example");
+    std::fs::write(&cfg, text).unwrap();
+    let (code, r, _) = check(&cfg, dns, &[]).await;
+    assert_eq!(code, 1);
+    assert_eq!(status_of(&r, "unsubscribe"), ["fail"]);
+    let spf = checks(&r, "spf.authorizes");
+    assert_eq!(spf.len(), 2, "{spf:?}");
+    assert_eq!((spf[0].0, spf[0].1), ("hosted.example (marketing)", "info"));
+    assert!(
+        spf[0].2.contains("delivers through smtp.esp.example"),
+        "{spf:?}"
+    );
+    assert_eq!(
+        (spf[1].0, spf[1].1),
+        ("hosted.example from 192.0.2.10", "pass")
+    );
+    // Each stream aligns its own way: only transactional's SPF is known.
+    let alignment = checks(&r, "dmarc.alignment");
+    assert_eq!(alignment.len(), 2, "{alignment:?}");
+    assert!(!ready(&r, "gmail") && ready(&r, "microsoft"), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
