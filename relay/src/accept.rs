@@ -23,13 +23,14 @@ use tokio::sync::Notify;
 
 use crate::compose::{self, Rendered};
 use crate::config::Settings;
-use crate::delivery::dkim::Signers;
-use crate::domain::{MessageId, NewMessage, Stream};
+use crate::delivery::dkim::{Signer, Signers};
+use crate::domain::{EmailAddress, MessageId, NewMessage, RecipientKind, Stream};
 use crate::events::{self, Event, EventKind};
 use crate::limits::Limits;
 use crate::linting;
 use crate::metrics::Metrics;
 use crate::queue::{EnqueueError, Enqueuer};
+use crate::rawmail;
 use crate::store::{
     ApiKeyRecord, EnqueueOutcome, IdempotencyClaim, PreparedMessage, PreparedRecipient, Store,
     now_ms,
@@ -156,6 +157,33 @@ pub enum Submitted {
     KeyReused,
 }
 
+/// What the store keeps beside the rendered message.
+struct Envelope<'a> {
+    sender: &'a EmailAddress,
+    subject: &'a str,
+    recipients: &'a [(RecipientKind, &'a EmailAddress)],
+    tags: String,
+    metadata: String,
+}
+
+/// The one From address of a message that arrived whole.
+fn one_from(parsed: &mail_parser::Message<'_>) -> Result<EmailAddress, AcceptError> {
+    let addresses: Vec<&str> = parsed
+        .from()
+        .map(|f| f.iter().filter_map(|a| a.address()).collect())
+        .unwrap_or_default();
+    match addresses.as_slice() {
+        [one] => EmailAddress::parse(one)
+            .map_err(|e| AcceptError::Invalid(format!("the From address {one:?}: {e}"))),
+        [] => Err(AcceptError::Invalid(
+            "the message has no From: header with an address".into(),
+        )),
+        _ => Err(AcceptError::Invalid(
+            "the From: header names several addresses; send from one".into(),
+        )),
+    }
+}
+
 /// The pipeline's parts; one per process, shared.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -219,20 +247,7 @@ impl Pipeline {
         idempotency: Option<IdempotencyClaim>,
     ) -> Result<Prepared, AcceptError> {
         let stream = msg.stream;
-        if let Submitter::Key(key) = who {
-            if !key.streams.contains(&stream) {
-                return Err(AcceptError::ForbiddenStream(stream));
-            }
-            self.check_budget(&key.id, stream)?;
-        }
-        let from_domain = msg.from.address().domain();
-        let signer = self.signers.for_domain(from_domain.as_str(), stream);
-        if signer.is_none() && !self.settings.allow_unsigned {
-            return Err(AcceptError::NoDkimKey {
-                domain: from_domain.to_string(),
-                stream,
-            });
-        }
+        let signer = self.admit(who, stream, msg.from.address().domain().as_str())?;
         let id = MessageId::new();
         self.add_list_headers(&mut msg, &id);
         // An RSA signature (~1 ms) or a big message would stall an async
@@ -251,8 +266,63 @@ impl Pipeline {
         }
         .map_err(|e| AcceptError::Invalid(e.to_string()))?;
         let rendered = self.lint_gate(stream, rendered).await?;
-        let targets: Vec<(String, String)> = msg
-            .recipients()
+        let recipients: Vec<(RecipientKind, &EmailAddress)> = msg.recipients().collect();
+        let sender = msg.from.address();
+        self.finish(
+            who,
+            id,
+            stream,
+            Envelope {
+                sender: &sender,
+                subject: &msg.subject,
+                recipients: &recipients,
+                tags: serde_json::to_string(&msg.tags).expect("strings serialize"),
+                metadata: serde_json::to_string(&msg.metadata).expect("strings serialize"),
+            },
+            rendered,
+            idempotency,
+        )
+        .await
+    }
+
+    /// Scope, budget and DKIM key: whether `who` may send from
+    /// `from_domain` on `stream`, and the signer to use.
+    fn admit(
+        &self,
+        who: Submitter<'_>,
+        stream: Stream,
+        from_domain: &str,
+    ) -> Result<Option<Arc<Signer>>, AcceptError> {
+        if let Submitter::Key(key) = who {
+            if !key.streams.contains(&stream) {
+                return Err(AcceptError::ForbiddenStream(stream));
+            }
+            self.check_budget(&key.id, stream)?;
+        }
+        let signer = self.signers.for_domain(from_domain, stream);
+        if signer.is_none() && !self.settings.allow_unsigned {
+            return Err(AcceptError::NoDkimKey {
+                domain: from_domain.to_string(),
+                stream,
+            });
+        }
+        Ok(signer)
+    }
+
+    /// The suppression check, recipient by recipient, and the message as
+    /// the store takes it, with its receipt.
+    async fn finish(
+        &self,
+        who: Submitter<'_>,
+        id: MessageId,
+        stream: Stream,
+        envelope: Envelope<'_>,
+        rendered: Rendered,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<Prepared, AcceptError> {
+        let targets: Vec<(String, String)> = envelope
+            .recipients
+            .iter()
             .map(|(_, a)| (a.to_string().to_lowercase(), a.domain().to_string()))
             .collect();
         let suppressed = self
@@ -260,11 +330,12 @@ impl Pipeline {
             .check(&self.store, stream, &targets)
             .await
             .map_err(|e| AcceptError::internal("checking the suppression list", e))?;
-        let recipients: Vec<PreparedRecipient> = msg
-            .recipients()
+        let recipients: Vec<PreparedRecipient> = envelope
+            .recipients
+            .iter()
             .zip(suppressed)
             .map(|((kind, a), suppressed)| PreparedRecipient {
-                kind,
+                kind: *kind,
                 address: a.to_string(),
                 domain: a.domain().to_string(),
                 suppressed,
@@ -291,12 +362,12 @@ impl Pipeline {
             id,
             stream,
             api_key_id: who.key_id().to_string(),
-            sender: msg.from.address().to_string(),
-            subject: msg.subject.clone(),
+            sender: envelope.sender.to_string(),
+            subject: envelope.subject.to_owned(),
             message_id_header: rendered.message_id_header,
             dkim: rendered.dkim,
-            tags: serde_json::to_string(&msg.tags).expect("strings serialize"),
-            metadata: serde_json::to_string(&msg.metadata).expect("strings serialize"),
+            tags: envelope.tags,
+            metadata: envelope.metadata,
             raw: rendered.raw,
             recipients,
             response: serde_json::to_string(&receipt).expect("receipts serialize"),
@@ -304,6 +375,128 @@ impl Pipeline {
             created_at: now_ms(),
         };
         Ok(Prepared { message, receipt })
+    }
+
+    /// The whole pipeline for a message that arrived whole (SMTP): its
+    /// headers kept as the client wrote them, a Message-ID and Date added
+    /// if missing, `Bcc` and the stream headers removed, list headers for
+    /// marketing, then signing, the lint gate, suppression and the commit
+    /// as for every message. Returns once the message is committed.
+    ///
+    /// # Errors
+    /// As [`Pipeline::accept`]; `Invalid` for a message without a usable
+    /// From address or header block.
+    pub async fn accept_raw(
+        &self,
+        who: Submitter<'_>,
+        stream: Stream,
+        recipients: &[EmailAddress],
+        data: &[u8],
+    ) -> Result<Receipt, AcceptError> {
+        let data = rawmail::normalize_line_endings(data);
+        let mut raw =
+            rawmail::RawMessage::parse(&data).map_err(|e| AcceptError::Invalid(e.to_string()))?;
+        let parsed = mail_parser::MessageParser::default()
+            .parse_headers(&data)
+            .ok_or_else(|| AcceptError::Invalid("the message headers don't parse".into()))?;
+        let from = one_from(&parsed)?;
+        let signer = self.admit(who, stream, from.domain().as_str())?;
+        let id = MessageId::new();
+        let in_header = |h: Option<&mail_parser::Address>, a: &EmailAddress| {
+            h.is_some_and(|h| {
+                h.iter().any(|x| {
+                    x.address()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(&a.to_string()))
+                })
+            })
+        };
+        let kinds: Vec<(RecipientKind, &EmailAddress)> = recipients
+            .iter()
+            .map(|a| {
+                let kind = if in_header(parsed.to(), a) {
+                    RecipientKind::To
+                } else if in_header(parsed.cc(), a) {
+                    RecipientKind::Cc
+                } else {
+                    RecipientKind::Bcc
+                };
+                (kind, a)
+            })
+            .collect();
+        let subject = parsed.subject().unwrap_or_default().to_owned();
+        let message_id_header = match parsed.message_id() {
+            Some(mid) => format!("<{mid}>"),
+            None => {
+                let mid = format!("<{id}@{}>", from.domain());
+                raw.push("Message-ID", &mid);
+                mid
+            }
+        };
+        if !raw.has("Date") {
+            let mut h = lettre::message::header::Headers::new();
+            h.set(lettre::message::header::Date::now());
+            raw.push("Date", h.get_raw("Date").unwrap_or_default());
+        }
+        raw.strip_private_headers();
+        let domain = self.return_path_domain(stream, from.domain().as_str());
+        let list = unsubscribe::list_headers(
+            stream,
+            from.domain().as_str(),
+            recipients.len(),
+            |name| raw.has(name),
+            |n| self.list_links(&id, n, &domain),
+        );
+        for (name, value) in list {
+            raw.push(name, &value);
+        }
+        if recipients.len() == 1 && !raw.has(unsubscribe::REFERENCE_HEADER) {
+            raw.push(unsubscribe::REFERENCE_HEADER, &self.links.reference(&id, 0));
+        }
+        let unsigned = raw.to_bytes();
+        let dkim = signer.as_ref().map(|s| s.label());
+        let signed = match signer {
+            Some(s) if s.is_rsa() || unsigned.len() > INLINE_RENDER_LIMIT => {
+                tokio::task::spawn_blocking(move || s.sign(&unsigned))
+                    .await
+                    .map_err(|e| AcceptError::internal("signing task", e))?
+            }
+            Some(s) => s.sign(&unsigned),
+            None => Ok(unsigned),
+        }
+        .map_err(|e| AcceptError::Invalid(e.to_string()))?;
+        let rendered = self
+            .lint_gate(
+                stream,
+                Rendered {
+                    raw: signed,
+                    message_id_header,
+                    dkim,
+                },
+            )
+            .await?;
+        let prepared = self
+            .finish(
+                who,
+                id,
+                stream,
+                Envelope {
+                    sender: &from,
+                    subject: &subject,
+                    recipients: &kinds,
+                    tags: "[]".into(),
+                    metadata: "{}".into(),
+                },
+                rendered,
+                None,
+            )
+            .await?;
+        match self.submit(prepared).await? {
+            Submitted::Accepted(receipt) => Ok(receipt),
+            Submitted::Replayed(_) | Submitted::KeyReused => Err(AcceptError::internal(
+                "storing message",
+                anyhow::anyhow!("an idempotency outcome for a message without a key"),
+            )),
+        }
     }
 
     /// Commits the message (group commit with its idempotency key), then
@@ -349,31 +542,45 @@ impl Pipeline {
     /// and the signed recipient reference to every single-recipient
     /// message (see [`crate::unsubscribe`]).
     pub fn add_list_headers(&self, msg: &mut NewMessage, id: &MessageId) {
-        let return_path = &self.settings.streams.get(msg.stream).return_path;
-        let domain = if return_path.is_empty() {
-            msg.from.address().domain().to_string()
+        let domain = self.return_path_domain(msg.stream, msg.from.address().domain().as_str());
+        unsubscribe::add_list_headers(msg, |recipients| self.list_links(id, recipients, &domain));
+        unsubscribe::add_reference_header(msg, || self.links.reference(id, 0));
+    }
+
+    /// The domain of `stream`'s envelope sender for mail from `from_domain`.
+    fn return_path_domain(&self, stream: Stream, from_domain: &str) -> String {
+        let return_path = &self.settings.streams.get(stream).return_path;
+        if return_path.is_empty() {
+            from_domain.to_owned()
         } else {
             return_path.clone()
-        };
-        unsubscribe::add_list_headers(msg, |recipients| {
-            let single = recipients == 1;
-            let token = self.links.token(
-                id,
-                if single {
-                    0
-                } else {
-                    unsubscribe::WHOLE_MESSAGE
-                },
-            );
-            unsubscribe::ListLinks {
-                https: single.then(|| self.links.url(&token)),
-                mailto: format!(
-                    "mailto:{}{token}@{domain}?subject=unsubscribe",
-                    unsubscribe::MAILTO_PREFIX
-                ),
-            }
-        });
-        unsubscribe::add_reference_header(msg, || self.links.reference(id, 0));
+        }
+    }
+
+    /// The unsubscribe links of message `id` with `recipients` recipients:
+    /// a one-click URL only when it names one recipient.
+    fn list_links(
+        &self,
+        id: &MessageId,
+        recipients: usize,
+        domain: &str,
+    ) -> unsubscribe::ListLinks {
+        let single = recipients == 1;
+        let token = self.links.token(
+            id,
+            if single {
+                0
+            } else {
+                unsubscribe::WHOLE_MESSAGE
+            },
+        );
+        unsubscribe::ListLinks {
+            https: single.then(|| self.links.url(&token)),
+            mailto: format!(
+                "mailto:{}{token}@{domain}?subject=unsubscribe",
+                unsubscribe::MAILTO_PREFIX
+            ),
+        }
     }
 
     /// Refuses a message that scores above its stream's `lint_max_score`,

@@ -66,6 +66,8 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Serve HTTPS with this certificate; reloaded on SIGHUP.
     pub tls: Option<TlsSettings>,
+    /// SMTP submission for shop platforms (docs/configuration.md).
+    pub submission: SubmissionSettings,
     /// The database password, read from this file (trailing newline
     /// dropped) or environment variable instead of written in `database`.
     pub database_password_file: Option<PathBuf>,
@@ -78,6 +80,50 @@ pub struct Settings {
 pub struct TlsSettings {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// `[submission]`: SMTP listeners taking mail from shop platforms, with
+/// AUTH by API key. No `listen`: no SMTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubmissionSettings {
+    /// Addresses to listen on, e.g. `["0.0.0.0:587", "0.0.0.0:465"]`. Each
+    /// offers STARTTLS and also serves implicit TLS to a client that opens
+    /// with a TLS handshake.
+    pub listen: Vec<SocketAddr>,
+    /// Certificate for STARTTLS and implicit TLS; default the `[tls]` pair.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Allow AUTH before TLS. Only for loopback trials and tests: the
+    /// password is an API key.
+    pub allow_plaintext_auth: bool,
+    /// Recipients one message may have (more: `452 4.5.3`).
+    pub max_recipients: usize,
+    /// Connections at once, over all listeners, and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Longest wait for the next command line.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Longest a client may take to send a message's DATA.
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+}
+
+impl Default for SubmissionSettings {
+    fn default() -> Self {
+        SubmissionSettings {
+            listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            allow_plaintext_auth: false,
+            max_recipients: 1000,
+            max_connections: 1000,
+            max_connections_per_client: 50,
+            command_timeout: Duration::from_secs(5 * MIN),
+            data_timeout: Duration::from_secs(10 * MIN),
+        }
+    }
 }
 
 /// `[alerts]`: the rates `mailroom report` warns about and the relay
@@ -241,6 +287,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             tls: None,
+            submission: SubmissionSettings::default(),
             database_password_file: None,
             database_password_env: None,
         }

@@ -59,7 +59,7 @@ impl Tls {
         Ok(())
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
+    pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(
             self.current
                 .read()

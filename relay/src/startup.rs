@@ -140,6 +140,16 @@ impl Relay {
             )?)),
             None => None,
         };
+        // SMTP submission: its own certificate, or the HTTP one.
+        let submission_tls = match (&settings.submission.tls_cert, &settings.submission.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(crate::server::Tls::load(
+                cert.clone(),
+                key.clone(),
+            )?)),
+            (None, None) => tls.clone(),
+            _ => anyhow::bail!("[submission] needs both tls_cert and tls_key, or neither"),
+        };
+        let smtp_listeners = crate::smtp::bind(&settings.submission.listen).await?;
         let header_timeout = settings.header_timeout;
         let events_wake = Arc::new(tokio::sync::Notify::new());
         let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -236,11 +246,34 @@ impl Relay {
             metrics: metrics.clone(),
             wake: events_wake.clone(),
         });
+        let keys = Arc::new(KeyCache::default());
+        let smtp = (!smtp_listeners.is_empty()).then(|| {
+            let submission = Arc::new(crate::smtp::Submission::new(
+                accept.clone(),
+                keys.clone(),
+                submission_tls.clone(),
+            ));
+            tokio::spawn(crate::smtp::serve(
+                smtp_listeners,
+                submission,
+                stop_rx.clone(),
+            ))
+        });
+        // A certificate of its own gets its own SIGHUP reload.
+        let smtp_reloader = submission_tls
+            .filter(|t| !tls.as_ref().is_some_and(|h| Arc::ptr_eq(h, t)))
+            .map(|t| {
+                tokio::spawn(crate::server::reload_on_sighup(
+                    t,
+                    store.clone(),
+                    stop_rx.clone(),
+                ))
+            });
         let state = AppState {
             accept,
             store: store.clone(),
             settings,
-            keys: Arc::new(KeyCache::default()),
+            keys,
             suppressions,
             links,
             wake: events_wake,
@@ -264,6 +297,13 @@ impl Relay {
             let _ = stop_tx.send(true);
         });
         server.await.context("HTTP server failed")?;
+        // The SMTP sessions hold the pipeline (and an Enqueuer) too.
+        if let Some(smtp) = smtp {
+            let _ = smtp.await;
+        }
+        if let Some(r) = smtp_reloader {
+            let _ = r.await;
+        }
         // The router (and with it every Enqueuer) is gone: the writer commits
         // what it holds and ends.
         let _ = writer.await;

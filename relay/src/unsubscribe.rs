@@ -106,17 +106,44 @@ pub struct ListLinks {
 /// Headers the caller set are kept as they are. `links` is only asked for
 /// when the message gets them (signing is work other messages don't need).
 pub fn add_list_headers(msg: &mut NewMessage, links: impl FnOnce(usize) -> ListLinks) {
-    if msg.stream != Stream::Marketing {
-        return;
-    }
-    let has = |msg: &NewMessage, name: &str| {
+    let has = |name: &str| {
         msg.headers
             .iter()
             .any(|h| h.name().eq_ignore_ascii_case(name))
     };
+    let extra = list_headers(
+        msg.stream,
+        msg.from.address().domain().as_str(),
+        msg.recipients().count(),
+        has,
+        links,
+    );
+    for (name, value) in extra {
+        // Values built here are valid headers; a failure would be a bug,
+        // and the message is still sendable without them.
+        match CustomHeader::parse(name, &value) {
+            Ok(h) => msg.headers.push(h),
+            Err(e) => tracing::error!(name, error = %e.message, "list header refused"),
+        }
+    }
+}
+
+/// The list headers [`add_list_headers`] adds, for a message of `stream`
+/// from `from_domain` to `recipients` addresses whose headers `has`
+/// reports: for a message that arrives whole (SMTP) as for one built here.
+pub fn list_headers(
+    stream: Stream,
+    from_domain: &str,
+    recipients: usize,
+    has: impl Fn(&str) -> bool,
+    links: impl FnOnce(usize) -> ListLinks,
+) -> Vec<(&'static str, String)> {
     let mut extra = Vec::new();
-    if !has(msg, "List-Unsubscribe") && !has(msg, "List-Unsubscribe-Post") {
-        let links = links(msg.recipients().count());
+    if stream != Stream::Marketing {
+        return extra;
+    }
+    if !has("List-Unsubscribe") && !has("List-Unsubscribe-Post") {
+        let links = links(recipients);
         match links.https {
             Some(url) => {
                 extra.push(("List-Unsubscribe", format!("<{url}>, <{}>", links.mailto)));
@@ -128,18 +155,10 @@ pub fn add_list_headers(msg: &mut NewMessage, links: impl FnOnce(usize) -> ListL
             None => extra.push(("List-Unsubscribe", format!("<{}>", links.mailto))),
         }
     }
-    if !has(msg, "List-Id") {
-        let domain = msg.from.address().domain().to_string();
-        extra.push(("List-Id", format!("<marketing.{domain}>")));
+    if !has("List-Id") {
+        extra.push(("List-Id", format!("<marketing.{from_domain}>")));
     }
-    for (name, value) in extra {
-        // Values built here are valid headers; a failure would be a bug,
-        // and the message is still sendable without them.
-        match CustomHeader::parse(name, &value) {
-            Ok(h) => msg.headers.push(h),
-            Err(e) => tracing::error!(name, error = %e.message, "list header refused"),
-        }
-    }
+    extra
 }
 
 /// The header carrying [`Links::reference`].

@@ -251,6 +251,25 @@ impl Relay {
         }
     }
 
+    /// The address in the first log line saying "`what` listening on
+    /// ADDR" (e.g. "SMTP submission"), waiting for it up to 30 s.
+    pub async fn listening(&self, what: &str) -> std::net::SocketAddr {
+        let needle = format!("{what} listening on ");
+        for _ in 0..300 {
+            for line in self.log() {
+                if let Some(i) = line.find(&needle) {
+                    let addr: String = line[i + needle.len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                        .collect();
+                    return addr.parse().expect("a socket address");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no \"{needle}\" line in the relay's log: {:?}", self.log());
+    }
+
     /// The lines the relay has logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()

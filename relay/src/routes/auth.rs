@@ -26,6 +26,58 @@ impl Default for KeyCache {
     }
 }
 
+impl KeyCache {
+    /// The live key whose secret is `key` (HTTP bearer, SMTP AUTH
+    /// password), from the cache while it is fresh; None for an unknown,
+    /// revoked or expired key.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn verify(
+        &self,
+        store: &crate::store::Store,
+        key: &str,
+    ) -> crate::store::Result<Option<ApiKeyRecord>> {
+        let hash = hash_key(key);
+        let now = Instant::now();
+        let cached = self
+            .0
+            .lock()
+            .expect("key cache lock")
+            .get(&hash)
+            // An expiry (a rotation's grace period ending) applies at once,
+            // cached or not.
+            .filter(|(rec, at)| {
+                now.duration_since(*at) < KEY_CACHE_TTL
+                    && rec.expires_at.is_none_or(|t| t > crate::store::now_ms())
+            })
+            .map(|(rec, _)| rec.clone());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let Some(rec) = store.find_api_key(&hash).await? else {
+            tracing::info!(
+                key_id = crate::keys::key_id(key).unwrap_or("malformed"),
+                "unknown or revoked API key"
+            );
+            return Ok(None);
+        };
+        self.0
+            .lock()
+            .expect("key cache lock")
+            .put(hash, (rec.clone(), now));
+        // Last use, at most once per cache period per process; off the
+        // request's path.
+        let (store, id) = (store.clone(), rec.id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_key(&id, crate::store::now_ms()).await {
+                tracing::debug!(error = %e, "noting a key's last use failed");
+            }
+        });
+        Ok(Some(rec))
+    }
+}
+
 /// The authenticated caller of a `/v1` route.
 #[derive(Debug, Clone)]
 pub struct Caller(pub ApiKeyRecord);
@@ -128,51 +180,15 @@ impl FromRequestParts<AppState> for Caller {
                 failed("malformed");
                 unauthorized("Authorization header must be \"Bearer <API key>\"")
             })?;
-        let hash = hash_key(key);
-        let now = Instant::now();
-        let cached = state
-            .keys
-            .0
-            .lock()
-            .expect("key cache lock")
-            .get(&hash)
-            // An expiry (a rotation's grace period ending) applies at once,
-            // cached or not.
-            .filter(|(rec, at)| {
-                now.duration_since(*at) < KEY_CACHE_TTL
-                    && rec.expires_at.is_none_or(|t| t > crate::store::now_ms())
-            })
-            .map(|(rec, _)| rec.clone());
-        if let Some(rec) = cached {
-            return rate_limit(state, parts, rec);
-        }
         let rec = state
-            .store
-            .find_api_key(&hash)
+            .keys
+            .verify(&state.store, key)
             .await
             .map_err(|e| ApiError::internal("looking up API key", &e))?
             .ok_or_else(|| {
                 failed("unknown");
-                tracing::info!(
-                    key_id = crate::keys::key_id(key).unwrap_or("malformed"),
-                    "unknown or revoked API key"
-                );
                 unauthorized("unknown or revoked API key")
             })?;
-        state
-            .keys
-            .0
-            .lock()
-            .expect("key cache lock")
-            .put(hash, (rec.clone(), now));
-        // Last use, at most once per cache period per process; off the
-        // request's path.
-        let (store, id) = (state.store.clone(), rec.id.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.touch_api_key(&id, crate::store::now_ms()).await {
-                tracing::debug!(error = %e, "noting a key's last use failed");
-            }
-        });
         rate_limit(state, parts, rec)
     }
 }

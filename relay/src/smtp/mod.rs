@@ -1,0 +1,181 @@
+//! SMTP submission: the listeners shop platforms (WooCommerce, Magento,
+//! …) send through. Commands are parsed by smtp-proto; the session is a
+//! tokio state machine of our own (`session.rs`); a message goes through
+//! the same accept pipeline as `POST /v1/messages` and is answered `250`
+//! only once committed.
+//!
+//! Every listener offers STARTTLS, and a client whose first bytes are a
+//! TLS handshake gets implicit TLS on the same port: platforms mix up 465
+//! and 587 (Magento 2.4.8 opens implicit TLS on 587).
+
+mod session;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{Instrument as _, info, warn};
+
+use crate::accept::Pipeline;
+use crate::routes::KeyCache;
+use crate::server::Tls;
+
+/// How long shutdown waits for sessions in progress.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// What every submission session shares.
+pub struct Submission {
+    pub accept: Arc<Pipeline>,
+    pub keys: Arc<KeyCache>,
+    /// For STARTTLS and implicit TLS; None: no TLS, so no AUTH unless
+    /// `allow_plaintext_auth`.
+    pub tls: Option<Arc<Tls>>,
+    /// Open sessions per client address, for `max_connections_per_client`.
+    clients: Mutex<HashMap<IpAddr, usize>>,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+impl Submission {
+    pub fn new(accept: Arc<Pipeline>, keys: Arc<KeyCache>, tls: Option<Arc<Tls>>) -> Self {
+        Submission {
+            accept,
+            keys,
+            tls,
+            clients: Mutex::default(),
+            total: Default::default(),
+        }
+    }
+
+    /// Counts a new session from `ip`, or says which limit it is over.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, &'static str> {
+        let s = &self.accept.settings.submission;
+        let mut clients = self.clients.lock().expect("clients lock");
+        if self.total.load(std::sync::atomic::Ordering::Relaxed) >= s.max_connections {
+            return Err("too many connections");
+        }
+        let n = clients.entry(ip).or_insert(0);
+        if *n >= s.max_connections_per_client {
+            return Err("too many connections from your address");
+        }
+        *n += 1;
+        self.total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(SessionSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One counted session; uncounted when dropped.
+struct SessionSlot {
+    owner: Arc<Submission>,
+    ip: IpAddr,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut clients = self.owner.clients.lock().expect("clients lock");
+        if let Some(n) = clients.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                clients.remove(&self.ip);
+            }
+        }
+        self.owner
+            .total
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Binds every `[submission] listen` address.
+///
+/// # Errors
+/// An address can't be bound (in use, no permission for a port < 1024).
+pub async fn bind(addresses: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for addr in addresses {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the SMTP submission listener {addr}: {e}"))?;
+        info!(
+            addr = %l.local_addr()?,
+            "SMTP submission listening on {}",
+            l.local_addr()?
+        );
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Serves the listeners until `stop`, then lets sessions finish their
+/// current command (up to 30 s).
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    submission: Arc<Submission>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut sessions = tokio::task::JoinSet::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    let mut acceptors = tokio::task::JoinSet::new();
+    for l in listeners {
+        let (tx, mut stop) = (tx.clone(), stop.clone());
+        acceptors.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = l.accept() => a,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match accepted {
+                    Ok(pair) => {
+                        if tx.send(pair).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "accepting an SMTP connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            next = rx.recv() => match next {
+                Some(pair) => pair,
+                None => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let slot = submission.admit(peer.ip());
+        let (submission, stop) = (submission.clone(), stop.clone());
+        let span = tracing::info_span!("smtp", %peer);
+        sessions.spawn(
+            async move {
+                // The slot is held for the whole session.
+                match slot {
+                    Ok(_slot) => session::run(tcp, peer, &submission, stop).await,
+                    Err(why) => session::refuse(tcp, why).await,
+                }
+            }
+            .instrument(span),
+        );
+        while sessions.try_join_next().is_some() {}
+    }
+    acceptors.shutdown().await;
+    if tokio::time::timeout(DRAIN, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        warn!("SMTP sessions still open after {DRAIN:?}; closing them");
+        sessions.shutdown().await;
+    }
+}

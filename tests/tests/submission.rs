@@ -1,0 +1,497 @@
+//! SMTP submission end to end: lettre (what shop platforms' PHP mailers
+//! amount to) and a hand-driven client against the real binary, the
+//! message then delivered to a real SMTP sink.
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use mailroom_e2e::dkim::Published;
+use mailroom_e2e::relay::{self, Relay, create_key, keygen, run_cli};
+use mailroom_e2e::smtp_sink::SmtpSink;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    database: String,
+    relay: Relay,
+    smtp: std::net::SocketAddr,
+    cert_pem: String,
+    published: Published,
+    sink: SmtpSink,
+}
+
+/// A relay with a submission listener (TLS from a self-signed
+/// certificate for `localhost`, its own: the HTTP API stays plain), both streams delivering to a sink,
+/// `shop.example` signed with an Ed25519 key. `top` goes at the top of
+/// the config, `extra` under `[submission]`, `marketing` under
+/// `[streams.marketing]`.
+async fn setup(top: &str, extra: &str, marketing: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let database = relay::database(d, false).await.unwrap();
+    let sink = SmtpSink::start().await;
+    let key = keygen(d, "shop.example", "s1", "ed25519");
+    let published = Published::default();
+    published.publish(&key.dns_name, &key.dns_value);
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(d.join("cert.pem"), c.cert.pem()).unwrap();
+    std::fs::write(d.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+    let config = d.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"{database}\"\nhostname = \"relay.test\"\n{top}\n\
+             [[dkim]]\ndomain = \"shop.example\"\nselector = \"s1\"\nkey = \"{k}\"\n\
+             [submission]\nlisten = [\"127.0.0.1:0\"]\n\
+             tls_cert = \"{cert}\"\ntls_key = \"{tkey}\"\n{extra}\n{routes}",
+            cert = d.join("cert.pem").display(),
+            tkey = d.join("key.pem").display(),
+            k = key.path.display(),
+            routes = relay::both_streams_to(&sink.url()).replace(
+                "[streams.marketing]\n",
+                &format!("[streams.marketing]\n{marketing}\n")
+            ),
+        ),
+    )
+    .unwrap();
+    let relay = Relay::start(&config, &[]);
+    let smtp = relay.listening("SMTP submission").await;
+    Setup {
+        _dir: dir,
+        config,
+        database,
+        relay,
+        smtp,
+        cert_pem: c.cert.pem(),
+        published,
+        sink,
+    }
+}
+
+fn transport(s: &Setup, tls: &str, key: &str) -> AsyncSmtpTransport<Tokio1Executor> {
+    let params = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(s.cert_pem.as_bytes()).unwrap())
+        .build_rustls()
+        .unwrap();
+    let tls = match tls {
+        "starttls" => Tls::Required(params),
+        "implicit" => Tls::Wrapper(params),
+        _ => Tls::None,
+    };
+    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(s.smtp.port())
+        .tls(tls)
+        .credentials(Credentials::new("apikey".into(), key.into()))
+        .timeout(Some(Duration::from_secs(20)))
+        .build()
+}
+
+fn message(message_id: &str, stream_header: Option<&str>) -> Message {
+    let mut b = Message::builder()
+        .from("Shop <orders@shop.example>".parse().unwrap())
+        .to("ana@customer.example".parse().unwrap())
+        .bcc("hidden@customer.example".parse().unwrap())
+        .subject("Your order 1001")
+        .message_id(Some(message_id.into()));
+    if let Some(stream) = stream_header {
+        b = b.raw_header(lettre::message::header::HeaderValue::new(
+            lettre::message::header::HeaderName::new_from_ascii_str("X-Mailroom-Stream"),
+            stream.into(),
+        ));
+    }
+    b.header(ContentType::TEXT_PLAIN)
+        .body("Thank you for your order.\r\n".to_string())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lettre_submits_over_starttls_and_implicit_tls_on_one_port_and_the_mail_arrives_signed() {
+    let s = setup("", "", "").await;
+    let key = create_key(&s.database, "shop", &["transactional"]);
+    for (i, tls) in ["starttls", "implicit"].into_iter().enumerate() {
+        let id = format!("<order-1001-{i}@shop.example>");
+        let reply = transport(&s, tls, &key)
+            .send(message(&id, None))
+            .await
+            .unwrap_or_else(|e| panic!("{tls}: {e}"));
+        let text = reply.message().collect::<Vec<_>>().join(" ");
+        assert!(
+            reply.code().to_string() == "250" && text.contains("queued as"),
+            "{text}"
+        );
+    }
+    let received = s.sink.wait_for(4, Duration::from_secs(30)).await;
+    // Two messages, each to the To and the Bcc recipient.
+    assert_eq!(received.len(), 4);
+    for r in &received {
+        let text = r.text();
+        assert!(
+            text.contains("Message-ID: <order-1001-0@shop.example>")
+                || text.contains("Message-ID: <order-1001-1@shop.example>"),
+            "the client's Message-ID is kept: {text}"
+        );
+        // The Bcc recipient gets a copy; no header names it.
+        assert!(
+            !text.contains("hidden@customer.example"),
+            "Bcc stripped: {text}"
+        );
+        assert!(
+            r.mail_from.starts_with("bounces+"),
+            "VERP return path: {}",
+            r.mail_from
+        );
+        let signatures = s.published.verify(&r.data).await;
+        assert_eq!(signatures[0].0, "shop.example");
+    }
+}
+
+/// A hand-driven SMTP client, plain or TLS: one reply (all lines) per call.
+struct Client<S> {
+    reader: BufReader<tokio::io::ReadHalf<S>>,
+    writer: tokio::io::WriteHalf<S>,
+}
+
+impl Client<TcpStream> {
+    async fn connect(addr: std::net::SocketAddr) -> (Client<TcpStream>, String) {
+        let mut c = Client::new(TcpStream::connect(addr).await.unwrap());
+        let greeting = c.reply().await;
+        (c, greeting)
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Client<S> {
+    fn new(stream: S) -> Self {
+        let (r, w) = tokio::io::split(stream);
+        Client {
+            reader: BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
+                .await
+                .expect("a reply in time")
+                .unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return all;
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.unwrap();
+        self.writer.flush().await.unwrap();
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    async fn auth(&mut self, key: &str) -> String {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0apikey\0{key}"));
+        self.cmd(&format!("AUTH PLAIN {token}")).await
+    }
+}
+
+fn code(reply: &str) -> &str {
+    reply.get(..3).unwrap_or(reply)
+}
+
+#[tokio::test]
+async fn auth_streams_suppression_and_the_lint_gate_answer_with_precise_codes() {
+    let s = setup(
+        "",
+        "allow_plaintext_auth = true\nmax_recipients = 5",
+        "lint_max_score = 10.0",
+    )
+    .await;
+    let transactional = create_key(&s.database, "shop", &["transactional"]);
+    let both = create_key(&s.database, "both", &["transactional", "marketing"]);
+    let (code_, out, err) = run_cli(&[
+        "suppressions",
+        "add",
+        "--database",
+        &s.database,
+        "gone@customer.example",
+        "--reason",
+        "hard_bounce",
+    ]);
+    assert_eq!(code_, 0, "{out}{err}");
+    // The relay's suppression filter picks additions up every 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (mut c, greeting) = Client::connect(s.smtp).await;
+    assert!(greeting.starts_with("220 relay.test"), "{greeting}");
+    let ehlo = c.cmd("EHLO shop.example").await;
+    for ext in [
+        "STARTTLS",
+        "AUTH PLAIN LOGIN",
+        "PIPELINING",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "SIZE",
+    ] {
+        assert!(ehlo.contains(ext), "{ext} in {ehlo}");
+    }
+    // Never an open relay.
+    assert!(
+        c.cmd("MAIL FROM:<x@shop.example>")
+            .await
+            .starts_with("530 5.7.0")
+    );
+    assert!(c.auth("mr_bogus_key").await.starts_with("535 5.7.8"));
+    assert!(c.auth(&transactional).await.starts_with("235 "));
+    assert!(c.cmd("MAIL FROM:<x@shop.example>").await.starts_with("250"));
+    let r = c.cmd("RCPT TO:<gone@customer.example>").await;
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("suppression list"),
+        "{r}"
+    );
+    assert!(c.cmd("RCPT TO:<not an address>").await.starts_with("501"));
+    assert!(
+        c.cmd("RCPT TO:<ana@customer.example>")
+            .await
+            .starts_with("250")
+    );
+    for i in 0..4 {
+        c.cmd(&format!("RCPT TO:<r{i}@customer.example>")).await;
+    }
+    let r = c.cmd("RCPT TO:<r9@customer.example>").await;
+    assert!(r.starts_with("452 4.5.3"), "{r}");
+    // The key is transactional only; a message asking for marketing is refused.
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"From: orders@shop.example\r\nTo: ana@customer.example\r\nX-Mailroom-Stream: marketing\r\nSubject: hi\r\n\r\nhello\r\n.\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("550 5.7.1") && r.contains("marketing"), "{r}");
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+
+    // A key for both streams picks marketing with the header; the lint
+    // gate then refuses a spammy message, naming its findings.
+    let (mut c, _) = Client::connect(s.smtp).await;
+    c.cmd("EHLO shop.example").await;
+    assert!(c.auth(&both).await.starts_with("235"));
+    c.cmd("MAIL FROM:<>").await;
+    c.cmd("RCPT TO:<ana@customer.example>").await;
+    c.cmd("DATA").await;
+    c.send(b"From: deals@shop.example\r\nTo: ana@customer.example\r\nX-PM-Message-Stream: broadcast\r\nSubject: FREE!!! ACT NOW!!! 100% FREE CASH $$$\r\nContent-Type: text/html\r\n\r\n<html><body><p style=\"color:#fff\">FREE CASH click here now winner</p><a href=\"http://192.0.2.1/x\">CLICK HERE</a></body></html>\r\n.\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("550 5.7.1") && r.contains("lint gate"), "{r}");
+    // A clean one goes through on marketing, with list headers added.
+    c.cmd("MAIL FROM:<>").await;
+    c.cmd("RCPT TO:<ana@customer.example>").await;
+    c.cmd("DATA").await;
+    c.send(b"From: news@shop.example\r\nTo: ana@customer.example\r\nX-Mailroom-Stream: marketing\r\nSubject: Our autumn collection\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <autumn@shop.example>\r\n\r\nHello Ana, the autumn collection is in the shop.\r\n.\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("250 2.0.0 OK queued as "), "{r}");
+    let id = r.trim().rsplit(' ').next().unwrap().to_owned();
+    let (status, body) = s.relay.get_json(&format!("/v1/messages/{id}"), &both).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stream"], "marketing", "{body}");
+    let got = s
+        .sink
+        .wait_for_copy(&id, "ana@customer.example", Duration::from_secs(30))
+        .await;
+    let text = got.text();
+    assert!(text.contains("Message-ID: <autumn@shop.example>"), "{text}");
+    assert!(text.contains("List-Unsubscribe:"), "{text}");
+    assert!(!text.contains("X-Mailroom-Stream"), "{text}");
+    assert!(
+        text.contains("Date: Tue, 01 Dec 2026 10:00:00 +0000"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn plaintext_auth_is_refused_and_hostile_input_gets_errors_not_a_crash() {
+    let s = setup("max_request_bytes = 100000", "max_recipients = 10000", "").await;
+    let key = create_key(&s.database, "shop", &["transactional"]);
+
+    let (mut c, _) = Client::connect(s.smtp).await;
+    let ehlo = c.cmd("EHLO x").await;
+    assert!(!ehlo.contains("AUTH"), "no AUTH offered before TLS: {ehlo}");
+    assert!(c.auth(&key).await.starts_with("538 5.7.11"));
+    // Garbage and a 1 MB line: errors, then the session still works.
+    assert!(code(&c.cmd("\u{1}\u{2}garbage").await).starts_with('5'));
+    c.send(&vec![b'A'; 1 << 20]).await;
+    c.send(b"\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("500 5.5.2 Line too long"), "{r}");
+    assert!(c.cmd("NOOP").await.starts_with("250"), "still answering");
+    c.cmd("QUIT").await;
+
+    // Over STARTTLS: 10,000 RCPT pipelined, a message with bare LFs, one
+    // too big, and a client that stops mid-DATA.
+    let tcp = TcpStream::connect(s.smtp).await.unwrap();
+    let mut tls = starttls(tcp, &s.cert_pem).await;
+    tls.cmd("EHLO x").await;
+    assert!(tls.auth(&key).await.starts_with("235"));
+    tls.cmd("MAIL FROM:<>").await;
+    let mut pipelined = Vec::new();
+    for i in 0..10_000 {
+        pipelined.extend_from_slice(format!("RCPT TO:<r{i}@customer.example>\r\n").as_bytes());
+    }
+    tls.send(&pipelined).await;
+    for _ in 0..10_000 {
+        assert!(tls.reply().await.starts_with("250"));
+    }
+    tls.cmd("RSET").await;
+    tls.cmd("MAIL FROM:<>").await;
+    tls.cmd("RCPT TO:<lf@customer.example>").await;
+    tls.cmd("DATA").await;
+    // A bare "\n.\n" does not end the message (no SMTP smuggling).
+    tls.send(b"From: orders@shop.example\r\nTo: lf@customer.example\r\nSubject: lf\r\n\r\nline\n.\nMAIL FROM:<smuggled@evil.example>\n\r\n.\r\n").await;
+    let r = tls.reply().await;
+    assert!(r.starts_with("250"), "{r}");
+    tls.cmd("MAIL FROM:<>").await;
+    tls.cmd("RCPT TO:<big@customer.example>").await;
+    tls.cmd("DATA").await;
+    let mut big = b"From: orders@shop.example\r\nSubject: big\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 200_000));
+    big.extend_from_slice(b"\r\n.\r\n");
+    tls.send(&big).await;
+    let r = tls.reply().await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    tls.cmd("MAIL FROM:<>").await;
+    tls.cmd("RCPT TO:<cut@customer.example>").await;
+    tls.cmd("DATA").await;
+    tls.send(b"From: orders@shop.example\r\nSubject: cut\r\n\r\nhalf a mess")
+        .await;
+    drop(tls);
+
+    let received = s.sink.wait_for(1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = s.sink.received();
+    assert_eq!(
+        all.len(),
+        1,
+        "only the LF message is delivered: {:?}",
+        all.iter().map(|r| r.rcpt_to.clone()).collect::<Vec<_>>()
+    );
+    let text = received[0].text();
+    assert!(
+        text.contains("line\r\n.\r\nMAIL FROM:<smuggled@evil.example>"),
+        "{text}"
+    );
+}
+
+/// A TLS client after STARTTLS on a plain connection.
+async fn starttls(tcp: TcpStream, pem: &str) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut plain = BufReader::new(tcp);
+    let mut line = String::new();
+    plain.read_line(&mut line).await.unwrap();
+    plain.get_mut().write_all(b"EHLO x\r\n").await.unwrap();
+    loop {
+        line.clear();
+        plain.read_line(&mut line).await.unwrap();
+        if line.as_bytes()[3] == b' ' {
+            break;
+        }
+    }
+    plain.get_mut().write_all(b"STARTTLS\r\n").await.unwrap();
+    line.clear();
+    plain.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("220 2.0.0"), "{line}");
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject as _;
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = connector
+        .connect("localhost".try_into().unwrap(), plain.into_inner())
+        .await
+        .unwrap();
+    Client::new(stream)
+}
+
+#[tokio::test]
+async fn a_message_answered_250_survives_a_sigkill() {
+    // Delivery paused: the message can only be in the store.
+    let s = setup("", "allow_plaintext_auth = true", "").await;
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        text.replace(
+            "[streams.transactional]\n",
+            "[streams.transactional]\npaused = true\n",
+        ),
+    )
+    .unwrap();
+    let Setup {
+        relay,
+        sink,
+        config,
+        database,
+        _dir,
+        ..
+    } = s;
+    relay.kill();
+    let relay = Relay::start(&config, &[]);
+    let smtp = relay.listening("SMTP submission").await;
+    let key = create_key(&database, "shop", &["transactional"]);
+    let (mut c, _) = Client::connect(smtp).await;
+    c.cmd("EHLO x").await;
+    assert!(c.auth(&key).await.starts_with("235"));
+    c.cmd("MAIL FROM:<>").await;
+    c.cmd("RCPT TO:<kept@customer.example>").await;
+    c.cmd("DATA").await;
+    c.send(b"From: orders@shop.example\r\nTo: kept@customer.example\r\nSubject: kept\r\n\r\nkept\r\n.\r\n").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("250 2.0.0 OK queued as "), "{r}");
+    let id = r.trim().rsplit(' ').next().unwrap().to_owned();
+    // Killed at once; restarted with delivery on.
+    relay.kill();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("paused = true\n", "")).unwrap();
+    let _relay = Relay::start(&config, &[]);
+    let got = sink
+        .wait_for_copy(&id, "kept@customer.example", Duration::from_secs(30))
+        .await;
+    assert!(got.text().contains("Subject: kept"));
+}
+
+/// Failed AUTH counts towards the same per-address lockout as bad API
+/// keys over HTTP.
+#[tokio::test]
+async fn failed_auth_shares_the_http_lockout() {
+    let s = setup(
+        "[limits]\nauth_failures = 3",
+        "allow_plaintext_auth = true",
+        "",
+    )
+    .await;
+    let key = create_key(&s.database, "shop", &["transactional", "lists"]);
+    let (mut c, _) = Client::connect(s.smtp).await;
+    c.cmd("EHLO x").await;
+    for _ in 0..3 {
+        assert!(c.auth("mr_wrong").await.starts_with("535 5.7.8"));
+    }
+    let r = c.auth(&key).await;
+    assert!(r.starts_with("421 4.7.0"), "{r}");
+    let (status, body) = s.relay.get_json("/v1/lists", &key).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("locked_out")),
+        "{body}"
+    );
+}
