@@ -68,6 +68,8 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// SMTP submission for shop platforms (docs/configuration.md).
     pub submission: SubmissionSettings,
+    /// The MX for the return-path domains: bounces, complaints, unsubscribes.
+    pub inbound: InboundSettings,
     /// The database password, read from this file (trailing newline
     /// dropped) or environment variable instead of written in `database`.
     pub database_password_file: Option<PathBuf>,
@@ -123,6 +125,50 @@ impl Default for SubmissionSettings {
             command_timeout: Duration::from_secs(5 * MIN),
             data_timeout: Duration::from_secs(10 * MIN),
         }
+    }
+}
+
+/// `[inbound]`: an SMTP listener taking mail for the relay's own
+/// addresses: VERP bounces (`bounces+…`), `mailto:` unsubscribes
+/// (`unsubscribe+…`) and the feedback-loop addresses. Connection limits
+/// and timeouts are `[submission]`'s.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundSettings {
+    /// E.g. `["0.0.0.0:25"]`. No AUTH; STARTTLS with the `[submission]`
+    /// (or `[tls]`) certificate.
+    pub listen: Vec<SocketAddr>,
+    /// Domains it takes mail for; empty: every stream's return-path
+    /// domain, and the `[[dkim]]` domains for streams without one.
+    pub domains: Vec<String>,
+    /// Where mailbox providers' feedback loops send ARF complaint reports,
+    /// e.g. `["fbl@bounces.shop.example"]`.
+    pub feedback_addresses: Vec<String>,
+}
+
+impl Settings {
+    /// The domains the inbound MX answers for (lower case).
+    pub fn inbound_domains(&self) -> Vec<String> {
+        let mut out: Vec<String> = if self.inbound.domains.is_empty() {
+            let mut d = Vec::new();
+            for stream in crate::domain::Stream::ALL {
+                let rp = &self.streams.get(stream).return_path;
+                if rp.is_empty() {
+                    d.extend(self.dkim.iter().map(|k| k.domain.clone()));
+                } else {
+                    d.push(rp.clone());
+                }
+            }
+            d
+        } else {
+            self.inbound.domains.clone()
+        };
+        for d in &mut out {
+            *d = d.trim_end_matches('.').to_ascii_lowercase();
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
@@ -288,6 +334,7 @@ impl Default for Settings {
             header_timeout: Duration::from_secs(10),
             tls: None,
             submission: SubmissionSettings::default(),
+            inbound: InboundSettings::default(),
             database_password_file: None,
             database_password_env: None,
         }

@@ -149,7 +149,9 @@ impl Relay {
             (None, None) => tls.clone(),
             _ => anyhow::bail!("[submission] needs both tls_cert and tls_key, or neither"),
         };
-        let smtp_listeners = crate::smtp::bind(&settings.submission.listen).await?;
+        let smtp_listeners =
+            crate::smtp::bind(&settings.submission.listen, "SMTP submission").await?;
+        let mx_listeners = crate::smtp::bind(&settings.inbound.listen, "SMTP inbound").await?;
         let header_timeout = settings.header_timeout;
         let events_wake = Arc::new(tokio::sync::Notify::new());
         let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -247,20 +249,9 @@ impl Relay {
             wake: events_wake.clone(),
         });
         let keys = Arc::new(KeyCache::default());
-        let smtp = (!smtp_listeners.is_empty()).then(|| {
-            let submission = Arc::new(crate::smtp::Submission::new(
-                accept.clone(),
-                keys.clone(),
-                submission_tls.clone(),
-            ));
-            tokio::spawn(crate::smtp::serve(
-                smtp_listeners,
-                submission,
-                stop_rx.clone(),
-            ))
-        });
         // A certificate of its own gets its own SIGHUP reload.
         let smtp_reloader = submission_tls
+            .clone()
             .filter(|t| !tls.as_ref().is_some_and(|h| Arc::ptr_eq(h, t)))
             .map(|t| {
                 tokio::spawn(crate::server::reload_on_sighup(
@@ -282,6 +273,27 @@ impl Relay {
             workers: Arc::new(running),
             limits,
         };
+        // The SMTP listeners share the API's state: the same pipeline for
+        // submission, the same handlers as the inbound webhooks for the MX.
+        let mut smtp = Vec::new();
+        for (listeners, mode) in [
+            (smtp_listeners, crate::smtp::Mode::Submission),
+            (mx_listeners, crate::smtp::Mode::Inbound),
+        ] {
+            if listeners.is_empty() {
+                continue;
+            }
+            let sessions = Arc::new(crate::smtp::Submission::new(
+                state.clone(),
+                mode,
+                submission_tls.clone(),
+            ));
+            smtp.push(tokio::spawn(crate::smtp::serve(
+                listeners,
+                sessions,
+                stop_rx.clone(),
+            )));
+        }
         let app = routes::router(state);
         let reloader = tls.clone().map(|t| {
             tokio::spawn(crate::server::reload_on_sighup(
@@ -298,8 +310,8 @@ impl Relay {
         });
         server.await.context("HTTP server failed")?;
         // The SMTP sessions hold the pipeline (and an Enqueuer) too.
-        if let Some(smtp) = smtp {
-            let _ = smtp.await;
+        for s in smtp {
+            let _ = s.await;
         }
         if let Some(r) = smtp_reloader {
             let _ = r.await;

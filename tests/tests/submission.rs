@@ -495,3 +495,142 @@ async fn failed_auth_shares_the_http_lockout() {
         "{body}"
     );
 }
+
+/// The return-path MX: a bounce for mail sent through submission, sent
+/// to its VERP address, suppresses the recipient the VERP names; a
+/// `mailto:` unsubscribe works the same way; every other address, and
+/// AUTH, is refused.
+#[tokio::test]
+async fn the_inbound_mx_takes_bounces_and_unsubscribes_for_its_own_addresses_only() {
+    let s = setup(
+        "[inbound]\nlisten = [\"127.0.0.1:0\"]\nfeedback_addresses = [\"fbl@bounces.shop.example\"]",
+        "allow_plaintext_auth = true",
+        "return_path = \"bounces.shop.example\"",
+    )
+    .await;
+    let mx = s.relay.listening("SMTP inbound").await;
+    let key = create_key(&s.database, "shop", &["marketing", "suppressions"]);
+
+    // Two marketing messages out, one to each of two addresses.
+    let mut ids = Vec::new();
+    for to in ["ana@customer.example", "ben@customer.example"] {
+        let (mut c, _) = Client::connect(s.smtp).await;
+        c.cmd("EHLO x").await;
+        assert!(c.auth(&key).await.starts_with("235"));
+        c.cmd("MAIL FROM:<>").await;
+        c.cmd(&format!("RCPT TO:<{to}>")).await;
+        c.cmd("DATA").await;
+        c.send(
+            format!(
+                "From: news@shop.example\r\nTo: {to}\r\nSubject: News\r\n\r\nNews for you.\r\n.\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        let r = c.reply().await;
+        assert!(r.starts_with("250 2.0.0 OK queued as "), "{r}");
+        ids.push(r.trim().rsplit(' ').next().unwrap().to_owned());
+    }
+    let ana = s
+        .sink
+        .wait_for_copy(&ids[0], "ana@customer.example", Duration::from_secs(30))
+        .await;
+    let ben = s
+        .sink
+        .wait_for_copy(&ids[1], "ben@customer.example", Duration::from_secs(30))
+        .await;
+    assert!(
+        ana.mail_from.ends_with("@bounces.shop.example"),
+        "{}",
+        ana.mail_from
+    );
+
+    let (mut c, greeting) = Client::connect(mx).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let ehlo = c.cmd("EHLO mx.customer.example").await;
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    assert!(c.auth(&key).await.starts_with("503"));
+    c.cmd("MAIL FROM:<>").await;
+    for foreign in [
+        "someone@elsewhere.example",
+        "postmaster@shop.example",
+        "random@bounces.shop.example",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:<{foreign}>")).await;
+        assert!(r.starts_with("550 5.1.1"), "{foreign}: {r}");
+    }
+    // A hard bounce for Ana's copy, to its VERP address; it also names Ben,
+    // whom it can't speak for.
+    let r = c.cmd(&format!("RCPT TO:<{}>", ana.mail_from)).await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(format!(
+        "From: MAILER-DAEMON@mx.customer.example\r\nTo: <{}>\r\nSubject: Undelivered Mail\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"s\"\r\n\r\n\
+         --s\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.example\r\n\r\n\
+         Final-Recipient: rfc822; ana@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n\
+         Final-Recipient: rfc822; ben@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--s--\r\n.\r\n",
+        ana.mail_from
+    ).as_bytes())
+    .await;
+    let r = c.reply().await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+
+    // Ben unsubscribes by mail, to the mailto: address of his copy.
+    let list = ben
+        .text()
+        .lines()
+        .find(|l| l.starts_with("List-Unsubscribe:"))
+        .unwrap()
+        .to_owned();
+    let mailto = list
+        .split("<mailto:")
+        .nth(1)
+        .and_then(|m| m.split('?').next())
+        .unwrap()
+        .to_owned();
+    c.cmd("MAIL FROM:<ben@customer.example>").await;
+    assert!(
+        c.cmd(&format!("RCPT TO:<{mailto}>"))
+            .await
+            .starts_with("250")
+    );
+    c.cmd("DATA").await;
+    c.send(
+        format!(
+            "From: ben@customer.example\r\nTo: <{mailto}>\r\nSubject: unsubscribe\r\n\r\n\r\n.\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(c.reply().await.starts_with("250"));
+    c.cmd("QUIT").await;
+
+    let (status, body) = s.relay.get_json("/v1/suppressions", &key).await;
+    assert_eq!(status, 200, "{body}");
+    let entries: Vec<(String, String)> = body["suppressions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|e| {
+            (
+                e["value"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        entries.contains(&("ana@customer.example".into(), "hard_bounce".into())),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&("ben@customer.example".into(), "unsubscribe".into())),
+        "{entries:?}"
+    );
+    assert!(
+        !entries.contains(&("ben@customer.example".into(), "hard_bounce".into())),
+        "the bounce for Ana's copy doesn't suppress Ben: {entries:?}"
+    );
+}

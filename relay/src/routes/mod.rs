@@ -72,6 +72,36 @@ impl AppState {
     }
 }
 
+/// What the inbound MX received, by the address it was sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    Bounce,
+    Complaint,
+    Unsubscribe,
+}
+
+/// Handles mail the inbound MX took exactly as the inbound webhook of its
+/// kind does (same parsing, trust rules and answer). The MX has no key to
+/// check: the listener itself is the authority.
+///
+/// # Errors
+/// As the webhook: the message is not what its address says (4xx), or
+/// the store failed (5xx).
+pub async fn inbound(
+    state: &AppState,
+    kind: Inbound,
+    body: Vec<u8>,
+) -> Result<serde_json::Value, ApiError> {
+    use axum::extract::State;
+    let body = auth::InboundMail(body.into());
+    let state = State(state.clone());
+    Ok(match kind {
+        Inbound::Bounce => bounces::bounces(state, body).await?.0,
+        Inbound::Complaint => complaints::complaints(state, body).await?.0,
+        Inbound::Unsubscribe => unsubscribe::unsubscribes(state, body).await?.0,
+    })
+}
+
 /// `limit` (default 100, at most 1000) and `offset` (default 0) of a list
 /// route's query; `422 invalid_field` naming the bad one.
 pub(super) fn paging(

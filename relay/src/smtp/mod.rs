@@ -19,30 +19,55 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{Instrument as _, info, warn};
 
-use crate::accept::Pipeline;
-use crate::routes::KeyCache;
+use crate::routes::{AppState, Inbound};
 use crate::server::Tls;
 
 /// How long shutdown waits for sessions in progress.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// What every submission session shares.
+/// Which listener a session came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Mail from the shop, with AUTH: `[submission]`.
+    Submission,
+    /// Mail to the relay's own addresses (bounces, complaints,
+    /// unsubscribes), without AUTH: `[inbound]`, the return-path MX.
+    Inbound,
+}
+
+/// What every session of one kind shares.
 pub struct Submission {
-    pub accept: Arc<Pipeline>,
-    pub keys: Arc<KeyCache>,
+    /// The API's state: the accept pipeline, keys, and what the inbound
+    /// webhooks use, so the MX handles mail exactly as they do.
+    pub app: AppState,
+    pub mode: Mode,
     /// For STARTTLS and implicit TLS; None: no TLS, so no AUTH unless
     /// `allow_plaintext_auth`.
     pub tls: Option<Arc<Tls>>,
+    /// `[inbound]`: the domains it takes mail for, and the feedback-loop
+    /// addresses (lower case).
+    domains: Vec<String>,
+    feedback: Vec<String>,
     /// Open sessions per client address, for `max_connections_per_client`.
     clients: Mutex<HashMap<IpAddr, usize>>,
     total: std::sync::atomic::AtomicUsize,
 }
 
 impl Submission {
-    pub fn new(accept: Arc<Pipeline>, keys: Arc<KeyCache>, tls: Option<Arc<Tls>>) -> Self {
+    pub fn new(app: AppState, mode: Mode, tls: Option<Arc<Tls>>) -> Self {
+        let domains = app.settings.inbound_domains();
+        let feedback = app
+            .settings
+            .inbound
+            .feedback_addresses
+            .iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect();
         Submission {
-            accept,
-            keys,
+            app,
+            mode,
+            domains,
+            feedback,
             tls,
             clients: Mutex::default(),
             total: Default::default(),
@@ -51,7 +76,7 @@ impl Submission {
 
     /// Counts a new session from `ip`, or says which limit it is over.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, &'static str> {
-        let s = &self.accept.settings.submission;
+        let s = &self.app.settings.submission;
         let mut clients = self.clients.lock().expect("clients lock");
         if self.total.load(std::sync::atomic::Ordering::Relaxed) >= s.max_connections {
             return Err("too many connections");
@@ -67,6 +92,29 @@ impl Submission {
             owner: self.clone(),
             ip,
         })
+    }
+}
+
+impl Submission {
+    /// What mail to `address` is, on the inbound MX: None for anything
+    /// but the relay's own addresses (`550 5.1.1`: never a relay).
+    fn inbound_kind(&self, address: &crate::domain::EmailAddress) -> Option<Inbound> {
+        let address = address.to_string().to_ascii_lowercase();
+        let (local, domain) = address.rsplit_once('@')?;
+        if !self.domains.iter().any(|d| d == domain) {
+            return None;
+        }
+        if self.feedback.contains(&address) {
+            Some(Inbound::Complaint)
+        } else if local.starts_with(list_hygiene::verp::PREFIX)
+            && list_hygiene::verp::find(&address).is_some()
+        {
+            Some(Inbound::Bounce)
+        } else if local.starts_with(crate::unsubscribe::MAILTO_PREFIX) {
+            Some(Inbound::Unsubscribe)
+        } else {
+            None
+        }
     }
 }
 
@@ -91,19 +139,20 @@ impl Drop for SessionSlot {
     }
 }
 
-/// Binds every `[submission] listen` address.
+/// Binds every address of `[submission]` or `[inbound]` (`what` says
+/// which, in the log line: "SMTP submission listening on ADDR").
 ///
 /// # Errors
 /// An address can't be bound (in use, no permission for a port < 1024).
-pub async fn bind(addresses: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
+pub async fn bind(addresses: &[SocketAddr], what: &str) -> anyhow::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for addr in addresses {
         let l = TcpListener::bind(addr)
             .await
-            .map_err(|e| anyhow::anyhow!("binding the SMTP submission listener {addr}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("binding the {what} listener {addr}: {e}"))?;
         info!(
             addr = %l.local_addr()?,
-            "SMTP submission listening on {}",
+            "{what} listening on {}",
             l.local_addr()?
         );
         out.push(l);

@@ -16,10 +16,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::Submission;
+use super::{Mode, Submission};
 use crate::accept::{AcceptError, RecipientStatus, Submitter};
 use crate::domain::{EmailAddress, Stream};
 use crate::rawmail;
+use crate::routes::Inbound;
 use crate::store::ApiKeyRecord;
 
 /// How long a new connection is watched for a TLS ClientHello before the
@@ -135,6 +136,8 @@ struct State {
     /// A transaction: MAIL given, and its recipients so far.
     mail: bool,
     recipients: Vec<EmailAddress>,
+    /// On the inbound MX, what each recipient's mail is.
+    kinds: Vec<Inbound>,
     errors: usize,
 }
 
@@ -142,6 +145,7 @@ impl State {
     fn reset(&mut self) {
         self.mail = false;
         self.recipients.clear();
+        self.kinds.clear();
     }
 }
 
@@ -192,7 +196,7 @@ pub(super) async fn run(
         {
             let Io::Plain(tcp) = io else { unreachable!() };
             match tokio::time::timeout(
-                sub.accept.settings.header_timeout,
+                sub.app.accept.settings.header_timeout,
                 tls.acceptor().accept(tcp),
             )
             .await
@@ -213,6 +217,7 @@ pub(super) async fn run(
             key: None,
             mail: false,
             recipients: Vec::new(),
+            kinds: Vec::new(),
             errors: 0,
         },
         out: Vec::new(),
@@ -299,7 +304,7 @@ impl Session<'_> {
     }
 
     async fn serve(&mut self, mut io: Io) -> io::Result<()> {
-        let hostname = self.sub.accept.settings.hostname.clone();
+        let hostname = self.sub.app.accept.settings.hostname.clone();
         self.reply(&format!("220 {hostname} ESMTP mailroom"));
         let mut input = Input {
             buf: Vec::new(),
@@ -307,7 +312,7 @@ impl Session<'_> {
             skipping: false,
         };
         let mut receiver = RequestReceiver::default();
-        let command_timeout = self.sub.accept.settings.submission.command_timeout;
+        let command_timeout = self.sub.app.accept.settings.submission.command_timeout;
         loop {
             if input.skipping {
                 match input.rest().iter().position(|&b| b == b'\n') {
@@ -385,7 +390,7 @@ impl Session<'_> {
                         .as_ref()
                         .expect("STARTTLS only offered with TLS");
                     io = match tokio::time::timeout(
-                        self.sub.accept.settings.header_timeout,
+                        self.sub.app.accept.settings.header_timeout,
                         tls.acceptor().accept(tcp),
                     )
                     .await
@@ -431,13 +436,14 @@ impl Session<'_> {
         Next::Continue
     }
 
-    /// Whether AUTH may be offered and used now.
+    /// Whether AUTH may be offered and used now (never on the MX).
     fn auth_allowed(&self) -> bool {
-        self.state.tls || self.sub.accept.settings.submission.allow_plaintext_auth
+        self.sub.mode == Mode::Submission
+            && (self.state.tls || self.sub.app.accept.settings.submission.allow_plaintext_auth)
     }
 
     async fn command(&mut self, cmd: Command) -> Next {
-        let settings = &self.sub.accept.settings;
+        let settings = &self.sub.app.accept.settings;
         match cmd {
             Command::Ehlo => {
                 self.state.helo = true;
@@ -481,7 +487,7 @@ impl Session<'_> {
             Command::Mail { size } => {
                 if !self.state.helo {
                     self.error("503 5.5.1 Say EHLO first")
-                } else if self.state.key.is_none() {
+                } else if self.state.key.is_none() && self.sub.mode == Mode::Submission {
                     // Never an open relay: submission is for keys only.
                     self.error("530 5.7.0 Authentication required")
                 } else if self.state.mail {
@@ -551,7 +557,7 @@ impl Session<'_> {
         if !self.state.mail {
             return self.error("503 5.5.1 MAIL first");
         }
-        let max = self.sub.accept.settings.submission.max_recipients;
+        let max = self.sub.app.accept.settings.submission.max_recipients;
         if self.state.recipients.len() >= max {
             self.reply(&format!(
                 "452 4.5.3 Too many recipients (at most {max} per message)"
@@ -562,6 +568,16 @@ impl Session<'_> {
             Ok(a) => a,
             Err(e) => return self.error(&format!("501 5.1.3 Bad recipient address: {e}")),
         };
+        if self.sub.mode == Mode::Inbound {
+            let Some(kind) = self.sub.inbound_kind(&address) else {
+                self.reply(&format!("550 5.1.1 <{address}>: no such mailbox here"));
+                return Next::Continue;
+            };
+            self.state.recipients.push(address);
+            self.state.kinds.push(kind);
+            self.reply("250 2.1.5 Recipient OK");
+            return Next::Continue;
+        }
         if let Some(stream) = self.known_stream() {
             let target = [(
                 address.to_string().to_lowercase(),
@@ -569,9 +585,10 @@ impl Session<'_> {
             )];
             match self
                 .sub
+                .app
                 .accept
                 .suppressions
-                .check(&self.sub.accept.store, stream, &target)
+                .check(&self.sub.app.accept.store, stream, &target)
                 .await
             {
                 Ok(found) => {
@@ -595,6 +612,10 @@ impl Session<'_> {
     }
 
     async fn auth(&mut self, mechanism: u64, initial: &str) -> Next {
+        if self.sub.mode == Mode::Inbound {
+            return self
+                .error("503 5.5.1 No AUTH here: this is the MX for mailroom's own addresses");
+        }
         if self.state.key.is_some() {
             return self.error("503 5.5.1 Already authenticated");
         }
@@ -603,7 +624,7 @@ impl Session<'_> {
                 "538 5.7.11 Encryption required for requested authentication mechanism (STARTTLS first)",
             );
         }
-        if let Some(wait) = self.sub.accept.limits.lockout.locked(self.peer.ip()) {
+        if let Some(wait) = self.sub.app.accept.limits.lockout.locked(self.peer.ip()) {
             self.reply(&format!(
                 "421 4.7.0 Too many failed authentications from this address; try again in {}s",
                 wait.as_secs().max(1)
@@ -665,8 +686,9 @@ impl Session<'_> {
         };
         match self
             .sub
+            .app
             .keys
-            .verify(&self.sub.accept.store, &password)
+            .verify(&self.sub.app.accept.store, &password)
             .await
         {
             Ok(Some(key)) if !key.streams.is_empty() => {
@@ -687,11 +709,11 @@ impl Session<'_> {
     }
 
     fn auth_failed(&mut self, reason: &'static str) {
-        let m = &self.sub.accept.metrics;
+        let m = &self.sub.app.accept.metrics;
         m.auth_failures
             .get_or_create(&crate::metrics::Reason { reason })
             .inc();
-        if self.sub.accept.limits.lockout.failed(self.peer.ip()) {
+        if self.sub.app.accept.limits.lockout.failed(self.peer.ip()) {
             m.lockouts.inc();
             tracing::warn!(ip = %self.peer.ip(), "client locked out after repeated authentication failures");
         }
@@ -728,7 +750,7 @@ impl Session<'_> {
     /// Reads the message after `354` and hands it to the pipeline; Ok(false)
     /// when the session must end.
     async fn data(&mut self, io: &mut Io, input: &mut Input) -> io::Result<bool> {
-        let settings = &self.sub.accept.settings;
+        let settings = &self.sub.app.accept.settings;
         let max = settings.max_request_bytes;
         let deadline = tokio::time::Instant::now() + settings.submission.data_timeout;
         let mut receiver = DataReceiver::new();
@@ -771,6 +793,9 @@ impl Session<'_> {
 
     /// The pipeline's answer to one message, as an SMTP reply.
     async fn submit(&self, message: &[u8]) -> String {
+        if self.sub.mode == Mode::Inbound {
+            return self.received(message).await;
+        }
         let key = self.state.key.as_ref().expect("MAIL needs AUTH");
         let stream = match stream_of(message, key) {
             Ok(s) => s,
@@ -778,6 +803,7 @@ impl Session<'_> {
         };
         match self
             .sub
+            .app
             .accept
             .accept_raw(Submitter::Key(key), stream, &self.state.recipients, message)
             .await
@@ -800,6 +826,39 @@ impl Session<'_> {
             }
             Err(e) => refusal(&e),
         }
+    }
+}
+
+impl Session<'_> {
+    /// Mail to the relay's own addresses, handed to the inbound webhooks'
+    /// handlers once per recipient, with the `Delivered-To` a receiving
+    /// MTA adds (which is where they look for the VERP path or token).
+    /// A message they can't use is still taken (`250`): refusing a bounce
+    /// makes the sender bounce the bounce. Only a failure on our side is
+    /// `451`, so the sender retries.
+    async fn received(&self, message: &[u8]) -> String {
+        let mut handled = Vec::new();
+        for (address, kind) in self.state.recipients.iter().zip(&self.state.kinds) {
+            let mut data = format!("Delivered-To: {address}\r\n").into_bytes();
+            data.extend_from_slice(message);
+            match crate::routes::inbound(&self.sub.app, *kind, data).await {
+                Ok(answer) => {
+                    info!(?kind, %address, answer = %answer, "inbound mail handled");
+                    handled.push(address.to_string());
+                }
+                Err(e) if e.status.is_server_error() => {
+                    return "451 4.3.0 Temporary failure processing the message; try again".into();
+                }
+                Err(e) => {
+                    info!(?kind, %address, error = %e.message, "inbound mail not usable; dropped");
+                }
+            }
+        }
+        format!(
+            "250 2.0.0 OK ({} of {} recipient(s) processed)",
+            handled.len(),
+            self.state.recipients.len()
+        )
     }
 }
 
