@@ -218,9 +218,21 @@ async fn a_well_set_up_domain_passes_and_each_common_mistake_is_named_with_its_f
             "{id}: {s:?}\n{r}"
         );
     }
-    // No inbound listener yet: bounces must be forwarded to the webhook.
+    // Without [inbound], that MX host must forward bounces to the webhook.
     assert_eq!(status_of(&r, "return_path.mx"), ["warn"], "{r}");
     assert_eq!(r["status"], "warn");
+    let with_mx = config(
+        d,
+        "good-mx",
+        "good.example",
+        &good,
+        "[inbound]\nlisten = [\"127.0.0.1:25\"]\n",
+    );
+    let (code, r, _) = check(&with_mx, dns, &[]).await;
+    assert_eq!(code, 0);
+    assert_eq!(status_of(&r, "return_path.mx"), ["pass"], "{r}");
+    // Only BIMI's information is left.
+    assert_eq!(r["status"], "info", "{r}");
     for p in ["gmail", "yahoo", "microsoft"] {
         assert!(ready(&r, p), "{p}: {r}");
     }

@@ -74,12 +74,15 @@ pub(super) async fn return_path(
                     Status::Fail,
                     format!("MX host {} has no address", unresolved.join(", ")),
                 )
-            } else if plan.inbound {
+            } else if plan.inbound.iter().any(|d| d == rp) {
                 Check::new(
                     "return_path.mx",
                     rp,
                     Status::Pass,
-                    format!("bounces for {which} reach {}", mx[0].1),
+                    format!(
+                        "bounces for {which} go to {}, which must be this relay's [inbound] listener",
+                        mx[0].1
+                    ),
                 )
             } else {
                 Check::new(
@@ -87,7 +90,7 @@ pub(super) async fn return_path(
                     rp,
                     Status::Warn,
                     format!(
-                        "bounces for {which} go to {}; this relay has no inbound SMTP listener, so that host must pass them to POST /v1/webhooks/bounces (docs/list-hygiene.md), or they are never processed",
+                        "bounces for {which} go to {}; this relay's [inbound] listener doesn't take mail for {rp}, so that host must pass them to POST /v1/webhooks/bounces (docs/list-hygiene.md), or they are never processed",
                         mx[0].1
                     ),
                 )

@@ -150,10 +150,10 @@ pub struct Plan {
     /// The EHLO name.
     pub helo: String,
     pub public_url: Option<String>,
-    /// Whether this relay takes mail for its return-path domains itself.
-    /// No inbound listener exists yet: bounces reach the relay through
-    /// another MTA and the bounce webhook.
-    pub inbound: bool,
+    /// The return-path domains this relay's `[inbound]` MX takes mail
+    /// for; empty without one (bounces then come through another MTA and
+    /// the bounce webhook).
+    pub inbound: Vec<String>,
 }
 
 impl Plan {
@@ -201,7 +201,11 @@ impl Plan {
             streams,
             helo: settings.hostname.clone(),
             public_url: settings.public_url.clone(),
-            inbound: false,
+            inbound: if settings.inbound.listen.is_empty() {
+                Vec::new()
+            } else {
+                settings.inbound_domains()
+            },
         }
     }
 
