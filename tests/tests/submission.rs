@@ -634,3 +634,36 @@ async fn the_inbound_mx_takes_bounces_and_unsubscribes_for_its_own_addresses_onl
         "the bounce for Ana's copy doesn't suppress Ben: {entries:?}"
     );
 }
+
+/// The submission certificate is reloaded on SIGHUP, like the HTTP one.
+#[tokio::test]
+async fn the_submission_certificate_is_reloaded_on_sighup() {
+    let s = setup("", "", "").await;
+    let tcp = TcpStream::connect(s.smtp).await.unwrap();
+    let mut c = starttls(tcp, &s.cert_pem).await;
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+
+    let next = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = s.config.parent().unwrap();
+    std::fs::write(dir.join("cert.pem"), next.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), next.signing_key.serialize_pem()).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &s.relay.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if s.relay
+            .log()
+            .iter()
+            .any(|l| l.contains("TLS certificate reloaded"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Only a client trusting the new certificate gets through now.
+    let tcp = TcpStream::connect(s.smtp).await.unwrap();
+    let mut c = starttls(tcp, &next.cert.pem()).await;
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+}
