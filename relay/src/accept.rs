@@ -426,6 +426,8 @@ impl Pipeline {
         let subject = parsed.subject().unwrap_or_default().to_owned();
         let message_id_header = match parsed.message_id() {
             Some(mid) => format!("<{mid}>"),
+            // One the parser can't read is kept as written, not doubled.
+            None if raw.has("Message-ID") => raw.value("Message-ID").unwrap_or_default(),
             None => {
                 let mid = format!("<{id}@{}>", from.domain());
                 raw.push("Message-ID", &mid);

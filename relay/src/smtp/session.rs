@@ -402,8 +402,10 @@ impl Session<'_> {
                         }
                         Err(_) => return Ok(()),
                     };
-                    // RFC 3207 §4.2: forget everything said before TLS.
+                    // RFC 3207 §4.2: forget everything said before TLS,
+                    // a plaintext AUTH (allow_plaintext_auth) included.
                     self.state.helo = false;
+                    self.state.key = None;
                     self.state.tls = true;
                     self.state.reset();
                 }
