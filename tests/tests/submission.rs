@@ -667,3 +667,56 @@ async fn the_submission_certificate_is_reloaded_on_sighup() {
     let mut c = starttls(tcp, &next.cert.pem()).await;
     assert!(c.cmd("NOOP").await.starts_with("250"));
 }
+
+/// Random bytes, SMTP verbs and line breaks mixed, on many connections:
+/// the relay answers or closes, and keeps serving.
+#[tokio::test]
+async fn random_input_never_takes_the_listener_down() {
+    let s = setup("", "allow_plaintext_auth = true", "").await;
+    let key = create_key(&s.database, "shop", &["transactional"]);
+    let words: [&[u8]; 12] = [
+        b"EHLO x\r\n",
+        b"MAIL FROM:<a@b.example>\r\n",
+        b"RCPT TO:<c@d.example>\r\n",
+        b"DATA\r\n",
+        b"\r\n.\r\n",
+        b"AUTH PLAIN\r\n",
+        b"AUTH LOGIN\r\n",
+        b"STARTTLS\r\n",
+        b"BDAT 10 LAST\r\n",
+        b"\n.\n",
+        b"\r\n",
+        b"\0\xff\xfe",
+    ];
+    // xorshift: reproducible without a dependency.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..200 {
+        let mut input = Vec::new();
+        for _ in 0..(rnd() % 40) {
+            match rnd() % 3 {
+                0 => input.extend_from_slice(words[(rnd() % 12) as usize]),
+                _ => input.extend((0..rnd() % 64).map(|_| (rnd() & 0xff) as u8)),
+            }
+        }
+        let mut tcp = TcpStream::connect(s.smtp).await.unwrap();
+        let _ = tcp.write_all(&input).await;
+        let _ = tcp.shutdown().await;
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut sink),
+        )
+        .await;
+        assert!(read.is_ok(), "the session ended after the client's EOF");
+    }
+    let (mut c, _) = Client::connect(s.smtp).await;
+    c.cmd("EHLO x").await;
+    assert!(c.auth(&key).await.starts_with("235"));
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+}
