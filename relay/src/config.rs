@@ -101,7 +101,7 @@ pub struct SubmissionSettings {
     pub allow_plaintext_auth: bool,
     /// Recipients one message may have (more: `452 4.5.3`).
     pub max_recipients: usize,
-    /// Connections at once, over all listeners, and from one client address.
+    /// Connections at once on each listener, and from one client address.
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     /// Longest wait for the next command line.

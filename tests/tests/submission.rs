@@ -720,3 +720,20 @@ async fn random_input_never_takes_the_listener_down() {
     assert!(c.auth(&key).await.starts_with("235"));
     assert!(c.cmd("NOOP").await.starts_with("250"));
 }
+
+/// One client can't hold every session: past `max_connections_per_client`
+/// it is told to come back later, and a closed session frees its place.
+#[tokio::test]
+async fn connections_per_client_are_limited() {
+    let s = setup("", "max_connections_per_client = 2", "").await;
+    let (mut a, ga) = Client::connect(s.smtp).await;
+    let (_b, gb) = Client::connect(s.smtp).await;
+    assert!(ga.starts_with("220") && gb.starts_with("220"));
+    let (_c, gc) = Client::connect(s.smtp).await;
+    assert!(gc.starts_with("421 4.7.0"), "{gc}");
+    a.cmd("QUIT").await;
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_d, gd) = Client::connect(s.smtp).await;
+    assert!(gd.starts_with("220"), "{gd}");
+}

@@ -50,7 +50,8 @@ pub struct Submission {
     feedback: Vec<String>,
     /// Open sessions per client address, for `max_connections_per_client`.
     clients: Mutex<HashMap<IpAddr, usize>>,
-    total: std::sync::atomic::AtomicUsize,
+    /// Open sessions per listener (by its index), for `max_connections`.
+    per_listener: Mutex<HashMap<usize, usize>>,
 }
 
 impl Submission {
@@ -70,15 +71,18 @@ impl Submission {
             feedback,
             tls,
             clients: Mutex::default(),
-            total: Default::default(),
+            per_listener: Mutex::default(),
         }
     }
 
-    /// Counts a new session from `ip`, or says which limit it is over.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, &'static str> {
+    /// Counts a new session from `ip` on listener `listener`, or says
+    /// which limit it is over.
+    fn admit(self: &Arc<Self>, ip: IpAddr, listener: usize) -> Result<SessionSlot, &'static str> {
         let s = &self.app.settings.submission;
         let mut clients = self.clients.lock().expect("clients lock");
-        if self.total.load(std::sync::atomic::Ordering::Relaxed) >= s.max_connections {
+        let mut per_listener = self.per_listener.lock().expect("listener count lock");
+        let on_listener = per_listener.entry(listener).or_insert(0);
+        if *on_listener >= s.max_connections {
             return Err("too many connections");
         }
         let n = clients.entry(ip).or_insert(0);
@@ -86,12 +90,35 @@ impl Submission {
             return Err("too many connections from your address");
         }
         *n += 1;
-        self.total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *on_listener += 1;
         Ok(SessionSlot {
             owner: self.clone(),
             ip,
+            listener,
         })
+    }
+}
+
+/// One counted session; uncounted when dropped.
+struct SessionSlot {
+    owner: Arc<Submission>,
+    ip: IpAddr,
+    listener: usize,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut clients = self.owner.clients.lock().expect("clients lock");
+        if let Some(n) = clients.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                clients.remove(&self.ip);
+            }
+        }
+        let mut per_listener = self.owner.per_listener.lock().expect("listener count lock");
+        if let Some(n) = per_listener.get_mut(&self.listener) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 
@@ -115,27 +142,6 @@ impl Submission {
         } else {
             None
         }
-    }
-}
-
-/// One counted session; uncounted when dropped.
-struct SessionSlot {
-    owner: Arc<Submission>,
-    ip: IpAddr,
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        let mut clients = self.owner.clients.lock().expect("clients lock");
-        if let Some(n) = clients.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                clients.remove(&self.ip);
-            }
-        }
-        self.owner
-            .total
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -168,9 +174,9 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut sessions = tokio::task::JoinSet::new();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, usize)>(64);
     let mut acceptors = tokio::task::JoinSet::new();
-    for l in listeners {
+    for (index, l) in listeners.into_iter().enumerate() {
         let (tx, mut stop) = (tx.clone(), stop.clone());
         acceptors.spawn(async move {
             loop {
@@ -179,8 +185,8 @@ pub async fn serve(
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 match accepted {
-                    Ok(pair) => {
-                        if tx.send(pair).await.is_err() {
+                    Ok((tcp, peer)) => {
+                        if tx.send((tcp, peer, index)).await.is_err() {
                             return;
                         }
                     }
@@ -194,15 +200,15 @@ pub async fn serve(
     }
     drop(tx);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (tcp, peer, listener) = tokio::select! {
             next = rx.recv() => match next {
-                Some(pair) => pair,
+                Some(accepted) => accepted,
                 None => break,
             },
             _ = stop.wait_for(|s| *s) => break,
         };
         let _ = tcp.set_nodelay(true);
-        let slot = submission.admit(peer.ip());
+        let slot = submission.admit(peer.ip(), listener);
         let (submission, stop) = (submission.clone(), stop.clone());
         let span = tracing::info_span!("smtp", %peer);
         sessions.spawn(
