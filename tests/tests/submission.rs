@@ -737,3 +737,52 @@ async fn connections_per_client_are_limited() {
     let (_d, gd) = Client::connect(s.smtp).await;
     assert!(gd.starts_with("220"), "{gd}");
 }
+
+/// A client that goes quiet, between commands or inside DATA, is closed
+/// after its timeout with a 421, and nothing half-sent is stored.
+#[tokio::test]
+async fn slow_clients_are_timed_out() {
+    let s = setup(
+        "",
+        "allow_plaintext_auth = true\ncommand_timeout = \"1s\"\ndata_timeout = \"2s\"",
+        "",
+    )
+    .await;
+    let key = create_key(&s.database, "shop", &["transactional"]);
+    let (mut idle, _) = Client::connect(s.smtp).await;
+    let t = std::time::Instant::now();
+    let r = idle.reply().await;
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // Trickling DATA a byte at a time, each within the command timeout,
+    // still hits the DATA timeout.
+    let (mut c, _) = Client::connect(s.smtp).await;
+    c.cmd("EHLO x").await;
+    assert!(c.auth(&key).await.starts_with("235"));
+    c.cmd("MAIL FROM:<>").await;
+    c.cmd("RCPT TO:<slow@customer.example>").await;
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"From: orders@shop.example\r\nSubject: slow\r\n\r\n")
+        .await;
+    let t = std::time::Instant::now();
+    let mut closed = false;
+    while t.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if c.writer.write_all(b"x").await.is_err() || c.writer.flush().await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut line = String::new();
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(10), c.reader.read_line(&mut line)).await
+        {
+            assert!(n == 0 || line.starts_with("421 4.4.2"), "{line}");
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open after {:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.sink.count(), 0);
+}

@@ -776,7 +776,12 @@ impl Session<'_> {
                 break;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() || !self.fill(io, input, left).await? {
+            if left.is_zero() {
+                self.reply("421 4.4.2 Timeout: the message took too long; closing the connection");
+                self.flush(io).await?;
+                return Ok(false);
+            }
+            if !self.fill(io, input, left).await? {
                 return Ok(false);
             }
         }
