@@ -1,8 +1,10 @@
-//! SMTP submission: the listeners shop platforms (WooCommerce, Magento,
-//! …) send through. Commands are parsed by smtp-proto; the session is a
-//! tokio state machine of our own (`session.rs`); a message goes through
-//! the same accept pipeline as `POST /v1/messages` and is answered `250`
-//! only once committed.
+//! The SMTP listeners. Submission (`[submission]`): what shop platforms
+//! (WooCommerce, Magento, …) send through; a message goes through the same
+//! accept pipeline as `POST /v1/messages` and is answered `250` only once
+//! committed. The inbound MX (`[inbound]`): mail to the relay's own
+//! addresses, handled by the inbound webhooks' code. Commands are parsed
+//! by smtp-proto; the session is a tokio state machine of our own
+//! (`session.rs`), one for both kinds.
 //!
 //! Every listener offers STARTTLS, and a client whose first bytes are a
 //! TLS handshake gets implicit TLS on the same port: platforms mix up 465

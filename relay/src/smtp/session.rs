@@ -1,5 +1,5 @@
-//! One submission session: greeting, EHLO, STARTTLS, AUTH, and
-//! transactions, as a loop over the client's bytes. Replies to pipelined
+//! One SMTP session (submission or the inbound MX): greeting, EHLO,
+//! STARTTLS, AUTH, and transactions, as a loop over the client's bytes. Replies to pipelined
 //! commands are collected and written when the client's input runs dry.
 
 use std::io;
