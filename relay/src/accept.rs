@@ -157,6 +157,22 @@ pub enum Submitted {
     KeyReused,
 }
 
+impl Submitted {
+    /// The receipt of a message submitted without an idempotency key.
+    ///
+    /// # Errors
+    /// A replay or reused key, which only an idempotency key can cause.
+    fn receipt(self) -> Result<Receipt, AcceptError> {
+        match self {
+            Submitted::Accepted(receipt) => Ok(receipt),
+            Submitted::Replayed(_) | Submitted::KeyReused => Err(AcceptError::internal(
+                "storing message",
+                anyhow::anyhow!("an idempotency outcome for a message without a key"),
+            )),
+        }
+    }
+}
+
 /// What the store keeps beside the rendered message.
 struct Envelope<'a> {
     sender: &'a EmailAddress,
@@ -224,14 +240,7 @@ impl Pipeline {
         who: Submitter<'_>,
         msg: NewMessage,
     ) -> Result<Receipt, AcceptError> {
-        match self.accept(who, msg, None).await? {
-            Submitted::Accepted(receipt) => Ok(receipt),
-            // Only an idempotency key can be replayed or reused.
-            Submitted::Replayed(_) | Submitted::KeyReused => Err(AcceptError::internal(
-                "storing message",
-                anyhow::anyhow!("an idempotency outcome for a message without a key"),
-            )),
-        }
+        self.accept(who, msg, None).await?.receipt()
     }
 
     /// Every check and the signing: everything up to the commit.
@@ -492,13 +501,7 @@ impl Pipeline {
                 None,
             )
             .await?;
-        match self.submit(prepared).await? {
-            Submitted::Accepted(receipt) => Ok(receipt),
-            Submitted::Replayed(_) | Submitted::KeyReused => Err(AcceptError::internal(
-                "storing message",
-                anyhow::anyhow!("an idempotency outcome for a message without a key"),
-            )),
-        }
+        self.submit(prepared).await?.receipt()
     }
 
     /// Commits the message (group commit with its idempotency key), then
