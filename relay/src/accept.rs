@@ -79,6 +79,8 @@ pub enum AcceptError {
         "no DKIM key is configured for {domain} on the {stream} stream; add a [[dkim]] entry or set allow_unsigned"
     )]
     NoDkimKey { domain: String, stream: Stream },
+    #[error("Unknown stream {0:?} in X-Mailroom-Stream: transactional or marketing")]
+    UnknownStream(String),
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -180,6 +182,24 @@ struct Envelope<'a> {
     recipients: &'a [(RecipientKind, &'a EmailAddress)],
     tags: String,
     metadata: String,
+}
+
+/// The stream of a message that arrived whole: its `X-Mailroom-Stream`
+/// (or Postmark's `X-PM-Message-Stream`) header, else the key's only
+/// stream, else transactional (as Postmark defaults to its transactional
+/// stream).
+fn raw_stream(raw: &rawmail::RawMessage, key: &ApiKeyRecord) -> Result<Stream, AcceptError> {
+    match rawmail::STREAM_HEADERS.iter().find_map(|h| raw.value(h)) {
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "transactional" | "outbound" => Ok(Stream::Transactional),
+            "marketing" | "broadcast" | "broadcasts" => Ok(Stream::Marketing),
+            _ => Err(AcceptError::UnknownStream(v)),
+        },
+        None => match key.streams.as_slice() {
+            [one] => Ok(*one),
+            _ => Ok(Stream::Transactional),
+        },
+    }
 }
 
 /// The one From address of a message that arrived whole.
@@ -386,25 +406,28 @@ impl Pipeline {
         Ok(Prepared { message, receipt })
     }
 
-    /// The whole pipeline for a message that arrived whole (SMTP): its
-    /// headers kept as the client wrote them, a Message-ID and Date added
-    /// if missing, `Bcc` and the stream headers removed, list headers for
-    /// marketing, then signing, the lint gate, suppression and the commit
-    /// as for every message. Returns once the message is committed.
+    /// The whole pipeline for a message that arrived whole (SMTP AUTH with
+    /// `key`): its stream chosen (see [`raw_stream`]), its headers kept as
+    /// the client wrote them, a Message-ID and Date added if missing,
+    /// `Bcc` and the stream headers removed, list headers for marketing,
+    /// then signing, the lint gate, suppression and the commit as for
+    /// every message. Returns once the message is committed.
     ///
     /// # Errors
-    /// As [`Pipeline::accept`]; `Invalid` for a message without a usable
-    /// From address or header block.
+    /// As [`Pipeline::accept`]; `UnknownStream` for a stream header naming
+    /// neither stream; `Invalid` for a message without a usable From
+    /// address or header block.
     pub async fn accept_raw(
         &self,
-        who: Submitter<'_>,
-        stream: Stream,
+        key: &ApiKeyRecord,
         recipients: &[EmailAddress],
         data: &[u8],
     ) -> Result<Receipt, AcceptError> {
+        let who = Submitter::Key(key);
         let data = rawmail::normalize_line_endings(data);
         let mut raw =
             rawmail::RawMessage::parse(&data).map_err(|e| AcceptError::Invalid(e.to_string()))?;
+        let stream = raw_stream(&raw, key)?;
         let parsed = mail_parser::MessageParser::default()
             .parse_headers(&data)
             .ok_or_else(|| AcceptError::Invalid("the message headers don't parse".into()))?;

@@ -68,7 +68,9 @@ impl From<AcceptError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_dkim_key", message)
                     .field("from")
             }
-            AcceptError::Invalid(_) => {
+            // Only a message that arrives whole (SMTP) names its stream in
+            // a header; the JSON API has a field, checked when parsed.
+            AcceptError::Invalid(_) | AcceptError::UnknownStream(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_message", message)
             }
             AcceptError::LintFailed { report, .. } => {

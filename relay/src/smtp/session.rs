@@ -17,9 +17,8 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use super::{Mode, Submission};
-use crate::accept::{AcceptError, RecipientStatus, Submitter};
+use crate::accept::{AcceptError, RecipientStatus};
 use crate::domain::{EmailAddress, Stream};
-use crate::rawmail;
 use crate::routes::Inbound;
 use crate::store::ApiKeyRecord;
 
@@ -804,15 +803,11 @@ impl Session<'_> {
             return self.received(message).await;
         }
         let key = self.state.key.as_ref().expect("MAIL needs AUTH");
-        let stream = match stream_of(message, key) {
-            Ok(s) => s,
-            Err(reply) => return reply,
-        };
         match self
             .sub
             .app
             .accept
-            .accept_raw(Submitter::Key(key), stream, &self.state.recipients, message)
+            .accept_raw(key, &self.state.recipients, message)
             .await
         {
             Ok(receipt) => {
@@ -821,7 +816,7 @@ impl Session<'_> {
                     .iter()
                     .filter(|r| matches!(r.status, RecipientStatus::Suppressed { .. }))
                     .count();
-                info!(message_id = %receipt.id, %stream, recipients = receipt.recipients.len(), "accepted over SMTP");
+                info!(message_id = %receipt.id, stream = %receipt.stream, recipients = receipt.recipients.len(), "accepted over SMTP");
                 if suppressed == 0 {
                     format!("250 2.0.0 OK queued as {}", receipt.id)
                 } else {
@@ -869,29 +864,6 @@ impl Session<'_> {
     }
 }
 
-/// The stream a message goes on: its `X-Mailroom-Stream` (or Postmark's
-/// `X-PM-Message-Stream`) header, else the key's only stream, else
-/// transactional (as Postmark defaults to its transactional stream).
-fn stream_of(message: &[u8], key: &ApiKeyRecord) -> Result<Stream, String> {
-    let data = rawmail::normalize_line_endings(message);
-    let header = rawmail::RawMessage::parse(&data)
-        .ok()
-        .and_then(|m| rawmail::STREAM_HEADERS.iter().find_map(|h| m.value(h)));
-    match header {
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "transactional" | "outbound" => Ok(Stream::Transactional),
-            "marketing" | "broadcast" | "broadcasts" => Ok(Stream::Marketing),
-            _ => Err(format!(
-                "550 5.7.1 Unknown stream {v:?} in X-Mailroom-Stream: transactional or marketing"
-            )),
-        },
-        None => match key.streams.as_slice() {
-            [one] => Ok(*one),
-            _ => Ok(Stream::Transactional),
-        },
-    }
-}
-
 /// A refused message as an SMTP reply with its enhanced status code.
 fn refusal(e: &AcceptError) -> String {
     match e {
@@ -905,7 +877,9 @@ fn refusal(e: &AcceptError) -> String {
             "451 4.7.1 This key is over its {stream} messages_per_hour; retry in {}s",
             retry_after.as_secs().max(1)
         ),
-        AcceptError::NoDkimKey { .. } => format!("550 5.7.1 {e}"),
+        AcceptError::NoDkimKey { .. } | AcceptError::UnknownStream(_) => {
+            format!("550 5.7.1 {e}")
+        }
         AcceptError::Invalid(why) => format!("554 5.6.0 {why}"),
         AcceptError::LintFailed { report, max, .. } => {
             let mut findings: Vec<&lint::Finding> = report.findings.iter().collect();
