@@ -4,14 +4,17 @@
 //!
 //! # Layout
 //! - [`smtp_sink`]: the SMTP server the relay delivers to.
+//! - [`smtp_client`]: a hand-driven SMTP client for the relay's listeners.
 //! - [`relay`]: starting, killing and talking to the `mailroom` process.
 //! - [`dkim`]: verifying signatures offline with mail-auth.
-//! - [`dns`]: a DNS server answering MX queries, for the direct-MX route.
+//! - [`dns`]: an authoritative DNS server on loopback, for the direct-MX
+//!   route and `check-domain`.
 //! - [`webhook_sink`]: an HTTP endpoint receiving the relay's event webhooks.
 
 pub mod dkim;
 pub mod dns;
 pub mod relay;
+pub mod smtp_client;
 pub mod smtp_sink;
 pub mod webhook_sink;
 

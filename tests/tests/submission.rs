@@ -10,6 +10,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use mailroom_e2e::dkim::Published;
 use mailroom_e2e::relay::{self, Relay, create_key, keygen, run_cli};
+use mailroom_e2e::smtp_client::Client;
 use mailroom_e2e::smtp_sink::SmtpSink;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
@@ -147,64 +148,6 @@ async fn lettre_submits_over_starttls_and_implicit_tls_on_one_port_and_the_mail_
         );
         let signatures = s.published.verify(&r.data).await;
         assert_eq!(signatures[0].0, "shop.example");
-    }
-}
-
-/// A hand-driven SMTP client, plain or TLS: one reply (all lines) per call.
-struct Client<S> {
-    reader: BufReader<tokio::io::ReadHalf<S>>,
-    writer: tokio::io::WriteHalf<S>,
-}
-
-impl Client<TcpStream> {
-    async fn connect(addr: std::net::SocketAddr) -> (Client<TcpStream>, String) {
-        let mut c = Client::new(TcpStream::connect(addr).await.unwrap());
-        let greeting = c.reply().await;
-        (c, greeting)
-    }
-}
-
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Client<S> {
-    fn new(stream: S) -> Self {
-        let (r, w) = tokio::io::split(stream);
-        Client {
-            reader: BufReader::new(r),
-            writer: w,
-        }
-    }
-
-    async fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
-                .await
-                .expect("a reply in time")
-                .unwrap();
-            if n == 0 {
-                return all;
-            }
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                return all;
-            }
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).await.unwrap();
-        self.writer.flush().await.unwrap();
-    }
-
-    async fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        self.reply().await
-    }
-
-    async fn auth(&mut self, key: &str) -> String {
-        use base64::Engine as _;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0apikey\0{key}"));
-        self.cmd(&format!("AUTH PLAIN {token}")).await
     }
 }
 

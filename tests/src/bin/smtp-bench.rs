@@ -18,9 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mailroom_e2e::relay::{Relay, create_key, keygen};
+use mailroom_e2e::smtp_client::Client;
 use mailroom_e2e::smtp_sink::SmtpSink;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::TcpStream;
 
 /// ~2 KB, like a receipt (smtp-source -l 2048 on the Postfix side).
 fn message(i: usize, from: &str) -> String {
@@ -31,20 +30,6 @@ fn message(i: usize, from: &str) -> String {
     )
 }
 
-async fn reply(r: &mut BufReader<tokio::io::ReadHalf<TcpStream>>) -> String {
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await.unwrap() == 0 {
-            return all;
-        }
-        all.push_str(&line);
-        if line.len() < 4 || line.as_bytes()[3] == b' ' {
-            return all;
-        }
-    }
-}
-
 /// One session: EHLO, AUTH, then its share of the messages.
 async fn session(
     addr: std::net::SocketAddr,
@@ -53,38 +38,28 @@ async fn session(
     next: Arc<AtomicUsize>,
     n: usize,
 ) {
-    use base64::Engine as _;
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (r, mut w) = tokio::io::split(tcp);
-    let mut r = BufReader::new(r);
-    reply(&mut r).await;
-    w.write_all(b"EHLO bench\r\n").await.unwrap();
-    reply(&mut r).await;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0bench\0{key}"));
-    w.write_all(format!("AUTH PLAIN {token}\r\n").as_bytes())
-        .await
-        .unwrap();
-    assert!(reply(&mut r).await.starts_with("235"));
+    let (mut c, _) = Client::connect(addr).await;
+    c.cmd("EHLO bench").await;
+    assert!(c.auth(&key).await.starts_with("235"));
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         if i >= n {
             break;
         }
         // MAIL, RCPT and DATA pipelined, then the message.
-        w.write_all(
+        c.send(
             format!("MAIL FROM:<{from}>\r\nRCPT TO:<customer{i}@example.com>\r\nDATA\r\n")
                 .as_bytes(),
         )
-        .await
-        .unwrap();
+        .await;
         for _ in 0..3 {
-            reply(&mut r).await;
+            c.reply().await;
         }
-        w.write_all(message(i, &from).as_bytes()).await.unwrap();
-        let done = reply(&mut r).await;
+        c.send(message(i, &from).as_bytes()).await;
+        let done = c.reply().await;
         assert!(done.starts_with("250"), "{done}");
     }
-    let _ = w.write_all(b"QUIT\r\n").await;
+    c.send(b"QUIT\r\n").await;
 }
 
 async fn wait_for(sink: &SmtpSink, n: usize) {
