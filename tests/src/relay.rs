@@ -175,6 +175,19 @@ pub fn keygen(dir: &Path, domain: &str, selector: &str, algorithm: &str) -> Dkim
     }
 }
 
+/// The socket address after `needle` in a log line: up to the first
+/// character no socket address has (a space in text logs, a quote in JSON
+/// ones).
+fn address_after(line: &str, needle: &str) -> Option<String> {
+    let i = line.find(needle)?;
+    Some(
+        line[i + needle.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+            .collect(),
+    )
+}
+
 /// A running relay process.
 pub struct Relay {
     child: Child,
@@ -213,13 +226,7 @@ impl Relay {
                 if std::env::var_os("MAILROOM_TEST_LOG").is_some() {
                     eprintln!("[relay] {line}");
                 }
-                if !sent && let Some(i) = line.find("listening on ") {
-                    // Up to the first character no socket address has (a
-                    // space in text logs, a quote in JSON ones).
-                    let addr: String = line[i + 13..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
-                        .collect();
+                if !sent && let Some(addr) = address_after(&line, "listening on ") {
                     let _ = tx.send(addr);
                     sent = true;
                 }
@@ -257,11 +264,7 @@ impl Relay {
         let needle = format!("{what} listening on ");
         for _ in 0..300 {
             for line in self.log() {
-                if let Some(i) = line.find(&needle) {
-                    let addr: String = line[i + needle.len()..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
-                        .collect();
+                if let Some(addr) = address_after(&line, &needle) {
                     return addr.parse().expect("a socket address");
                 }
             }
