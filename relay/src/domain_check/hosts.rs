@@ -29,6 +29,7 @@ pub(super) async fn return_path(
         } else {
             format!("the {} streams", streams.join(" and "))
         };
+        let publish_mx = format!("{rp}. MX 10 <the host that receives your bounces>");
         let mx = dns.mx(rp).await?;
         let evidence: Vec<String> = mx
             .iter()
@@ -41,7 +42,7 @@ pub(super) async fn return_path(
                 Status::Fail,
                 format!("{rp} publishes a null MX (RFC 7505): bounces can't be delivered, and receivers refuse a MAIL FROM domain that takes no mail"),
             )
-            .fix(format!("{rp}. MX 10 <the host that receives your bounces>"))
+            .fix(publish_mx.clone())
         } else if mx.is_empty() {
             if dns.addresses(rp).await?.is_empty() {
                 Check::new(
@@ -50,7 +51,7 @@ pub(super) async fn return_path(
                     Status::Fail,
                     format!("{rp} has no MX and no address: bounces can't be delivered, and receivers refuse a MAIL FROM domain that can't receive mail"),
                 )
-                .fix(format!("{rp}. MX 10 <the host that receives your bounces>"))
+                .fix(publish_mx.clone())
             } else {
                 Check::new(
                     "return_path.mx",
@@ -58,7 +59,7 @@ pub(super) async fn return_path(
                     Status::Warn,
                     format!("{rp} has no MX record, only an address (the implicit MX of RFC 5321 §5.1); publish an MX"),
                 )
-                .fix(format!("{rp}. MX 10 <the host that receives your bounces>"))
+                .fix(publish_mx.clone())
             }
         } else {
             let mut unresolved = Vec::new();

@@ -263,12 +263,13 @@ pub async fn check(dns: &Dns, plan: &Plan) -> Result<Report, DnsError> {
 
     // SPF: the return-path domains carry the SPF that DMARC uses; the
     // From domain's own record matters when it is also the return path.
-    let mut spf_domains: Vec<&str> = plan.return_paths();
+    let return_paths = plan.return_paths();
+    let mut spf_domains = return_paths.clone();
     if !spf_domains.contains(&plan.domain.as_str()) {
         spf_domains.push(&plan.domain);
     }
     for domain in spf_domains {
-        let is_return_path = plan.return_paths().contains(&domain);
+        let is_return_path = return_paths.contains(&domain);
         let mut found = spf::check(dns, plan, domain).await?;
         if !is_return_path {
             // Receivers evaluate SPF for the envelope sender, which is
