@@ -74,6 +74,14 @@ pub struct Settings {
     /// dropped) or environment variable instead of written in `database`.
     pub database_password_file: Option<PathBuf>,
     pub database_password_env: Option<String>,
+    /// This relay's name among the relays sharing the database: its leases
+    /// carry it, and a restart takes back the leases the previous run held
+    /// (docs/operations.md). Unique per running process. Unset: read from
+    /// `node_id_file`.
+    pub node_id: Option<String>,
+    /// Holds the node id, created with a new one on first start; relative
+    /// paths are taken from the configuration file's directory.
+    pub node_id_file: PathBuf,
 }
 
 /// `[tls]`: PEM files. The chain starts with the server's certificate.
@@ -337,6 +345,8 @@ impl Default for Settings {
             inbound: InboundSettings::default(),
             database_password_file: None,
             database_password_env: None,
+            node_id: None,
+            node_id_file: PathBuf::from("mailroom.node-id"),
         }
     }
 }
@@ -539,8 +549,10 @@ fn with_password(url: &str, password: &str) -> anyhow::Result<String> {
     Ok(u.to_string())
 }
 
+/// Short, because the heartbeat renews it every lease/3 while a delivery
+/// runs: a relay that dies and never comes back holds its mail this long.
 fn default_lease() -> Duration {
-    Duration::from_secs(300)
+    Duration::from_secs(30)
 }
 
 fn default_smtp_timeout() -> Duration {
@@ -627,7 +639,14 @@ impl Settings {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading config {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?
+                let mut s: Settings = toml::from_str(&text)
+                    .with_context(|| format!("parsing config {}", p.display()))?;
+                if s.node_id_file.is_relative()
+                    && let Some(dir) = p.parent()
+                {
+                    s.node_id_file = dir.join(&s.node_id_file);
+                }
+                s
             }
         };
         settings.check()?;
@@ -662,8 +681,28 @@ impl Settings {
         Ok(())
     }
 
+    /// Where this process's node id comes from.
+    pub fn node_id_source(&self) -> crate::node::NodeIdSource {
+        match &self.node_id {
+            Some(id) => crate::node::NodeIdSource::Configured(id.clone()),
+            None => crate::node::NodeIdSource::File(self.node_id_file.clone()),
+        }
+    }
+
+    /// The shortest lease of the streams: the heartbeat keeps up with it.
+    pub fn shortest_lease(&self) -> Duration {
+        Stream::ALL
+            .iter()
+            .map(|s| self.streams.get(*s).lease)
+            .min()
+            .unwrap_or_else(default_lease)
+    }
+
     /// Checks what serde can't: values within range and routes that parse.
     pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(id) = &self.node_id {
+            crate::node::NodeId::parse(id).context("node_id")?;
+        }
         anyhow::ensure!(
             self.soft_bounce_limit >= 1,
             "soft_bounce_limit must be at least 1"
@@ -710,8 +749,8 @@ impl Settings {
                 "streams.{stream}.retry_schedule must not be empty"
             );
             anyhow::ensure!(
-                !s.lease.is_zero(),
-                "streams.{stream}.lease must be positive"
+                s.lease >= Duration::from_secs(1),
+                "streams.{stream}.lease must be at least 1s"
             );
             anyhow::ensure!(
                 s.lint_max_score.is_none_or(|m| m.is_finite() && m >= 0.0),

@@ -22,6 +22,8 @@
 //!   uses the lint crate through it.
 //! - [`lists`]: list import and pruning for the CLI.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`node`]: this process as one of several relays on a database: node
+//!   id, heartbeat, taking back a crashed run's leases.
 //! - [`backup`]: encrypted SQLite backups, verify and restore.
 //! - [`config`], [`keys`], [`startup`], [`telemetry`].
 
@@ -40,6 +42,7 @@ pub mod limits;
 pub mod linting;
 pub mod lists;
 pub mod metrics;
+pub mod node;
 pub mod queue;
 pub mod rawmail;
 pub mod report;

@@ -117,6 +117,8 @@ impl Relay {
                 listener.local_addr().context("reading bound address")?
             ),
         };
+        // Before any worker claims: the previous run's leases are taken back.
+        let node = crate::node::Node::start(&store, &settings.node_id_source()).await?;
         let key = store
             .get_or_create_secret("unsubscribe_hmac", &crate::unsubscribe::new_key())
             .await
@@ -196,6 +198,7 @@ impl Relay {
                 suppressions: suppressions.clone(),
                 bounce_policy: settings.bounce_policy(),
                 links: links.clone(),
+                node: node.id.clone(),
                 running: running
                     .iter()
                     .find(|(s, _)| *s == stream)
@@ -204,6 +207,14 @@ impl Relay {
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
+        let heartbeat = tokio::spawn(crate::node::heartbeat(
+            store.clone(),
+            node.id.clone(),
+            node.run_id.clone(),
+            crate::node::heartbeat_interval(settings.shortest_lease()),
+            settings.shortest_lease(),
+            stop_rx.clone(),
+        ));
         let housekeeping = tokio::spawn(housekeeping(
             store.clone(),
             settings.lists.pending_expiry,
@@ -322,6 +333,7 @@ impl Relay {
         for w in workers {
             let _ = w.await;
         }
+        let _ = heartbeat.await;
         let _ = housekeeping.await;
         let _ = refresher.await;
         let _ = dispatcher.await;
@@ -329,6 +341,9 @@ impl Relay {
         if let Some(r) = reloader {
             let _ = r.await;
         }
+        // The node lock goes with the process; dropping it first lets a
+        // restart on PostgreSQL take it at once.
+        drop(node);
         store.close().await;
         info!("stopped");
         Ok(())

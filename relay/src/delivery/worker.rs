@@ -46,6 +46,8 @@ pub struct Worker {
     pub bounce_policy: BouncePolicy,
     /// Signs the VERP return path's tag.
     pub links: Arc<crate::unsubscribe::Links>,
+    /// This process's node id: its leases carry it (see [`crate::node`]).
+    pub node: crate::node::NodeId,
     /// True while `run` runs, for `/readyz`.
     pub running: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -117,7 +119,7 @@ impl Worker {
             let token = uuid::Uuid::now_v7().simple().to_string();
             let claimed = match self
                 .store
-                .claim(stream, now, now + lease, free, &token)
+                .claim(stream, now, now + lease, free, &token, self.node.as_str())
                 .await
             {
                 Ok(c) => {

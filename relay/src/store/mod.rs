@@ -25,6 +25,7 @@ mod bounces;
 mod keys;
 mod lists;
 mod messages;
+mod nodes;
 mod queue;
 mod report;
 mod secrets;
@@ -47,6 +48,7 @@ pub use messages::{
     AttemptRecord, EnqueueOutcome, IdempotencyClaim, MessageRecord, PreparedMessage,
     PreparedRecipient, RecipientRecord, SentBy, SentRecipient,
 };
+pub use nodes::{NodeLock, NodeRecord};
 pub use queue::{Claimed, Payload, QueueDepth};
 pub use suppressions::SuppressionRecord;
 pub use webhooks::{DeliveryRecord, DeliveryState, EndpointRecord};

@@ -32,9 +32,11 @@ pub struct QueueDepth {
 }
 
 impl Store {
-    /// Leases up to `limit` due recipients of `stream` to the caller until
-    /// `lease_until`. A row's due time becomes its lease expiry, so rows held
-    /// by a process that died fall due again by themselves.
+    /// Leases up to `limit` due recipients of `stream` to node `node_id`
+    /// until `lease_until`. A row's due time becomes its lease expiry, so
+    /// rows held by a process that died fall due again by themselves; the
+    /// node's heartbeat extends them while it lives, and the node takes
+    /// them back at once when it restarts (`reclaim_node_leases`).
     ///
     /// On PostgreSQL the candidate rows are locked `FOR UPDATE SKIP LOCKED`:
     /// several relay processes claim side by side without waiting on or
@@ -47,6 +49,7 @@ impl Store {
         lease_until: i64,
         limit: usize,
         lease_token: &str,
+        node_id: &str,
     ) -> Result<Vec<Claimed>> {
         let lock = match self.backend {
             Backend::Sqlite => "",
@@ -54,7 +57,7 @@ impl Store {
         };
         let sql = format!(
             "UPDATE recipients SET state = 'inflight', attempts = attempts + 1, lease_token = $1, \
-             next_attempt_at = $2, updated_at = $3 \
+             leased_by = $6, next_attempt_at = $2, updated_at = $3 \
              WHERE (message_id, idx) IN (\
                SELECT message_id, idx FROM recipients \
                WHERE stream = $4 AND state IN ('queued', 'deferred', 'inflight') AND next_attempt_at <= $3 \
@@ -67,6 +70,7 @@ impl Store {
             .bind(now)
             .bind(stream.as_str())
             .bind(limit as i64)
+            .bind(node_id)
             .fetch_all(&self.bookkeeping)
             .await?;
         for r in &mut rows {
@@ -92,7 +96,7 @@ impl Store {
             // UPDATE ... FROM a VALUES list: fenced by each row's lease token.
             let sql = format!(
                 "WITH v (message_id, idx, lease_token, state, next_attempt_at, last_reply) AS (VALUES {}) \
-                 UPDATE recipients SET state = v.state, next_attempt_at = v.next_attempt_at, lease_token = NULL, \
+                 UPDATE recipients SET state = v.state, next_attempt_at = v.next_attempt_at, lease_token = NULL, leased_by = NULL, \
                  last_reply = v.last_reply, updated_at = {} FROM v \
                  WHERE recipients.message_id = v.message_id AND recipients.idx = v.idx \
                  AND recipients.lease_token = v.lease_token RETURNING recipients.message_id, recipients.idx",
@@ -160,7 +164,8 @@ impl Store {
         for c in claimed {
             sqlx::query(
                 "UPDATE recipients SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END, \
-                 attempts = attempts - 1, lease_token = NULL, next_attempt_at = $1, updated_at = $1 \
+                 attempts = attempts - 1, lease_token = NULL, leased_by = NULL, next_attempt_at = $1, \
+                 updated_at = $1 \
                  WHERE message_id = $2 AND idx = $3 AND lease_token = $4",
             )
             .bind(now)

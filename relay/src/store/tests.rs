@@ -48,7 +48,7 @@ async fn an_enqueued_message_is_claimed_once_and_finished() {
         );
         let now = now_ms();
         let mut c = s
-            .claim(Stream::Transactional, now, now + 60_000, 10, "tok")
+            .claim(Stream::Transactional, now, now + 60_000, 10, "tok", "n1")
             .await
             .unwrap();
         c.sort_by_key(|c| c.idx);
@@ -56,7 +56,7 @@ async fn an_enqueued_message_is_claimed_once_and_finished() {
         assert!(c.iter().all(|c| c.attempts == 1 && c.lease_token == "tok"));
         // Leased rows are not due again until the lease ends.
         assert!(
-            s.claim(Stream::Transactional, now, now + 60_000, 10, "tok2")
+            s.claim(Stream::Transactional, now, now + 60_000, 10, "tok2", "n1")
                 .await
                 .unwrap()
                 .is_empty()
@@ -114,13 +114,13 @@ async fn streams_have_separate_queues() {
             .unwrap();
         let now = now_ms();
         assert!(
-            s.claim(Stream::Transactional, now, now + 1000, 10, "t")
+            s.claim(Stream::Transactional, now, now + 1000, 10, "t", "n1")
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
-            s.claim(Stream::Marketing, now, now + 1000, 10, "t")
+            s.claim(Stream::Marketing, now, now + 1000, 10, "t", "n1")
                 .await
                 .unwrap()
                 .len(),
@@ -139,7 +139,7 @@ async fn a_suppressed_recipient_is_stored_but_never_claimed() {
         s.enqueue_batch(&[m]).await.unwrap();
         let now = now_ms();
         let claimed = s
-            .claim(Stream::Marketing, now, now + 1000, 10, "t")
+            .claim(Stream::Marketing, now, now + 1000, 10, "t", "n1")
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1, "only the unsuppressed recipient");
@@ -293,14 +293,21 @@ async fn a_lease_that_expires_is_claimed_again_and_the_stale_holder_cannot_finis
             .unwrap();
         let now = now_ms();
         let first = s
-            .claim(Stream::Transactional, now, now + 100, 10, "dead")
+            .claim(Stream::Transactional, now, now + 100, 10, "dead", "n1")
             .await
             .unwrap();
         assert_eq!(first.len(), 1);
         // The holder "dies"; once its lease has passed another worker gets the row.
         let later = now + 200;
         let second = s
-            .claim(Stream::Transactional, later, later + 60_000, 10, "alive")
+            .claim(
+                Stream::Transactional,
+                later,
+                later + 60_000,
+                10,
+                "alive",
+                "n1",
+            )
             .await
             .unwrap();
         assert_eq!(second.len(), 1);
@@ -331,6 +338,66 @@ async fn a_lease_that_expires_is_claimed_again_and_the_stale_holder_cannot_finis
 }
 
 #[tokio::test]
+async fn the_heartbeat_renews_a_nodes_leases_and_a_restart_takes_them_back() {
+    for t in testing::all().await {
+        let s = &t.store;
+        s.enqueue_batch(&[
+            message(Stream::Transactional, &["a@x.example"], None),
+            message(Stream::Transactional, &["b@x.example"], None),
+        ])
+        .await
+        .unwrap();
+        let now = now_ms();
+        let mine = s
+            .claim(Stream::Transactional, now, now + 1_000, 1, "t1", "n1")
+            .await
+            .unwrap();
+        let theirs = s
+            .claim(Stream::Transactional, now, now + 1_000, 1, "t2", "n2")
+            .await
+            .unwrap();
+        assert_eq!((mine.len(), theirs.len()), (1, 1));
+        // Renewed: not claimable after the first lease would have ended.
+        assert_eq!(s.heartbeat("n1", "run", now + 60_000).await.unwrap(), 1);
+        let stolen = s
+            .claim(
+                Stream::Transactional,
+                now + 2_000,
+                now + 9_000,
+                10,
+                "t3",
+                "n3",
+            )
+            .await
+            .unwrap();
+        assert_eq!(stolen.len(), 1, "only n2's lapsed lease");
+        assert_eq!(stolen[0].address, theirs[0].address);
+        // n1 restarts: its lease is due at once, its attempt still counted,
+        // and n3's lease is not touched.
+        assert_eq!(s.reclaim_node_leases("n1").await.unwrap(), 1);
+        let again = s
+            .claim(Stream::Transactional, now_ms(), now + 9_000, 10, "t4", "n1")
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].address, mine[0].address);
+        assert_eq!(again[0].attempts, 2);
+        // The interrupted holder can no longer record its outcome.
+        let late = Outcome::Delivered(Reply {
+            code: Some(250),
+            text: "late".into(),
+            host: None,
+        });
+        assert_eq!(
+            s.finish_batch(&[(mine[0].clone(), now, late)])
+                .await
+                .unwrap(),
+            vec![false]
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_deferred_recipient_waits_until_its_retry_time() {
     for t in testing::all().await {
         let s = &t.store;
@@ -339,7 +406,7 @@ async fn a_deferred_recipient_waits_until_its_retry_time() {
             .unwrap();
         let now = now_ms();
         let c = s
-            .claim(Stream::Marketing, now, now + 60_000, 1, "t")
+            .claim(Stream::Marketing, now, now + 60_000, 1, "t", "n1")
             .await
             .unwrap();
         let retry_at = now + 10_000;
@@ -353,14 +420,21 @@ async fn a_deferred_recipient_waits_until_its_retry_time() {
         };
         s.finish_batch(&[(c[0].clone(), now, f)]).await.unwrap();
         assert!(
-            s.claim(Stream::Marketing, now + 5_000, now + 65_000, 1, "t2")
+            s.claim(Stream::Marketing, now + 5_000, now + 65_000, 1, "t2", "n1")
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(s.next_due(Stream::Marketing).await.unwrap(), Some(retry_at));
         let again = s
-            .claim(Stream::Marketing, retry_at, retry_at + 60_000, 1, "t3")
+            .claim(
+                Stream::Marketing,
+                retry_at,
+                retry_at + 60_000,
+                1,
+                "t3",
+                "n1",
+            )
             .await
             .unwrap();
         assert_eq!(again[0].attempts, 2);
@@ -376,12 +450,19 @@ async fn released_work_is_due_at_once_and_its_attempt_not_counted() {
             .unwrap();
         let now = now_ms();
         let c = s
-            .claim(Stream::Transactional, now, now + 600_000, 1, "t")
+            .claim(Stream::Transactional, now, now + 600_000, 1, "t", "n1")
             .await
             .unwrap();
         s.release(&c).await.unwrap();
         let again = s
-            .claim(Stream::Transactional, now_ms(), now + 600_000, 1, "t2")
+            .claim(
+                Stream::Transactional,
+                now_ms(),
+                now + 600_000,
+                1,
+                "t2",
+                "n1",
+            )
             .await
             .unwrap();
         assert_eq!(again.len(), 1);
@@ -415,7 +496,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
         );
         let now = now_ms();
         assert_eq!(
-            s.claim(Stream::Transactional, now, now + 1000, 10, "t")
+            s.claim(Stream::Transactional, now, now + 1000, 10, "t", "n1")
                 .await
                 .unwrap()
                 .len(),
@@ -467,7 +548,14 @@ async fn concurrent_claimers_on_postgres_never_share_a_row() {
             loop {
                 let now = now_ms();
                 let c = s
-                    .claim(Stream::Marketing, now, now + 600_000, 7, &format!("w{w}"))
+                    .claim(
+                        Stream::Marketing,
+                        now,
+                        now + 600_000,
+                        7,
+                        &format!("w{w}"),
+                        "n1",
+                    )
                     .await
                     .unwrap();
                 if c.is_empty() {
