@@ -82,6 +82,9 @@ pub struct Settings {
     /// Holds the node id, created with a new one on first start; relative
     /// paths are taken from the configuration file's directory.
     pub node_id_file: PathBuf,
+    /// Per-provider limits and reply rules over the built-in table
+    /// (docs/operations.md, "Traffic shaping").
+    pub shaping: crate::delivery::shaping::ShapingSettings,
 }
 
 /// `[tls]`: PEM files. The chain starts with the server's certificate.
@@ -347,6 +350,7 @@ impl Default for Settings {
             database_password_env: None,
             node_id: None,
             node_id_file: PathBuf::from("mailroom.node-id"),
+            shaping: crate::delivery::shaping::ShapingSettings::default(),
         }
     }
 }
@@ -404,6 +408,7 @@ struct StreamPatch {
     messages_per_hour: Option<u32>,
     smtp_password_file: Option<PathBuf>,
     smtp_password_env: Option<String>,
+    shaping: Option<crate::delivery::shaping::ShapingPatch>,
 }
 
 impl StreamPatch {
@@ -423,6 +428,7 @@ impl StreamPatch {
             messages_per_hour: self.messages_per_hour.unwrap_or(base.messages_per_hour),
             smtp_password_file: self.smtp_password_file.or(base.smtp_password_file),
             smtp_password_env: self.smtp_password_env.or(base.smtp_password_env),
+            shaping: self.shaping.unwrap_or(base.shaping),
         }
     }
 }
@@ -500,6 +506,9 @@ pub struct StreamSettings {
     /// instead of written in `route` (which then names only the user).
     pub smtp_password_file: Option<PathBuf>,
     pub smtp_password_env: Option<String>,
+    /// This stream's own shaping, over `[shaping]`: its limits per provider
+    /// (and rules) differ from the other stream's.
+    pub shaping: crate::delivery::shaping::ShapingPatch,
 }
 
 fn duration_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
@@ -583,6 +592,7 @@ impl StreamSettings {
             messages_per_hour: 0,
             smtp_password_file: None,
             smtp_password_env: None,
+            shaping: crate::delivery::shaping::ShapingPatch::default(),
         }
     }
 
@@ -606,6 +616,7 @@ impl StreamSettings {
             messages_per_hour: 0,
             smtp_password_file: None,
             smtp_password_env: None,
+            shaping: crate::delivery::shaping::ShapingPatch::default(),
         }
     }
 
@@ -641,10 +652,15 @@ impl Settings {
                     .with_context(|| format!("reading config {}", p.display()))?;
                 let mut s: Settings = toml::from_str(&text)
                     .with_context(|| format!("parsing config {}", p.display()))?;
-                if s.node_id_file.is_relative()
-                    && let Some(dir) = p.parent()
-                {
-                    s.node_id_file = dir.join(&s.node_id_file);
+                if let Some(dir) = p.parent() {
+                    if s.node_id_file.is_relative() {
+                        s.node_id_file = dir.join(&s.node_id_file);
+                    }
+                    if let Some(f) = s.shaping.file.as_mut()
+                        && f.is_relative()
+                    {
+                        *f = dir.join(&*f);
+                    }
                 }
                 s
             }
@@ -687,6 +703,35 @@ impl Settings {
             Some(id) => crate::node::NodeIdSource::Configured(id.clone()),
             None => crate::node::NodeIdSource::File(self.node_id_file.clone()),
         }
+    }
+
+    /// A stream's shaping table: the built-in one, then `[shaping] file`,
+    /// then `[shaping]`, then `[streams.STREAM.shaping]`.
+    ///
+    /// # Errors
+    /// The file can't be read or parsed, or a layer is invalid.
+    pub fn shaping_table(
+        &self,
+        stream: Stream,
+    ) -> anyhow::Result<crate::delivery::shaping::ShapingTable> {
+        use crate::delivery::shaping::{DEFAULTS, ShapingPatch, ShapingTable};
+        let builtin: ShapingPatch = toml::from_str(DEFAULTS).context("built-in shaping table")?;
+        let file = match &self.shaping.file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading shaping file {}", p.display()))?;
+                Some(
+                    toml::from_str::<ShapingPatch>(&text)
+                        .with_context(|| format!("parsing shaping file {}", p.display()))?,
+                )
+            }
+            None => None,
+        };
+        let mut layers = vec![&builtin];
+        layers.extend(file.as_ref());
+        layers.push(&self.shaping.inline);
+        layers.push(&self.streams.get(stream).shaping);
+        ShapingTable::build(&layers).with_context(|| format!("shaping of the {stream} stream"))
     }
 
     /// The shortest lease of the streams: the heartbeat keeps up with it.
@@ -758,6 +803,7 @@ impl Settings {
             );
             crate::delivery::Route::parse(&s.route)
                 .with_context(|| format!("streams.{stream}.route"))?;
+            self.shaping_table(stream)?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! - [`queue`]: the group-commit enqueuer between the pipeline and the store.
 //! - [`delivery`]: per-stream workers, SMTP routes, MX lookup, DKIM keys.
 //! - [`routes`]: the HTTP API (axum).
+//! - [`destinations`]: per-provider shaping state for the API and CLI.
 //! - [`hygiene`]: applies list-hygiene's decisions (the bounce policy,
 //!   subscriber transitions) to the store, for every path alike.
 //! - [`suppression`]: the in-memory filter in front of the suppression list.
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod delivery;
+pub mod destinations;
 pub mod domain;
 pub mod domain_check;
 pub mod events;

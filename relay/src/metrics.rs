@@ -95,6 +95,28 @@ struct Kind {
     kind: &'static str,
 }
 
+/// A destination provider of one stream (bounded: the shaping table's names).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Destination {
+    stream: String,
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationResult {
+    stream: String,
+    provider: String,
+    /// delivered, deferred, refused, postponed (held back by shaping).
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationRule {
+    stream: String,
+    provider: String,
+    rule: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -126,6 +148,10 @@ pub struct Metrics {
     outbox_depth: Gauge,
     rates: Family<Alert, Gauge<f64, std::sync::atomic::AtomicU64>>,
     rate_alerts: Family<Alert, Gauge>,
+    destination_results: Family<DestinationResult, Counter>,
+    destination_rules: Family<DestinationRule, Counter>,
+    destination_suspended: Family<Destination, Gauge>,
+    destination_connections: Family<Destination, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -158,6 +184,10 @@ impl Default for Metrics {
             outbox_depth: Gauge::default(),
             rates: Family::default(),
             rate_alerts: Family::default(),
+            destination_results: Family::default(),
+            destination_rules: Family::default(),
+            destination_suspended: Family::default(),
+            destination_connections: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -252,6 +282,26 @@ impl Default for Metrics {
             m.rates.clone(),
         );
         r.register(
+            "destination_results",
+            "Delivery attempts per destination provider by result (postponed: held back by shaping, not attempted)",
+            m.destination_results.clone(),
+        );
+        r.register(
+            "destination_rule_matches",
+            "Replies that made a shaping rule suspend or throttle a provider",
+            m.destination_rules.clone(),
+        );
+        r.register(
+            "destination_suspended",
+            "1 while a provider is suspended on a stream",
+            m.destination_suspended.clone(),
+        );
+        r.register(
+            "destination_connections",
+            "Connections this relay has open to a provider",
+            m.destination_connections.clone(),
+        );
+        r.register(
             "rate_alert",
             "1 while a rate is at or over its [alerts] threshold",
             m.rate_alerts.clone(),
@@ -261,6 +311,44 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn destination_result(&self, stream: &str, provider: &str, result: &'static str) {
+        self.destination_results
+            .get_or_create(&DestinationResult {
+                stream: stream.into(),
+                provider: provider.into(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn destination_rule(&self, stream: &str, provider: &str, rule: &str) {
+        self.destination_rules
+            .get_or_create(&DestinationRule {
+                stream: stream.into(),
+                provider: provider.into(),
+                rule: rule.into(),
+            })
+            .inc();
+    }
+
+    pub fn destination_suspended(&self, stream: &str, provider: &str, suspended: bool) {
+        self.destination_suspended
+            .get_or_create(&Destination {
+                stream: stream.into(),
+                provider: provider.into(),
+            })
+            .set(i64::from(suspended));
+    }
+
+    pub fn destination_connections(&self, stream: &str, provider: &str, open: i64) {
+        self.destination_connections
+            .get_or_create(&Destination {
+                stream: stream.into(),
+                provider: provider.into(),
+            })
+            .set(open);
+    }
+
     /// Counts a returned message (`kind`: `bounce` or `complaint`) refused
     /// for `reason` (`forged`, `stale`, `replayed`).
     pub fn return_refused(&self, kind: &'static str, reason: &'static str) {

@@ -164,7 +164,19 @@ impl Relay {
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let mut workers = Vec::new();
+        let mut shapers = Vec::new();
         for stream in Stream::ALL {
+            let shaper = Arc::new(crate::delivery::shaping::Shaper::new(
+                stream,
+                settings.shaping_table(stream)?,
+                store.clone(),
+                node.id.clone(),
+                settings.streams.get(stream).lease,
+                metrics.clone(),
+            ));
+            shapers.push(shaper);
+        }
+        for (stream, shaper) in Stream::ALL.into_iter().zip(&shapers) {
             let s = settings.streams.get(stream).clone();
             if s.paused {
                 warn!(%stream, "stream paused: accepting and queueing, delivering nothing");
@@ -184,6 +196,7 @@ impl Relay {
                     source_address: s.source_address,
                     dns_servers: &settings.dns_servers,
                     mx_port: settings.mx_port,
+                    shaper: Some(shaper.clone()),
                 },
             )
             .with_context(|| format!("setting up the {stream} stream's route"))?;
@@ -213,6 +226,11 @@ impl Relay {
             node.run_id.clone(),
             crate::node::heartbeat_interval(settings.shortest_lease()),
             settings.shortest_lease(),
+            stop_rx.clone(),
+        ));
+        let shaping_refresher = tokio::spawn(crate::delivery::shaping::runtime::refresher(
+            shapers.clone(),
+            crate::node::heartbeat_interval(settings.shortest_lease()),
             stop_rx.clone(),
         ));
         let housekeeping = tokio::spawn(housekeeping(
@@ -282,6 +300,7 @@ impl Relay {
             mx,
             metrics,
             workers: Arc::new(running),
+            shapers: Arc::new(shapers),
             limits,
         };
         // The SMTP listeners share the API's state: the same pipeline for
@@ -334,6 +353,7 @@ impl Relay {
             let _ = w.await;
         }
         let _ = heartbeat.await;
+        let _ = shaping_refresher.await;
         let _ = housekeeping.await;
         let _ = refresher.await;
         let _ = dispatcher.await;

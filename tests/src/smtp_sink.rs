@@ -19,6 +19,8 @@ pub enum Reply {
     /// 554 5.3.0 <address>: … (a permanent failure that is not the
     /// address's: a soft bounce)
     RefuseSoft,
+    /// This reply line, as written (e.g. a provider's throttle reply).
+    Text(&'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +73,9 @@ pub struct SmtpSink {
     /// TLS from the first byte (an `smtps` server) instead of STARTTLS.
     implicit_tls: bool,
     arrived: Arc<Notify>,
+    /// Connections open now, and the most ever open at once.
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    most_open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SmtpSink {
@@ -137,13 +142,26 @@ impl SmtpSink {
             tls,
             implicit_tls,
             arrived: Arc::default(),
+            open: Arc::default(),
+            most_open: Arc::default(),
         };
         let policy: Policy = Arc::new(policy);
         let s = sink.clone();
         tokio::spawn(async move {
             while let Ok((conn, peer)) = listener.accept().await {
                 let (s, policy) = (s.clone(), policy.clone());
+                use std::sync::atomic::Ordering::SeqCst;
+                let now_open = s.open.fetch_add(1, SeqCst) + 1;
+                s.most_open.fetch_max(now_open, SeqCst);
                 tokio::spawn(async move {
+                    // Closed when the session ends, however it ends.
+                    struct Open(Arc<std::sync::atomic::AtomicUsize>);
+                    impl Drop for Open {
+                        fn drop(&mut self) {
+                            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    let _open = Open(s.open.clone());
                     match (&s.tls, s.implicit_tls) {
                         (Some(acceptor), true) => {
                             if let Ok(tls) = acceptor.clone().accept(conn).await {
@@ -170,6 +188,11 @@ impl SmtpSink {
 
     pub fn auths(&self) -> Vec<(String, String)> {
         self.auths.lock().unwrap().clone()
+    }
+
+    /// The most connections that were ever open at once.
+    pub fn most_connections(&self) -> usize {
+        self.most_open.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {
@@ -319,6 +342,7 @@ impl SmtpSink {
                         )
                         .await?
                     }
+                    Reply::Text(line) => w.write_all(format!("{line}\r\n").as_bytes()).await?,
                 }
             } else if upper == "DATA" {
                 w.write_all(b"354 go ahead\r\n").await?;

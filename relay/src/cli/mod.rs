@@ -13,9 +13,11 @@
 //! - `backup.rs`: backup, verify, keygen, restore.
 //! - `report.rs`: the deliverability report and the audit log.
 //! - `check_domain.rs`: the DNS set-up of the sending domains.
+//! - `destinations.rs`: per-provider shaping state; suspend and resume.
 
 mod backup;
 mod check_domain;
+mod destinations;
 mod dkim;
 mod keys;
 mod lint;
@@ -98,6 +100,9 @@ enum Command {
     /// per mailbox provider (exit 0: nothing fails, 1: something fails,
     /// 2: DNS or the config couldn't be read).
     CheckDomain(check_domain::Args),
+    /// Per-provider traffic shaping: limits, queue, connections, rate,
+    /// suspensions and throttles; suspend or resume a provider by hand.
+    Destinations(destinations::Args),
     /// Show the audit log: keys created, rotated and revoked, suppressions
     /// added and removed by hand, configuration reloads (tab-separated,
     /// oldest first).
@@ -177,6 +182,7 @@ async fn dispatch(command: Command) -> anyhow::Result<Done> {
         Command::Report(args) => report::report(args).await,
         Command::Audit(args) => report::audit(args).await,
         Command::CheckDomain(args) => check_domain::run(args).await,
+        Command::Destinations(args) => destinations::run(args).await,
     }
 }
 
@@ -197,10 +203,7 @@ fn cli_actor() -> String {
 
 /// An RFC 3339 time (seconds) for Unix milliseconds.
 fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
-    )
-    .to_string()
+    crate::store::rfc3339(ms)
 }
 
 /// `now` less a `--since` duration, in Unix milliseconds.

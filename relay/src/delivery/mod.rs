@@ -5,6 +5,7 @@
 pub mod dkim;
 pub mod mx;
 pub mod outcomes;
+pub mod shaping;
 pub mod smtp;
 pub mod worker;
 

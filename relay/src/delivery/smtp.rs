@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
@@ -25,6 +25,8 @@ use tokio::net::TcpSocket;
 use tokio::time::timeout;
 
 use super::mx::{MxAnswer, MxResolver};
+use super::shaping::runtime::{ConnectionSlot, ProviderRuntime};
+use super::shaping::{Admission, Shaper};
 use super::{Route, Smarthost, TlsMode};
 use crate::domain::Reply;
 
@@ -32,12 +34,16 @@ use crate::domain::Reply;
 /// The worker turns it into the recorded [`crate::domain::Outcome`].
 pub type Sent = Result<Reply, Refusal>;
 
-/// A refused attempt: a 4xx or 5xx reply, or no server reached.
+/// A refused attempt: a 4xx or 5xx reply, or no server reached — or no
+/// attempt at all, held back by shaping (`postponed_until`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub reply: Reply,
     /// 5xx: retrying would get the same answer.
     pub permanent: bool,
+    /// Not attempted: shaping held the delivery back until this time (the
+    /// reply says why). The queue takes it back without counting an attempt.
+    pub postponed_until: Option<i64>,
 }
 
 impl Refusal {
@@ -45,13 +51,25 @@ impl Refusal {
         Err(Refusal {
             reply,
             permanent: false,
+            postponed_until: None,
         })
+    }
+
+    fn postponed(until: i64, why: String) -> Refusal {
+        Refusal {
+            reply: Reply::local(why),
+            permanent: false,
+            postponed_until: Some(until),
+        }
     }
 }
 
 /// A pooled connection is dropped after this long unused; servers close
 /// idle SMTP sessions after a few minutes anyway.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// A shaped connection holds one of its provider's few slots: it is closed
+/// sooner when idle, so the slot goes to whoever needs it.
+const SHAPED_IDLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Where one SMTP session goes.
 #[derive(Debug, Clone)]
@@ -76,6 +94,8 @@ enum SendError {
     /// Couldn't reach or set up a session with the host.
     Connect(String),
     Timeout,
+    /// Shaping held it back: no connection slot or rate.
+    Postponed(i64, String),
 }
 
 impl SendError {
@@ -84,6 +104,7 @@ impl SendError {
         match self {
             SendError::Smtp(e) => e.status().is_none(),
             SendError::Connect(_) | SendError::Timeout => true,
+            SendError::Postponed(..) => false,
         }
     }
 }
@@ -98,7 +119,27 @@ pub struct Sender {
     source_address: Option<IpAddr>,
     mx_port: u16,
     mx: Option<MxResolver>,
-    idle: Mutex<HashMap<String, Vec<(AsyncSmtpConnection, Instant)>>>,
+    /// Per-provider limits and reply rules (the `mx` route only).
+    shaper: Option<Arc<Shaper>>,
+    idle: Mutex<HashMap<String, Vec<Pooled>>>,
+}
+
+/// An idle connection, with the shaping slot it holds (if shaped).
+struct Pooled {
+    conn: AsyncSmtpConnection,
+    since: Instant,
+    slot: Option<ConnectionSlot>,
+}
+
+impl Pooled {
+    fn stale(&self) -> bool {
+        let limit = if self.slot.is_some() {
+            SHAPED_IDLE_LIMIT
+        } else {
+            IDLE_LIMIT
+        };
+        self.since.elapsed() >= limit || self.conn.has_broken()
+    }
 }
 
 /// How a [`Sender`] connects.
@@ -110,15 +151,17 @@ pub struct SenderOptions<'a> {
     pub source_address: Option<IpAddr>,
     pub dns_servers: &'a [SocketAddr],
     pub mx_port: u16,
+    /// Shaping for the `mx` route; other routes ignore it.
+    pub shaper: Option<Arc<Shaper>>,
 }
 
 impl Sender {
     /// # Errors
     /// No system DNS configuration for the `mx` route.
     pub fn new(route: Route, opts: SenderOptions<'_>) -> anyhow::Result<Self> {
-        let mx = match &route {
-            Route::Mx => Some(MxResolver::new(opts.dns_servers)?),
-            _ => None,
+        let (mx, shaper) = match &route {
+            Route::Mx => (Some(MxResolver::new(opts.dns_servers)?), opts.shaper),
+            _ => (None, None),
         };
         Ok(Sender {
             route,
@@ -128,12 +171,31 @@ impl Sender {
             source_address: opts.source_address,
             mx_port: opts.mx_port,
             mx,
+            shaper,
             idle: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn route(&self) -> &Route {
         &self.route
+    }
+
+    /// Closes pooled connections idle too long (freeing their shaping
+    /// slots). The worker calls this at least every half second.
+    pub fn reap_idle(&self) {
+        let stale: Vec<Pooled> = {
+            let mut idle = self.idle.lock().expect("pool lock");
+            let mut out = Vec::new();
+            for list in idle.values_mut() {
+                let (old, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(Pooled::stale);
+                *list = keep;
+                out.extend(old);
+            }
+            idle.retain(|_, l| !l.is_empty());
+            out
+        };
+        // Dropped outside the lock: each frees its slot.
+        drop(stale);
     }
 
     /// Sends `raw` to one recipient.
@@ -143,7 +205,7 @@ impl Sender {
             Route::Smarthost(s) => {
                 let dest = smarthost_destination(s);
                 classify(
-                    self.send_to(&dest, envelope, raw).await,
+                    self.send_to(&dest, envelope, raw, None).await,
                     Some(s.display.clone()),
                 )
             }
@@ -157,6 +219,7 @@ impl Sender {
             Ok(MxAnswer::Hosts(h)) => h,
             Ok(MxAnswer::NullMx) => {
                 return Err(Refusal {
+                    postponed_until: None,
                     reply: Reply {
                         code: Some(556),
                         text: format!(
@@ -169,6 +232,15 @@ impl Sender {
             }
             Err(e) => return Refusal::temporary(Reply::local(e.to_string())),
         };
+        let shaped = self
+            .shaper
+            .as_ref()
+            .map(|s| (s, s.provider(domain, hosts.first().map(String::as_str))));
+        if let Some((shaper, p)) = &shaped
+            && let Admission::Postpone { until, why } = shaper.admit(p).await
+        {
+            return Err(Refusal::postponed(until, why));
+        }
         let mut last = Refusal::temporary(Reply::local(format!("no MX host for {domain}")));
         for host in hosts {
             let dest = Destination {
@@ -177,11 +249,22 @@ impl Sender {
                 tls: TlsMode::Opportunistic,
                 credentials: None,
             };
-            let result = self.send_to(&dest, envelope, raw).await;
+            let result = self
+                .send_to(&dest, envelope, raw, shaped.as_ref().map(|(_, p)| p))
+                .await;
             // Only a host we could not talk to sends us to the next MX; an
             // SMTP answer from any of them is the domain's answer.
             let unreached = result.as_ref().err().is_some_and(SendError::unreached);
             let outcome = classify(result, Some(host));
+            if let Some((shaper, p)) = &shaped {
+                match &outcome {
+                    Ok(reply) => shaper.observe(p, reply, true).await,
+                    Err(r) if r.postponed_until.is_none() => {
+                        shaper.observe(p, &r.reply, false).await;
+                    }
+                    Err(_) => {}
+                }
+            }
             if !unreached {
                 return outcome;
             }
@@ -198,17 +281,27 @@ impl Sender {
         dest: &Destination,
         envelope: &Envelope,
         raw: &[u8],
+        shaped: Option<&Arc<ProviderRuntime>>,
     ) -> Result<Response, SendError> {
         let key = dest.key();
         for _ in 0..2 {
-            let (mut conn, reused) = match self.checkout(&key) {
-                Some(c) => (c, true),
-                None => (self.connect(dest).await?, false),
+            let (mut conn, mut slot, reused) = match self.checkout(&key) {
+                Some((c, slot)) => (c, slot, true),
+                None => {
+                    let slot = match shaped {
+                        Some(p) => Some(self.slot_for(p, &key).await?),
+                        None => None,
+                    };
+                    (self.connect(dest).await?, slot, false)
+                }
             };
+            if let Some(s) = &mut slot {
+                s.uses += 1;
+            }
             match timeout(self.timeout, conn.send(envelope, raw)).await {
                 Err(_) => return Err(SendError::Timeout),
                 Ok(Ok(resp)) => {
-                    self.checkin(key, conn);
+                    self.checkin(key, conn, slot).await;
                     return Ok(resp);
                 }
                 Ok(Err(e)) => {
@@ -216,7 +309,7 @@ impl Sender {
                         continue;
                     }
                     if !conn.has_broken() {
-                        self.checkin(key, conn);
+                        self.checkin(key, conn, slot).await;
                     }
                     return Err(SendError::Smtp(e));
                 }
@@ -227,23 +320,80 @@ impl Sender {
         )))
     }
 
-    fn checkout(&self, key: &str) -> Option<AsyncSmtpConnection> {
-        let mut idle = self.idle.lock().expect("pool lock");
-        let list = idle.get_mut(key)?;
-        while let Some((conn, since)) = list.pop() {
-            if since.elapsed() < IDLE_LIMIT && !conn.has_broken() {
-                return Some(conn);
+    fn checkout(&self, key: &str) -> Option<(AsyncSmtpConnection, Option<ConnectionSlot>)> {
+        let mut stale = Vec::new();
+        let found = {
+            let mut idle = self.idle.lock().expect("pool lock");
+            let list = idle.get_mut(key)?;
+            let mut found = None;
+            while let Some(p) = list.pop() {
+                if p.stale() {
+                    stale.push(p);
+                } else {
+                    found = Some((p.conn, p.slot));
+                    break;
+                }
             }
-        }
-        None
+            found
+        };
+        drop(stale);
+        found
     }
 
-    fn checkin(&self, key: String, conn: AsyncSmtpConnection) {
-        let mut idle = self.idle.lock().expect("pool lock");
-        let list = idle.entry(key).or_default();
-        if list.len() < self.pool_size {
-            list.push((conn, Instant::now()));
+    /// Back to the pool — unless it has carried its provider's
+    /// `max_deliveries_per_connection`, or the pool is full: then closed
+    /// (QUIT), which frees its slot.
+    async fn checkin(
+        &self,
+        key: String,
+        mut conn: AsyncSmtpConnection,
+        slot: Option<ConnectionSlot>,
+    ) {
+        if !slot.as_ref().is_some_and(ConnectionSlot::used_up) {
+            let mut idle = self.idle.lock().expect("pool lock");
+            let list = idle.entry(key).or_default();
+            if list.len() < self.pool_size {
+                list.push(Pooled {
+                    conn,
+                    since: Instant::now(),
+                    slot,
+                });
+                return;
+            }
         }
+        let _ = timeout(Duration::from_secs(5), conn.quit()).await;
+        drop(slot);
+    }
+
+    /// A slot for a new connection to `key` of provider `p`. With every
+    /// local slot taken, an idle connection of the same provider to another
+    /// host is closed to free one.
+    async fn slot_for(
+        &self,
+        p: &Arc<ProviderRuntime>,
+        key: &str,
+    ) -> Result<ConnectionSlot, SendError> {
+        let shaper = self.shaper.as_ref().expect("shaped sends have a shaper");
+        if !shaper.connection_free(p) {
+            let victim = {
+                let mut idle = self.idle.lock().expect("pool lock");
+                idle.iter_mut()
+                    .filter(|(k, _)| k.as_str() != key)
+                    .find_map(|(_, list)| {
+                        let i = list.iter().position(|c| {
+                            c.slot
+                                .as_ref()
+                                .is_some_and(|s| s.provider() == p.provider.name)
+                        })?;
+                        Some(list.swap_remove(i))
+                    })
+            };
+            drop(victim);
+        }
+        shaper.connection_slot(p).await.map_err(|a| match a {
+            Admission::Postpone { until, why } => SendError::Postponed(until, why),
+            Admission::Go => unreachable!("a slot refusal always postpones"),
+        })
     }
 
     async fn connect(&self, dest: &Destination) -> Result<AsyncSmtpConnection, SendError> {
@@ -375,8 +525,10 @@ fn classify(result: Result<Response, SendError>, host: Option<String>) -> Sent {
                 host,
             },
             permanent: e.is_permanent(),
+            postponed_until: None,
         }),
         Err(SendError::Connect(text)) => Refusal::temporary(local(text, host)),
+        Err(SendError::Postponed(until, why)) => Err(Refusal::postponed(until, why)),
         Err(SendError::Timeout) => Refusal::temporary(local("SMTP timeout".into(), host)),
     }
 }

@@ -54,6 +54,16 @@ pub struct Worker {
 
 type Key = (String, i64);
 
+/// What became of one claimed recipient.
+#[derive(Debug)]
+enum Done {
+    /// Attempted: the outcome to record.
+    Attempted(Outcome),
+    /// Not attempted: shaping held it back until `until` (see
+    /// [`super::shaping`]); back to the queue, the attempt not counted.
+    Postponed { until: i64, why: String },
+}
+
 impl Worker {
     /// Runs until `shutdown` turns true; then stops claiming, lets deliveries
     /// in flight finish (up to a grace period) and releases the rest.
@@ -73,7 +83,7 @@ impl Worker {
         let sem = Arc::new(Semaphore::new(concurrency));
         let inflight: Arc<Mutex<HashMap<Key, Claimed>>> = Arc::default();
         let (done_tx, done_rx) =
-            mpsc::channel::<(Claimed, i64, Outcome)>(concurrency * 4 + FINISH_BATCH);
+            mpsc::channel::<(Claimed, i64, Done)>(concurrency * 4 + FINISH_BATCH);
         let finisher = tokio::spawn(
             Finisher {
                 store: self.store.clone(),
@@ -95,6 +105,7 @@ impl Worker {
         info!(%stream, concurrency, route = ?self.sender.route(), "worker started");
 
         while !*shutdown.borrow() {
+            self.sender.reap_idle();
             if sem.available_permits() < min_batch {
                 // Claiming one slot at a time costs a write transaction per
                 // message: wait for one slot, then briefly for a batch.
@@ -268,7 +279,7 @@ struct Finisher {
 impl Finisher {
     async fn run(
         self,
-        mut rx: mpsc::Receiver<(Claimed, i64, Outcome)>,
+        mut rx: mpsc::Receiver<(Claimed, i64, Done)>,
         inflight: Arc<Mutex<HashMap<Key, Claimed>>>,
     ) {
         let hygiene = Hygiene {
@@ -279,8 +290,31 @@ impl Finisher {
             suppress_unattributed: false,
             events: &self.events,
         };
+        let mut received = Vec::with_capacity(FINISH_BATCH);
         let mut batch = Vec::with_capacity(FINISH_BATCH);
-        while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        let mut postponed = Vec::new();
+        while rx.recv_many(&mut received, FINISH_BATCH).await > 0 {
+            for (c, started, done) in received.drain(..) {
+                match done {
+                    Done::Attempted(outcome) => batch.push((c, started, outcome)),
+                    Done::Postponed { until, why } => postponed.push((c, until, why)),
+                }
+            }
+            if !postponed.is_empty() {
+                let mut backoff = Duration::from_millis(50);
+                while let Err(e) = self.store.postpone(&postponed).await {
+                    error!(error = %e, n = postponed.len(), "postponing shaped deliveries failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                let mut map = inflight.lock().expect("inflight lock");
+                for (c, _, _) in postponed.drain(..) {
+                    map.remove(&(c.message_id, c.idx));
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
             let mut backoff = Duration::from_millis(50);
             loop {
                 match self.store.finish_batch(&batch).await {
@@ -326,20 +360,19 @@ struct Attempt {
 }
 
 impl Attempt {
-    async fn deliver(&self, c: &Claimed, payload: Option<&Payload>) -> Outcome {
-        let now = now_ms();
+    async fn deliver(&self, c: &Claimed, payload: Option<&Payload>) -> Done {
         let max_age = self.settings.max_age.as_millis() as i64;
-        if now > c.created_at + max_age {
+        if now_ms() > c.created_at + max_age {
             info!("expired before delivery");
-            return Outcome::Expired {
+            return Done::Attempted(Outcome::Expired {
                 reason: format!("not delivered within the {} stream's max_age", self.stream),
-            };
+            });
         }
         let Some(Payload { sender, raw }) = payload else {
             error!("message row missing for a queued recipient");
-            return Outcome::Expired {
+            return Done::Attempted(Outcome::Expired {
                 reason: "message content missing from the store".into(),
-            };
+            });
         };
         // Data read back is parsed again: a row that no longer parses is
         // failed with its cause, never a panic.
@@ -347,43 +380,57 @@ impl Attempt {
             Ok(e) => e,
             Err(why) => {
                 error!(why = %redact_addresses(&why), "stored recipient no longer valid");
-                return Outcome::bounced(Reply::local(why));
+                return Done::Attempted(Outcome::bounced(Reply::local(why)));
             }
         };
         match self.sender.send(&envelope, raw, &c.domain).await {
             Ok(reply) => {
                 info!(code = ?reply.code, host = reply.host.as_deref().unwrap_or(""), "delivered");
-                Outcome::Delivered(reply)
+                Done::Attempted(Outcome::Delivered(reply))
+            }
+            Err(Refusal {
+                reply,
+                postponed_until: Some(until),
+                ..
+            }) => {
+                debug!(why = %reply.text, until, "postponed by shaping");
+                Done::Postponed {
+                    until,
+                    why: reply.text,
+                }
             }
             Err(Refusal {
                 reply,
                 permanent: true,
+                ..
             }) => {
                 let outcome = Outcome::bounced(reply);
                 let class = outcome.class().map_or("", |c| c.as_str());
                 info!(code = ?outcome.reply().and_then(|r| r.code), reply = %redact_addresses(outcome.text()), class, "bounced");
-                outcome
+                Done::Attempted(outcome)
             }
-            Err(Refusal {
-                reply,
-                permanent: false,
-            }) => {
-                let attempts = u32::try_from(c.attempts).unwrap_or(u32::MAX);
-                let retry_at = now_ms() + self.settings.retry_delay(attempts).as_millis() as i64;
-                let text = redact_addresses(&reply.text);
-                if retry_at > c.created_at + max_age {
-                    info!(code = ?reply.code, reply = %text, "deferred past max_age: expired");
-                    Outcome::Expired {
-                        reason: format!(
-                            "gave up after {attempts} attempts (max_age); last reply: {}",
-                            reply.text
-                        ),
-                    }
-                } else {
-                    info!(code = ?reply.code, reply = %text, retry_in_ms = retry_at - now, "deferred");
-                    Outcome::Deferred { reply, retry_at }
-                }
+            Err(Refusal { reply, .. }) => Done::Attempted(self.deferred(c, reply, max_age)),
+        }
+    }
+
+    /// A temporary failure: retried on the stream's schedule, or expired
+    /// when the retry would fall past `max_age`.
+    fn deferred(&self, c: &Claimed, reply: Reply, max_age: i64) -> Outcome {
+        let now = now_ms();
+        let attempts = u32::try_from(c.attempts).unwrap_or(u32::MAX);
+        let retry_at = now + self.settings.retry_delay(attempts).as_millis() as i64;
+        let text = redact_addresses(&reply.text);
+        if retry_at > c.created_at + max_age {
+            info!(code = ?reply.code, reply = %text, "deferred past max_age: expired");
+            Outcome::Expired {
+                reason: format!(
+                    "gave up after {attempts} attempts (max_age); last reply: {}",
+                    reply.text
+                ),
             }
+        } else {
+            info!(code = ?reply.code, reply = %text, retry_in_ms = retry_at - now, "deferred");
+            Outcome::Deferred { reply, retry_at }
         }
     }
 

@@ -5,6 +5,7 @@
 mod auth;
 mod bounces;
 mod complaints;
+mod destinations;
 mod domains;
 mod error;
 mod health;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub mx: Option<Arc<crate::delivery::mx::MxResolver>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: Arc<crate::limits::Limits>,
+    /// Each stream's traffic shaping (`GET /v1/destinations`).
+    pub shapers: Arc<Vec<Arc<crate::delivery::shaping::Shaper>>>,
     /// Per stream: whether its worker is running (for `/readyz`).
     pub workers: Arc<Vec<(Stream, Arc<std::sync::atomic::AtomicBool>)>>,
 }
@@ -237,6 +240,15 @@ pub fn router(state: AppState) -> Router {
                 )),
         )
         .route("/v1/domains", get(domains::domains))
+        .route("/v1/destinations", get(destinations::list))
+        .route(
+            "/v1/destinations/{stream}/{provider}/suspend",
+            post(destinations::suspend),
+        )
+        .route(
+            "/v1/destinations/{stream}/{provider}/resume",
+            post(destinations::resume),
+        )
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -29,6 +29,7 @@ mod nodes;
 mod queue;
 mod report;
 mod secrets;
+mod shaping;
 mod suppressions;
 #[cfg(test)]
 mod tests;
@@ -50,6 +51,7 @@ pub use messages::{
 };
 pub use nodes::{NodeLock, NodeRecord};
 pub use queue::{Claimed, Payload, QueueDepth};
+pub use shaping::{DomainQueue, SlotsHeld};
 pub use suppressions::SuppressionRecord;
 pub use webhooks::{DeliveryRecord, DeliveryState, EndpointRecord};
 
@@ -112,6 +114,14 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// An RFC 3339 time (whole seconds, UTC) for the store's milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+    )
+    .to_string()
 }
 
 impl Store {

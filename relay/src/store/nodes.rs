@@ -80,7 +80,7 @@ impl Store {
     }
 
     /// Makes every recipient a previous run of `node_id` had leased due at
-    /// once. Call before this run claims anything: all of the node's leases
+    /// once, and frees its connection slots. Call before this run claims anything: all of the node's leases
     /// are then its previous run's. The attempt stays counted — it may have
     /// reached the server before the process died.
     pub async fn reclaim_node_leases(&self, node_id: &str) -> Result<u64> {
@@ -95,11 +95,12 @@ impl Store {
         .bind(node_id)
         .execute(&self.bookkeeping)
         .await?;
+        self.free_node_slots(node_id).await?;
         Ok(done.rows_affected())
     }
 
-    /// The heartbeat: extends every lease `node_id` holds to `lease_until`
-    /// and marks the node alive. Returns the leases renewed.
+    /// The heartbeat: extends every lease `node_id` holds (recipients and
+    /// connection slots) to `lease_until` and marks the node alive. Returns the leases renewed.
     pub async fn heartbeat(&self, node_id: &str, run_id: &str, lease_until: i64) -> Result<u64> {
         let now = now_ms();
         let renewed = sqlx::query(
@@ -110,6 +111,7 @@ impl Store {
         .execute(&self.bookkeeping)
         .await?
         .rows_affected();
+        self.renew_slots(node_id, lease_until).await?;
         sqlx::query("UPDATE nodes SET heartbeat_at = $1 WHERE node_id = $2 AND run_id = $3")
             .bind(now)
             .bind(node_id)

@@ -158,16 +158,40 @@ impl Store {
     /// Gives leased recipients back untried (graceful shutdown): due at once,
     /// and the claim's attempt not counted.
     pub async fn release(&self, claimed: &[Claimed]) -> Result<()> {
+        let now = super::now_ms();
+        self.give_back(claimed.iter().map(|c| (c, now, None))).await
+    }
+
+    /// Gives leased recipients back untried because shaping held them back:
+    /// due at each one's time, the claim's attempt not counted, the reason
+    /// kept as the last reply (what `GET /v1/messages/{id}` shows).
+    pub async fn postpone(&self, items: &[(Claimed, i64, String)]) -> Result<()> {
+        self.give_back(
+            items
+                .iter()
+                .map(|(c, until, why)| (c, *until, Some(why.as_str()))),
+        )
+        .await
+    }
+
+    /// Untried leases back to the queue, due at the time given, with a new
+    /// last reply if one is given; fenced by each lease's token.
+    async fn give_back<'a>(
+        &self,
+        items: impl Iterator<Item = (&'a Claimed, i64, Option<&'a str>)>,
+    ) -> Result<()> {
         // Deferred: the first statement writes (see `Store::begin`).
         let mut tx = self.bookkeeping.begin().await?;
         let now = super::now_ms();
-        for c in claimed {
+        for (c, due, why) in items {
             sqlx::query(
                 "UPDATE recipients SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END, \
                  attempts = attempts - 1, lease_token = NULL, leased_by = NULL, next_attempt_at = $1, \
-                 updated_at = $1 \
-                 WHERE message_id = $2 AND idx = $3 AND lease_token = $4",
+                 last_reply = COALESCE($2, last_reply), updated_at = $3 \
+                 WHERE message_id = $4 AND idx = $5 AND lease_token = $6",
             )
+            .bind(due)
+            .bind(why)
             .bind(now)
             .bind(&c.message_id)
             .bind(c.idx)
