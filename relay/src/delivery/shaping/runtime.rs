@@ -391,6 +391,27 @@ impl Shaper {
             warn!(error = %e, provider, "setting up connection slots failed");
             return Err(postpone(format!("not attempted: connection slots: {e}")));
         }
+        // The connection rate before the shared slot: a refusal then costs
+        // no database write.
+        if let Some(rate) = limits.connection_rate {
+            let share = rate.per_second() / self.live_nodes().max(1) as f64;
+            let r = p.connections.lock().expect("gcra lock").reserve(
+                share,
+                now_ms(),
+                MAX_WAIT.as_millis() as i64 / 2,
+            );
+            match r {
+                Ok(0) => {}
+                Ok(wait) => tokio::time::sleep(Duration::from_millis(wait as u64)).await,
+                Err(wait) => {
+                    self.count(provider, "postponed");
+                    return Err(Admission::Postpone {
+                        until: now_ms() + wait,
+                        why: format!("not attempted: {provider} connection rate ({rate})"),
+                    });
+                }
+            }
+        }
         loop {
             let until = now_ms() + self.lease.as_millis() as i64;
             match store
@@ -404,35 +425,6 @@ impl Shaper {
                 .await
             {
                 Ok(Some(slot)) => {
-                    if let Some(rate) = limits.connection_rate {
-                        let share = rate.per_second() / self.live_nodes().max(1) as f64;
-                        let left = deadline
-                            .saturating_duration_since(tokio::time::Instant::now())
-                            .as_millis() as i64;
-                        let r =
-                            p.connections
-                                .lock()
-                                .expect("gcra lock")
-                                .reserve(share, now_ms(), left);
-                        match r {
-                            Ok(wait) if wait > 0 => {
-                                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-                            }
-                            Ok(_) => {}
-                            Err(wait) => {
-                                let _ = store
-                                    .release_slot(stream, provider, slot, self.core.node.as_str())
-                                    .await;
-                                self.count(provider, "postponed");
-                                return Err(Admission::Postpone {
-                                    until: now_ms() + wait,
-                                    why: format!(
-                                        "not attempted: {provider} connection rate ({rate})"
-                                    ),
-                                });
-                            }
-                        }
-                    }
                     p.open.fetch_add(1, Ordering::Relaxed);
                     return Ok(ConnectionSlot {
                         provider: p.clone(),
