@@ -214,6 +214,17 @@ async fn reply_rules_suspend_one_stream_at_one_provider_and_resume_by_hand() {
         .await;
     let (code, v) = relay.get_json("/v1/destinations", &admin).await;
     assert_eq!(code, 200, "{v}");
+    let (_, doc) = relay.get_json("/openapi.json", "").await;
+    for (path, method) in [
+        ("/v1/destinations", "get"),
+        ("/v1/destinations/{stream}/{provider}/suspend", "post"),
+        ("/v1/destinations/{stream}/{provider}/resume", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
     let m = dest(&v, "marketing");
     assert!(m["suspended_until"].is_string(), "{m:#}");
     assert_eq!(m["set_by"], "rule:sink-unusual-rate", "{m:#}");
