@@ -220,13 +220,16 @@ impl Relay {
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
+        // The heartbeat outlives the workers' shutdown grace: deliveries
+        // finishing then still hold renewed leases.
+        let (beat_stop, beat_rx) = watch::channel(false);
         let heartbeat = tokio::spawn(crate::node::heartbeat(
             store.clone(),
             node.id.clone(),
             node.run_id.clone(),
             crate::node::heartbeat_interval(settings.shortest_lease()),
             settings.shortest_lease(),
-            stop_rx.clone(),
+            beat_rx,
         ));
         let shaping_refresher = tokio::spawn(crate::delivery::shaping::runtime::refresher(
             shapers.clone(),
@@ -352,6 +355,7 @@ impl Relay {
         for w in workers {
             let _ = w.await;
         }
+        let _ = beat_stop.send(true);
         let _ = heartbeat.await;
         let _ = shaping_refresher.await;
         let _ = housekeeping.await;
