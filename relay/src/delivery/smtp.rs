@@ -242,6 +242,7 @@ impl Sender {
             return Err(Refusal::postponed(until, why));
         }
         let mut last = Refusal::temporary(Reply::local(format!("no MX host for {domain}")));
+        let mut tried = false;
         for host in hosts {
             let dest = Destination {
                 host: host.clone(),
@@ -265,9 +266,21 @@ impl Sender {
                     Err(_) => {}
                 }
             }
+            // Postponed at a later host after an earlier one could not be
+            // reached: that was a real attempt, and postponing would spend
+            // the provider's connection rate on the dead host again next
+            // time, round after round — defer on the earlier failure.
+            let postponed = outcome
+                .as_ref()
+                .err()
+                .is_some_and(|r| r.postponed_until.is_some());
+            if postponed && tried {
+                return last;
+            }
             if !unreached {
                 return outcome;
             }
+            tried = true;
             last = outcome;
         }
         last

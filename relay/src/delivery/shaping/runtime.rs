@@ -398,7 +398,7 @@ impl Shaper {
             let r = p.connections.lock().expect("gcra lock").reserve(
                 share,
                 now_ms(),
-                MAX_WAIT.as_millis() as i64 / 2,
+                MAX_WAIT.as_millis() as i64,
             );
             match r {
                 Ok(0) => {}
