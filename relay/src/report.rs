@@ -279,11 +279,7 @@ pub async fn build(
 
 /// The report for people.
 pub fn write_text(r: &Report, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    let time = |ms: i64| {
-        humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
-        )
-    };
+    let time = crate::store::rfc3339;
     writeln!(
         out,
         "Deliverability report, {} to {}",
