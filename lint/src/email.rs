@@ -32,6 +32,8 @@ impl Mailbox {
 pub struct Headers {
     pub has_date: bool,
     pub has_message_id: bool,
+    /// The Message-ID, without angle brackets.
+    pub message_id: Option<String>,
     /// In-Reply-To or References present: the message answers another.
     pub is_reply: bool,
     pub list_unsubscribe: Option<String>,
@@ -142,6 +144,7 @@ impl Email {
             headers: Some(Headers {
                 has_date: message.header(HeaderName::Date).is_some(),
                 has_message_id: message.message_id().is_some(),
+                message_id: message.message_id().map(str::to_string),
                 is_reply: !is_empty(message.in_reply_to()) || !is_empty(message.references()),
                 list_unsubscribe: header_text("List-Unsubscribe"),
                 list_unsubscribe_post: header_text("List-Unsubscribe-Post"),

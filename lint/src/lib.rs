@@ -7,8 +7,10 @@
 //! assert!(report.score >= 0.0);
 //! ```
 //!
-//! [`lint`] is a pure function: no I/O, no clock, no network. Rule ids,
-//! points and thresholds live in [`rules`]; docs/lint-rules.md explains them.
+//! [`lint`] is a pure function: no I/O, no clock, no network. Rule ids and
+//! the checks' limits live in [`rules`] (docs/lint-rules.md explains them);
+//! what each finding is worth is learned from real mail ([`model`],
+//! docs/lint-model.md).
 //!
 //! Layout:
 //! - `rules`: the rule table and the numeric limits.
@@ -17,12 +19,14 @@
 //! - `html`: what a mail client shows — visible/hidden text, links, images.
 //! - `text`: words, disguised words and trigger phrases.
 //! - `checks/`: one module per rule category.
+//! - `model`: features, the learned weights, the score.
 //! - `report`: findings, score, rating.
 
 mod checks;
 mod dom;
 mod email;
 mod html;
+pub mod model;
 pub mod report;
 pub mod rules;
 mod text;
@@ -34,4 +38,10 @@ pub use rules::{RULES, Rule, Severity};
 /// Lints one message.
 pub fn lint(email: &Email, options: &Options) -> Report {
     checks::run(email, options)
+}
+
+/// What the model sees of a message: for training (`lint-train`) and for
+/// looking into a score.
+pub fn features(email: &Email, options: &Options) -> model::Features {
+    checks::examine(email, options).2
 }

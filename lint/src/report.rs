@@ -1,10 +1,12 @@
 //! What a lint run returns: the score, its rating and the findings.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::rules::{LIMITS, Rule, Severity};
+use crate::model::{Contributions, MODEL, Scored};
+use crate::rules::{Rule, Severity};
 
 /// Which kind of mail is being linted; compliance rules apply to marketing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -32,7 +34,8 @@ impl std::str::FromStr for Stream {
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub stream: Stream,
-    /// Scores above this fail (`Report::passed` is false).
+    /// Scores above this fail (`Report::passed` is false). The default is
+    /// the model's `risky` threshold.
     pub threshold: f64,
 }
 
@@ -40,7 +43,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             stream: Stream::Marketing,
-            threshold: LIMITS.review_max,
+            threshold: MODEL.thresholds.review_max,
         }
     }
 }
@@ -55,10 +58,12 @@ pub enum Rating {
 }
 
 impl Rating {
+    /// By the thresholds the training report chose (docs/lint-model.md).
     pub fn from_score(score: f64) -> Rating {
-        if score <= LIMITS.good_max {
+        let t = &MODEL.thresholds;
+        if score <= t.good_max {
             Rating::Good
-        } else if score <= LIMITS.review_max {
+        } else if score <= t.review_max {
             Rating::Review
         } else {
             Rating::Risky
@@ -80,7 +85,8 @@ pub struct Finding {
     /// Stable rule id, e.g. `links.shortener`.
     pub rule: &'static str,
     pub severity: Severity,
-    /// What this finding adds to the score (after the rule's cap).
+    /// What this finding adds to the score: its learned weight (log-odds),
+    /// shared among the findings of the same feature.
     pub points: f64,
     pub message: String,
     /// The word, link or element at fault, as it appears in the message.
@@ -106,12 +112,20 @@ pub struct Summary {
 /// The result of linting one message.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// Sum of the findings' points; higher is riskier.
+    /// The model's log-odds of spam plus 5, floored at 0: 5 is "as likely
+    /// spam as not", each point more multiplies the odds by e. It is the
+    /// sum of `contributions`.
     pub score: f64,
+    /// The model's probability that a filter trained on real mail takes
+    /// this message for spam (0–1).
+    pub probability: f64,
     pub rating: Rating,
     pub threshold: f64,
     /// `score <= threshold`.
     pub passed: bool,
+    /// Where the score comes from, by kind of evidence.
+    pub contributions: Contributions,
+    /// Costliest first.
     pub findings: Vec<Finding>,
     pub summary: Summary,
 }
@@ -126,70 +140,108 @@ impl Report {
     }
 }
 
-/// Collects findings while the checks run and applies each rule's cap.
+/// One rule hit as a check records it, before the model prices it.
+pub(crate) struct Hit {
+    pub rule: Rule,
+    /// The model feature this hit sets: the rule id, or for trigger
+    /// phrases `phrase:<phrase>` (each phrase is weighed on its own).
+    pub feature: Cow<'static, str>,
+    pub message: String,
+    pub evidence: Option<String>,
+}
+
+/// Collects rule hits while the checks run.
 pub(crate) struct Findings {
     stream: Stream,
-    findings: Vec<Finding>,
-    spent: HashMap<Rule, f64>,
+    pub(crate) hits: Vec<Hit>,
 }
 
 impl Findings {
     pub(crate) fn new(stream: Stream) -> Self {
         Findings {
             stream,
-            findings: Vec::new(),
-            spent: HashMap::new(),
+            hits: Vec::new(),
         }
     }
 
-    /// Records a finding worth the rule's standard points.
+    /// Records a hit of `rule`; its feature is the rule itself.
     pub(crate) fn add(&mut self, rule: Rule, message: String, evidence: Option<String>) {
-        self.add_points(rule, rule.info().points, message, evidence);
+        self.add_feature(rule, Cow::Borrowed(rule.info().id), message, evidence);
     }
 
-    /// Records a finding with its own weight (trigger phrases), still capped.
-    pub(crate) fn add_points(
+    /// Records a hit of `rule` that sets its own feature (trigger phrases).
+    pub(crate) fn add_feature(
         &mut self,
         rule: Rule,
-        points: f64,
+        feature: Cow<'static, str>,
         message: String,
         evidence: Option<String>,
     ) {
-        let info = rule.info();
-        if info.marketing_only && self.stream != Stream::Marketing {
+        if rule.info().marketing_only && self.stream != Stream::Marketing {
             return;
         }
-        let spent = self.spent.entry(rule).or_insert(0.0);
-        let points = round(points.min(info.cap - *spent).max(0.0));
-        *spent += points;
-        self.findings.push(Finding {
-            rule: info.id,
-            severity: info.severity,
-            points,
+        self.hits.push(Hit {
+            rule,
+            feature,
             message,
             evidence: evidence.map(|e| clip(&e, 200)),
-            fix: info.fix,
         });
     }
 
-    pub(crate) fn finish(mut self, options: &Options, summary: Summary) -> Report {
-        // `+ 0.0`: an empty f64 sum is -0.0, which would print as "-0.0".
-        let score = round(self.findings.iter().map(|f| f.points).sum::<f64>() + 0.0);
-        // Most severe and costly first: that is the order to fix them in.
-        self.findings.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
-                .then(b.points.total_cmp(&a.points))
+    /// Prices every hit by the model: a feature's contribution is shared
+    /// among the hits that set it. Trigger phrases the model gives no
+    /// weight are dropped: they don't count, so they aren't reported.
+    pub(crate) fn finish(self, options: &Options, summary: Summary, scored: Scored) -> Report {
+        let mut hits_per_feature: HashMap<&str, usize> = HashMap::new();
+        for h in &self.hits {
+            *hits_per_feature.entry(&h.feature).or_default() += 1;
+        }
+        let mut findings: Vec<Finding> = Vec::with_capacity(self.hits.len());
+        for h in &self.hits {
+            let weight = scored.weight_of(&h.feature);
+            if h.rule == Rule::TriggerPhrase && weight < MIN_PHRASE_WEIGHT {
+                continue;
+            }
+            let info = h.rule.info();
+            let share = weight / hits_per_feature[h.feature.as_ref()] as f64;
+            findings.push(Finding {
+                rule: info.id,
+                severity: info.severity,
+                points: round2(share),
+                message: h.message.clone(),
+                evidence: h.evidence.clone(),
+                fix: info.fix,
+            });
+        }
+        for extra in scored.signals() {
+            findings.push(extra);
+        }
+        // Costliest first: that is the order to fix them in.
+        findings.sort_by(|a, b| {
+            b.points
+                .total_cmp(&a.points)
+                .then(b.severity.cmp(&a.severity))
         });
+        let score = round(scored.score());
         Report {
             score,
+            probability: (scored.probability() * 1000.0).round() / 1000.0,
             rating: Rating::from_score(score),
             threshold: options.threshold,
             passed: score <= options.threshold,
-            findings: self.findings,
+            contributions: scored.contributions(),
+            findings,
             summary,
         }
     }
+}
+
+/// A trigger phrase whose learned weight is below this (log-odds) is
+/// treated as carrying no weight.
+const MIN_PHRASE_WEIGHT: f64 = 0.05;
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0 + 0.0
 }
 
 fn round(x: f64) -> f64 {

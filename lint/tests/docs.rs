@@ -1,19 +1,24 @@
-//! docs/lint-rules.md stays true to the rule table: every rule's row, with
-//! its severity, points and cap as the code has them, must be in it.
+//! docs/lint-rules.md stays true to the rule table and the shipped model:
+//! every rule's row, with its severity, prior and learned weight as the
+//! code and data/model.txt have them, must be in it.
 
-use lint::rules::{RULES, RuleInfo};
+use lint::model::MODEL;
+use lint::rules::{RULES, Rule, RuleInfo};
 
 fn row(r: &RuleInfo) -> String {
-    let points = if r.points == 0.0 {
-        format!("per phrase, max {:.1}", r.cap)
-    } else if r.points == r.cap {
-        format!("{:.1}", r.points)
+    let (prior, learned) = if r.rule == Rule::TriggerPhrase {
+        ("per phrase".to_string(), "per phrase".to_string())
+    } else if r.prior == 0.0 {
+        ("–".to_string(), "its features' sum".to_string())
     } else {
-        format!("{:.1} each, max {:.1}", r.points, r.cap)
+        (
+            format!("{:.1}", r.prior),
+            format!("{:.2}", MODEL.named_weight(r.id)),
+        )
     };
     let scope = if r.marketing_only { "marketing" } else { "all" };
     format!(
-        "| `{}` | {} | {points} | {scope} | {} |",
+        "| `{}` | {} | {prior} | {learned} | {scope} | {} |",
         r.id,
         r.severity.as_str(),
         r.title
@@ -46,9 +51,22 @@ fn print_rule_tables() {
         if category != Some(r.category) {
             category = Some(r.category);
             println!("\n### {:?}\n", r.category);
-            println!("| rule | severity | points | streams | catches |");
-            println!("|---|---|---|---|---|");
+            println!("| rule | severity | prior | learned | streams | catches |");
+            println!("|---|---|---|---|---|---|");
         }
         println!("{}", row(r));
+    }
+}
+
+#[test]
+fn the_rules_document_quotes_the_models_rating_thresholds() {
+    let doc = doc();
+    let t = MODEL.thresholds;
+    for row in [
+        format!("| ≤ {:.1} | `good` |", t.good_max),
+        format!("| ≤ {:.1} | `review` |", t.review_max),
+        format!("| > {:.1} | `risky` |", t.review_max),
+    ] {
+        assert!(doc.contains(&row), "docs/lint-rules.md lacks {row:?}");
     }
 }

@@ -1,5 +1,7 @@
 //! Each fixture under tests/fixtures/ is linted and must hit exactly the
-//! rules listed here, with the rating listed here.
+//! rules listed here, with the rating listed here. The ratings are the
+//! learned model's (docs/lint-model.md): hand-made fixtures whose rating
+//! the model moved say why next to the expectation.
 
 use lint::{Email, Options, Rating, Stream, lint};
 
@@ -71,6 +73,10 @@ fn a_spammy_promo_is_risky() {
             "compliance.no-list-unsubscribe",
             "compliance.no-postal-address",
             "compliance.no-personalization",
+            // What the model learned beyond the rules: an http link among
+            // few, a shouting From name.
+            "links.pattern",
+            "headers.pattern",
         ],
         Rating::Risky,
     );
@@ -126,7 +132,9 @@ fn hidden_text_outside_the_preheader_is_flagged() {
             "html.invisible-color",
             "preheader.runs-into-body",
         ],
-        Rating::Risky,
+        // Hidden hash-busting words are strong evidence but, on a message
+        // with nothing else wrong, not proof: review, not risky.
+        Rating::Review,
     );
 }
 
@@ -155,7 +163,8 @@ fn html_over_gmails_clipping_limit_is_flagged() {
     check(
         "oversize.html",
         Stream::Transactional,
-        &["structure.gmail-clipping"],
+        // A few links, all to one site: a shape the model learned from spam.
+        &["structure.gmail-clipping", "links.pattern"],
         Rating::Good,
     );
 }
@@ -178,7 +187,10 @@ fn broken_and_active_html_is_flagged() {
             "images.missing-alt",
             "compliance.no-personalization",
         ],
-        Rating::Risky,
+        // Active content in a bare HTML body with no sender: every rule
+        // fires, but providers strip scripts and frames; the model weighs
+        // them as real spam used them, which is less than the hand points.
+        Rating::Review,
     );
 }
 
@@ -219,6 +231,8 @@ fn a_text_only_marketing_mail_is_checked_too() {
             "compliance.noreply-address",
             "compliance.no-personalization",
         ],
-        Rating::Review,
+        // Plain text from the shop's own domain: the compliance gaps are
+        // reported, but real spam and ham show they alone don't make spam.
+        Rating::Good,
     );
 }

@@ -14,8 +14,17 @@ fn lint_both_streams(email: &Email) {
             },
         );
         assert!(report.score >= 0.0 && report.score.is_finite());
-        let sum: f64 = report.findings.iter().map(|f| f.points).sum();
-        assert!((sum - report.score).abs() < 0.05 * report.findings.len() as f64 + 0.01);
+        assert!((0.0..=1.0).contains(&report.probability));
+        // The score is the sum of its contributions (floored at 0), each
+        // rounded to 0.01.
+        let c = &report.contributions;
+        let sum = c.baseline + c.rules + c.wording + c.links + c.headers + c.layout;
+        assert!(
+            (sum.max(0.0) - report.score).abs() < 0.1,
+            "score {} but contributions add to {sum}",
+            report.score
+        );
+        assert!(report.findings.iter().all(|f| f.points.is_finite()));
     }
 }
 

@@ -183,15 +183,34 @@ pub fn write_text(out: &mut impl Write, file: &str, report: &lint::Report) -> io
     let rating = rating_style(report.rating);
     writeln!(
         out,
-        "{BOLD}{file}{BOLD:#}: score {BOLD}{:.1}{BOLD:#} {rating}{}{rating:#} (threshold {:.1}, {} stream)",
+        "{BOLD}{file}{BOLD:#}: score {BOLD}{:.1}{BOLD:#} {rating}{}{rating:#} (spam probability {:.0} %, threshold {:.1}, {} stream)",
         report.score,
         report.rating.as_str(),
+        report.probability * 100.0,
         report.threshold,
         match report.summary.stream {
             lint::Stream::Marketing => "marketing",
             lint::Stream::Transactional => "transactional",
         }
     )?;
+    // The three findings that add most, first: what to fix before anything.
+    let mut top: Vec<(&str, f64)> = Vec::new();
+    for f in &report.findings {
+        match top.iter_mut().find(|(r, _)| *r == f.rule) {
+            Some((_, p)) => *p += f.points,
+            None => top.push((f.rule, f.points)),
+        }
+    }
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<String> = top
+        .iter()
+        .filter(|(_, p)| *p > 0.0)
+        .take(3)
+        .map(|(r, p)| format!("{r} +{p:.1}"))
+        .collect();
+    if !top.is_empty() {
+        writeln!(out, "  {BOLD}fix first:{BOLD:#} {}", top.join(", "))?;
+    }
     if let Some(p) = &report.summary.preheader {
         writeln!(out, "  {DIM}preview:{DIM:#} {p}")?;
     }

@@ -77,9 +77,20 @@ fn lint_prints_one_json_line_per_file_and_exits_by_threshold() {
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["file"], fixture("receipt.eml"));
-    assert_eq!(lines[0]["score"], 0.0);
     assert_eq!(lines[0]["rating"], "good");
     assert_eq!(lines[0]["findings"], json!([]));
+    // The learned score: a probability and where the score comes from.
+    let probability = lines[0]["probability"].as_f64().unwrap();
+    assert!(probability < 0.2, "{}", lines[0]);
+    let c = &lines[0]["contributions"];
+    let sum: f64 = ["baseline", "rules", "wording", "links", "headers", "layout"]
+        .iter()
+        .map(|k| c[k].as_f64().unwrap())
+        .sum();
+    assert!(
+        (sum.max(0.0) - lines[0]["score"].as_f64().unwrap()).abs() < 0.1,
+        "{c}"
+    );
 
     let (code, out, _) = relay::run_cli(&[
         "lint",
@@ -119,6 +130,12 @@ fn lint_text_output_is_plain_when_not_a_terminal() {
         "escape codes in piped output: {out:?}"
     );
     assert!(out.contains("score ") && out.contains("risky"), "{out}");
+    // The three findings that add most come first.
+    let first = out.lines().nth(1).unwrap();
+    assert!(
+        first.starts_with("  fix first: ") && first.matches(" +").count() == 3,
+        "{out}"
+    );
     assert!(
         out.contains("links.text-mismatch") && out.contains("fix: "),
         "{out}"

@@ -1,6 +1,7 @@
 //! Content: trigger phrases (disguised or not), capitals, punctuation runs,
 //! discounts, misleading reply prefixes, emoji and the subject line.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -145,9 +146,9 @@ fn phrases(cx: &Context<'_>, subject: &str, out: &mut Findings) {
         } else {
             format!(" ({times} times)")
         };
-        out.add_points(
+        out.add_feature(
             Rule::TriggerPhrase,
-            p.weight,
+            Cow::Owned(format!("phrase:{}", p.text)),
             format!(
                 "\"{}\" is a phrase spam filters score against{times}.",
                 p.text

@@ -11,9 +11,22 @@ use super::{COMMON_SITES, Context, SHORTENERS, TRACKERS, is_merge_tag, site};
 use crate::report::Findings;
 use crate::rules::{LIMITS, Rule};
 
-pub(super) struct LinkStats {
+/// Facts about the links, for the summary and the model.
+pub(crate) struct LinkStats {
+    /// Distinct web (http/https) URLs.
     pub links: usize,
     pub domains: usize,
+    /// Distinct web URLs over plain http.
+    pub http: usize,
+    /// Links to the From address's site.
+    pub to_sender: usize,
+    /// Links whose host is IDN (punycode).
+    pub punycode: usize,
+    /// Links with a query string over 200 characters.
+    pub long_query: usize,
+    /// Top-level domains of the linked sites.
+    pub tlds: Vec<String>,
+    pub sites: BTreeMap<String, usize>,
 }
 
 static TEXT_URL: LazyLock<Regex> =
@@ -30,6 +43,9 @@ struct LinkRef<'a> {
 }
 
 pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
+    let mut http = 0;
+    let mut punycode = 0;
+    let mut long_query = 0;
     let links: Vec<LinkRef<'_>> = match &cx.html {
         Some(h) => h
             .links
@@ -129,7 +145,11 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
             continue;
         }
         web.insert(href);
+        if url.query().is_some_and(|q| q.len() > 200) {
+            long_query += 1;
+        }
         if url.scheme() == "http" {
+            http += 1;
             out.add(
                 Rule::Insecure,
                 "A link uses plain http.".into(),
@@ -148,6 +168,9 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
             }
             None => continue,
         };
+        if host.starts_with("xn--") || host.contains(".xn--") {
+            punycode += 1;
+        }
         let link_site = site(&host).unwrap_or_else(|| host.clone());
         *sites.entry(link_site.clone()).or_default() += 1;
         if SHORTENERS.contains(host.as_str()) || SHORTENERS.contains(link_site.as_str()) {
@@ -211,9 +234,28 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) -> LinkStats {
             }
         }
     }
+    let to_sender = cx
+        .from_site
+        .as_ref()
+        .and_then(|from| sites.get(from))
+        .copied()
+        .unwrap_or(0);
+    let mut tlds: Vec<String> = sites
+        .keys()
+        .filter_map(|s| s.rsplit('.').next())
+        .map(str::to_string)
+        .collect();
+    tlds.sort_unstable();
+    tlds.dedup();
     LinkStats {
         links: web,
         domains: sites.len(),
+        http,
+        to_sender,
+        punycode,
+        long_query,
+        tlds,
+        sites,
     }
 }
 

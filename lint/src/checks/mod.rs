@@ -14,9 +14,11 @@ use std::sync::LazyLock;
 
 use crate::email::Email;
 use crate::html::{HtmlFacts, analyse};
+use crate::model::{Features, MODEL};
 use crate::report::{Findings, Options, Report, Summary};
 use crate::text::{Words, tokens};
 
+pub(crate) use links::LinkStats;
 pub(crate) use preheader::Preheader;
 
 /// What every check may read, computed once per message.
@@ -44,6 +46,14 @@ impl Context<'_> {
 }
 
 pub(crate) fn run(email: &Email, options: &Options) -> Report {
+    let (out, summary, features) = examine(email, options);
+    let scored = MODEL.score(&features);
+    out.finish(options, summary, scored)
+}
+
+/// The checks' findings, the summary and the model's features, before the
+/// model prices them (training reads the features).
+pub(crate) fn examine(email: &Email, options: &Options) -> (Findings, Summary, Features) {
     let html = email.html.as_deref().map(analyse);
     let body = match &html {
         Some(facts) => facts.visible_text(),
@@ -76,6 +86,7 @@ pub(crate) fn run(email: &Email, options: &Options) -> Report {
         compliance::check(&cx, &mut out);
     }
     headers::check(&cx, &mut out);
+    let features = crate::model::features::extract(&cx, &out.hits, &link_stats);
 
     let summary = Summary {
         stream: options.stream,
@@ -91,7 +102,7 @@ pub(crate) fn run(email: &Email, options: &Options) -> Report {
         html_bytes: email.html.as_ref().map_or(0, String::len),
         attachments: email.attachments.len(),
     };
-    out.finish(options, summary)
+    (out, summary, features)
 }
 
 /// The registrable domain (eTLD+1) of a host name, by the public suffix

@@ -18,9 +18,10 @@ pub(super) struct Args {
     stream: Option<Stream>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Exit 1 when any file scores above this.
-    #[arg(long, default_value_t = 5.0, value_parser = parse_score)]
-    fail_above: f64,
+    /// Exit 1 when any file scores above this [default: the model's
+    /// `risky` threshold, see docs/lint-rules.md].
+    #[arg(long, value_parser = parse_score)]
+    fail_above: Option<f64>,
     /// .eml messages, .html bodies or the relay's JSON messages; `-`
     /// reads stdin.
     #[arg(required = true)]
@@ -72,7 +73,9 @@ pub(super) fn lint(args: &Args) -> Done {
         let stream = args.stream.or(input.stream).unwrap_or(Stream::Marketing);
         let options = lint::Options {
             stream: linting::lint_stream(stream),
-            threshold: args.fail_above,
+            threshold: args
+                .fail_above
+                .unwrap_or_else(|| lint::Options::default().threshold),
         };
         let report = lint::lint(&input.email, &options);
         above |= !report.passed;
