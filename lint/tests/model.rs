@@ -1,0 +1,110 @@
+//! The learned score as users see it: hidden text that real templates use
+//! is not punished, phrases the model gives no weight are not reported,
+//! and the findings explain the score.
+
+use lint::model::MODEL;
+use lint::{Email, Options, Rating, lint};
+
+fn page(body: &str) -> Email {
+    Email::parse(
+        format!(
+            "From: Garden Shop <news@garden.example>\r\nTo: ann@example.com\r\nSubject: Spring bulbs are in\r\n\
+             Date: Mon, 1 Dec 2025 10:00:00 +0000\r\nMessage-ID: <a1@garden.example>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body>{body}</body></html>"
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn rules(email: &Email) -> Vec<&'static str> {
+    lint(email, &Options::default()).rule_ids()
+}
+
+const VISIBLE: &str = "<p>Tulips, daffodils and crocuses arrive this week. Plant them before the \
+    first frost for a garden full of colour in April. Each bag holds twenty bulbs, packed by hand.</p>";
+
+#[test]
+fn a_hidden_mobile_copy_of_the_visible_content_is_not_hidden_text() {
+    let mobile = "<div style=\"display:none;max-height:0;overflow:hidden\">Tulips, daffodils and \
+        crocuses arrive this week. Plant them before the first frost for a garden full of colour.</div>";
+    let email = page(&format!("{VISIBLE}{mobile}"));
+    assert!(
+        !rules(&email).contains(&"html.hidden-text"),
+        "{:?}",
+        rules(&email)
+    );
+}
+
+#[test]
+fn hidden_words_the_reader_never_sees_are_hidden_text() {
+    let busting = "<div style=\"display:none\">mortgage casino refinance lottery pharmacy \
+        wholesale replica bitcoin jackpot insurance</div>";
+    let email = page(&format!("{VISIBLE}{busting}"));
+    let report = lint(&email, &Options::default());
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "html.hidden-text")
+        .expect("hash-busting words are flagged");
+    assert!(f.points > 0.5, "the model weighs them: {f:?}");
+}
+
+#[test]
+fn trigger_phrases_without_learned_weight_are_not_reported() {
+    let weightless: Vec<&str> = MODEL
+        .named
+        .iter()
+        .filter(|(n, w)| n.starts_with("phrase:") && **w < 0.05)
+        .map(|(n, _)| &n["phrase:".len()..])
+        .collect();
+    let weighty = MODEL
+        .named
+        .iter()
+        .filter(|(n, w)| n.starts_with("phrase:") && **w >= 0.5)
+        .map(|(n, _)| &n["phrase:".len()..])
+        .next()
+        .expect("some phrase carries weight");
+    let phrase = weightless.first().expect("training zeroes some phrases");
+    let email = page(&format!("{VISIBLE}<p>{phrase}.</p><p>{weighty}.</p>"));
+    let report = lint(&email, &Options::default());
+    let reported: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "content.trigger-phrase")
+        .map(|f| f.message.to_lowercase())
+        .collect();
+    assert!(
+        reported.iter().any(|m| m.contains(weighty)),
+        "{weighty:?} should be reported: {reported:?}"
+    );
+    assert!(
+        !reported
+            .iter()
+            .any(|m| m.contains(&format!("\"{phrase}\""))),
+        "{phrase:?} has no weight yet is reported: {reported:?}"
+    );
+}
+
+#[test]
+fn the_score_is_the_sum_of_its_contributions_and_maps_to_the_rating() {
+    let email = page(VISIBLE);
+    let r = lint(&email, &Options::default());
+    let c = r.contributions;
+    let sum = c.baseline + c.rules + c.wording + c.links + c.headers + c.layout;
+    assert!((sum.max(0.0) - r.score).abs() < 0.1, "{r:?}");
+    assert_eq!(r.rating, Rating::from_score(r.score));
+    let logit = r.score - lint::model::SCORE_OFFSET;
+    assert!((1.0 / (1.0 + (-logit).exp()) - r.probability).abs() < 0.01);
+    // The costliest finding comes first.
+    assert!(r.findings.windows(2).all(|w| w[0].points >= w[1].points));
+}
+
+#[test]
+fn the_embedded_model_round_trips_through_its_text_form() {
+    let again = lint::model::Model::parse(&MODEL.to_text()).unwrap();
+    assert_eq!(again.thresholds, MODEL.thresholds);
+    assert_eq!(again.named.len(), MODEL.named.len());
+    let bad = lint::model::Model::parse("bias x").unwrap_err();
+    assert!(bad.to_string().contains("line 1"), "{bad}");
+}
