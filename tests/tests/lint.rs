@@ -294,3 +294,27 @@ async fn the_lint_endpoint_reports_and_the_marketing_gate_refuses_risky_mail() {
     assert!(batch["results"][0]["report"]["findings"].is_array());
     assert_eq!(batch["results"][1]["status"], 202);
 }
+
+#[test]
+fn many_files_are_linted_in_parallel_and_printed_in_the_order_given() {
+    // More files than one batch, with an unreadable one in the middle.
+    let names = ["receipt.eml", "spammy-promo.eml", "newsletter.eml"];
+    let mut files: Vec<String> = (0..150).map(|i| fixture(names[i % 3])).collect();
+    files.insert(100, "/nonexistent/missing.eml".into());
+    let mut args = vec!["lint", "--format", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let (code, out, err) = relay::run_cli(&args);
+    assert_eq!(code, 2, "an unreadable file fails the run: {err}");
+    assert!(err.contains("/nonexistent/missing.eml"), "{err}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 150, "every readable file is reported");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["file"], fixture(names[i % 3]), "line {i} out of order");
+    }
+    let promo: Vec<_> = lines.iter().skip(1).step_by(3).collect();
+    assert!(
+        promo
+            .iter()
+            .all(|l| l["rating"] == "risky" && l["score"] == promo[0]["score"])
+    );
+}

@@ -51,48 +51,41 @@ pub(super) enum BounceCommand {
 }
 
 /// Every file is linted even when one fails to read; each failure is
-/// reported as it comes.
+/// reported as it comes. Files are linted on every core, a batch at a
+/// time, and printed in the order given.
 pub(super) fn lint(args: &Args) -> Done {
     let mut out = anstream::stdout().lock();
     let mut unreadable = false;
     let mut above = false;
-    for (i, file) in args.files.iter().enumerate() {
-        let (name, bytes) = read_file_or_stdin(file);
-        let input = match bytes {
-            Ok(bytes) => linting::read_input(file, &bytes).map_err(anyhow::Error::from),
-            Err(e) => Err(anyhow::Error::from(e)),
-        };
-        let input = match input {
-            Ok(input) => input,
-            Err(e) => {
-                eprintln!("error: {name}: {e:#}");
-                unreadable = true;
-                continue;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut printed = 0usize;
+    'files: for batch in args.files.chunks(BATCH) {
+        for (name, result) in lint_batch(args, batch, threads) {
+            let report = match result {
+                Ok(report) => report,
+                Err(e) => {
+                    eprintln!("error: {name}: {e:#}");
+                    unreadable = true;
+                    continue;
+                }
+            };
+            above |= !report.passed;
+            let written = match args.format {
+                Format::Json => writeln!(out, "{}", linting::json_line(name, &report)),
+                Format::Text => {
+                    let gap = if printed > 0 { writeln!(out) } else { Ok(()) };
+                    gap.and_then(|()| linting::write_text(&mut out, name, &report))
+                }
+            };
+            printed += 1;
+            if let Err(e) = written {
+                // A closed pipe (`| head`) ends the output, it isn't a failure.
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    break 'files;
+                }
+                eprintln!("error: writing output: {e}");
+                return Done::Failed;
             }
-        };
-        let stream = args.stream.or(input.stream).unwrap_or(Stream::Marketing);
-        let options = lint::Options {
-            stream: linting::lint_stream(stream),
-            threshold: args
-                .fail_above
-                .unwrap_or_else(|| lint::Options::default().threshold),
-        };
-        let report = lint::lint(&input.email, &options);
-        above |= !report.passed;
-        let written = match args.format {
-            Format::Json => writeln!(out, "{}", linting::json_line(name, &report)),
-            Format::Text => {
-                let gap = if i > 0 { writeln!(out) } else { Ok(()) };
-                gap.and_then(|()| linting::write_text(&mut out, name, &report))
-            }
-        };
-        if let Err(e) = written {
-            // A closed pipe (`| head`) ends the output, it isn't a failure.
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                break;
-            }
-            eprintln!("error: writing output: {e}");
-            return Done::Failed;
         }
     }
     if unreadable {
@@ -102,6 +95,61 @@ pub(super) fn lint(args: &Args) -> Done {
     } else {
         Done::Clean
     }
+}
+
+/// Files linted between two writes: enough to keep every core busy, few
+/// enough that output starts at once and memory stays small.
+const BATCH: usize = 64;
+
+type Linted<'a> = (&'a str, anyhow::Result<lint::Report>);
+
+/// Lints `files` on up to `threads` threads; results in the files' order.
+fn lint_batch<'a>(args: &Args, files: &'a [String], threads: usize) -> Vec<Linted<'a>> {
+    let threads = threads.clamp(1, files.len().max(1));
+    let mut results: Vec<Option<Linted<'a>>> = (0..files.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    files
+                        .iter()
+                        .enumerate()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|(i, file)| (i, lint_file(args, file)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            for (i, r) in w.join().expect("a lint worker panicked") {
+                results[i] = Some(r);
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.expect("every file linted"))
+        .collect()
+}
+
+fn lint_file<'a>(args: &Args, file: &'a str) -> Linted<'a> {
+    let (name, bytes) = read_file_or_stdin(file);
+    let input = match bytes {
+        Ok(bytes) => linting::read_input(file, &bytes).map_err(anyhow::Error::from),
+        Err(e) => Err(anyhow::Error::from(e)),
+    };
+    let report = input.map(|input| {
+        let stream = args.stream.or(input.stream).unwrap_or(Stream::Marketing);
+        let options = lint::Options {
+            stream: linting::lint_stream(stream),
+            threshold: args
+                .fail_above
+                .unwrap_or_else(|| lint::Options::default().threshold),
+        };
+        lint::lint(&input.email, &options)
+    });
+    (name, report)
 }
 
 pub(super) fn bounce(command: &BounceCommand) -> anyhow::Result<Done> {
