@@ -262,7 +262,7 @@ rules! {
         fix: "Shrink the HTML (inline less CSS, fewer nested tables, minify); Gmail hides everything after the cut, including the unsubscribe link." },
 
     LayoutPattern { id: "structure.layout", Structure, Warning, prior: 0.0, any,
-        title: "Layout (parts, length, images, markup, capitals) that the model learned from spam",
+        title: "Layout (MIME parts, length, hidden text, capitals, exclamation marks) that the model learned from spam",
         fix: "Send HTML with a text alternative, real text beside the images, and sentence case." },
 
     // ---- attachments ---------------------------------------------------
