@@ -227,6 +227,14 @@ pub(crate) fn hidden_words(cx: &Context<'_>) -> HiddenWords {
     };
     let Some(html) = &cx.html else { return out };
     let exempt = cx.preheader.as_ref().map(|p| &p.blocks);
+    let is_hidden = |s: &&crate::html::Segment| {
+        s.visibility != Visibility::Visible && !exempt.is_some_and(|b| b.contains(&s.block))
+    };
+    // Most mail hides nothing outside its preheader: skip building the
+    // visible vocabulary then.
+    if !html.segments.iter().any(|s| is_hidden(&s)) {
+        return out;
+    }
     let visible: HashSet<&str> = cx
         .body_words
         .tokens
@@ -234,10 +242,7 @@ pub(crate) fn hidden_words(cx: &Context<'_>) -> HiddenWords {
         .map(|t| cx.body_words.norm_of(t))
         .collect();
     let mut seen = HashSet::new();
-    for seg in &html.segments {
-        if seg.visibility == Visibility::Visible || exempt.is_some_and(|b| b.contains(&seg.block)) {
-            continue;
-        }
+    for seg in html.segments.iter().filter(is_hidden) {
         let words = crate::text::tokens(&seg.text);
         for t in &words.tokens {
             let w = words.norm_of(t);
