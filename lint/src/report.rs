@@ -240,7 +240,8 @@ impl Findings {
 /// treated as carrying no weight.
 const MIN_PHRASE_WEIGHT: f64 = 0.05;
 
-fn round2(x: f64) -> f64 {
+/// To 0.01, without a "-0.0".
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0 + 0.0
 }
 

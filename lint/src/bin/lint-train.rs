@@ -194,6 +194,9 @@ fn message_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// Column of the first hashed bucket: named columns are few and come first.
+const HASHED_BASE: u32 = 1 << 16;
+
 /// Maps feature names to columns; hashed buckets come after the names.
 #[derive(Default)]
 struct Columns {
@@ -212,10 +215,6 @@ impl Columns {
         self.names.push(name.to_string());
         self.index.insert(name.to_string(), i);
         i
-    }
-    fn hashed_base() -> u32 {
-        // Named columns are few; reserve room for them below the buckets.
-        1 << 16
     }
 }
 
@@ -263,7 +262,7 @@ fn load(sets: &[Set]) -> Result<Loaded, String> {
                         .entry(*b)
                         .or_insert_with(|| (f.token(i).to_string(), 0));
                     e.1 += 1;
-                    x.push((Columns::hashed_base() + b, *v));
+                    x.push((HASHED_BASE + b, *v));
                 }
                 examples.push(Example {
                     set: si,
@@ -275,7 +274,7 @@ fn load(sets: &[Set]) -> Result<Loaded, String> {
             }
         }
     }
-    if columns.names.len() >= Columns::hashed_base() as usize {
+    if columns.names.len() >= HASHED_BASE as usize {
         return Err("too many named features".into());
     }
     Ok(Loaded {
@@ -339,7 +338,7 @@ fn train(
     constrained: &[(u32, f64, Sign)],
     s: &Settings,
 ) -> Weights {
-    let columns = Columns::hashed_base() as usize + HASH_BUCKETS;
+    let columns = HASHED_BASE as usize + HASH_BUCKETS;
     let mut prior = vec![0.0; columns];
     let mut sign = vec![None; columns];
     for (i, p, g) in constrained {
@@ -352,7 +351,7 @@ fn train(
     };
     // Words and pairs in fewer than MIN_DOCS training messages are names,
     // typos and one-off strings: learning them memorises the corpus.
-    let base = Columns::hashed_base() as usize;
+    let base = HASHED_BASE as usize;
     let mut docs = vec![0u32; columns];
     for e in examples {
         for (c, _) in &e.x {
@@ -575,7 +574,7 @@ fn run(s: &Settings, sets: &[Set]) -> Result<(), String> {
     for (i, name) in columns.names.iter().enumerate() {
         model.named.insert(name.clone(), w.w[i]);
     }
-    let base = Columns::hashed_base() as usize;
+    let base = HASHED_BASE as usize;
     for b in 0..HASH_BUCKETS {
         model.hashed[b] = w.w[base + b] as f32;
     }
@@ -788,7 +787,7 @@ fn report(
     for (n, x) in named.iter().rev().filter(|(_, x)| *x < 0.0).take(15) {
         let _ = writeln!(out, "- `{n}` {x:+.2}");
     }
-    let base = Columns::hashed_base() as usize;
+    let base = HASHED_BASE as usize;
     let mut words: Vec<(&str, f64)> = loaded
         .columns
         .tokens

@@ -175,13 +175,7 @@ fn phrases(cx: &Context<'_>, subject: &str, out: &mut Findings) {
 }
 
 fn capitals(cx: &Context<'_>, out: &mut Findings) {
-    let words: Vec<&str> = cx
-        .body_words
-        .tokens
-        .iter()
-        .map(|t| &cx.body[t.span.clone()])
-        .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3)
-        .collect();
+    let words = cx.long_words();
     let caps: Vec<&str> = words
         .iter()
         .copied()

@@ -3,7 +3,6 @@
 
 use super::Context;
 use crate::html::Visibility;
-use crate::model::features::hidden_words;
 use crate::report::{Findings, clip};
 use crate::rules::Rule;
 
@@ -12,7 +11,7 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
     // Hidden text is normal in real templates (the preheader, a mobile or
     // desktop copy of the same content); what filters punish is hidden
     // text the reader never sees the like of: hash-busting words.
-    let hidden = hidden_words(cx);
+    let hidden = &cx.hidden;
     if hidden.is_unrelated() {
         out.add(
             Rule::HiddenText,

@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 
 use crate::email::Email;
 use crate::html::{HtmlFacts, analyse};
+use crate::model::features::HiddenWords;
 use crate::model::{Features, MODEL};
 use crate::report::{Findings, Options, Report, Summary};
 use crate::text::{Words, tokens};
@@ -32,9 +33,22 @@ pub(crate) struct Context<'a> {
     /// Registrable domain (eTLD+1) of the From address.
     pub from_site: Option<String>,
     pub preheader: Option<Preheader>,
+    /// Text hidden outside the preheader (needs `preheader`).
+    pub hidden: HiddenWords,
 }
 
 impl Context<'_> {
+    /// Visible body words of three or more letters, as written: the
+    /// words whose capitals count.
+    pub(crate) fn long_words(&self) -> Vec<&str> {
+        self.body_words
+            .tokens
+            .iter()
+            .map(|t| &self.body[t.span.clone()])
+            .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3)
+            .collect()
+    }
+
     /// Words with at least one letter in the visible body.
     pub(crate) fn word_count(&self) -> usize {
         self.body_words
@@ -72,8 +86,10 @@ pub(crate) fn examine(email: &Email, options: &Options) -> (Findings, Summary, F
         body_words,
         from_site,
         preheader: None,
+        hidden: HiddenWords::default(),
     };
     cx.preheader = preheader::find(&cx);
+    cx.hidden = crate::model::features::hidden_words(&cx);
 
     let mut out = Findings::new(options.stream);
     content::check(&cx, &mut out);

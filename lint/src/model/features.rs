@@ -66,12 +66,6 @@ impl Group {
     }
 }
 
-/// A named feature for the evidence of a pattern finding: its name, as
-/// docs/lint-model.md lists it.
-pub(crate) fn describe(name: &str) -> &str {
-    name
-}
-
 /// The bucket of a wording token given in pieces (`["subject:", word]`,
 /// `[word, " ", next]`), hashed as if joined. FNV-1a: stable across builds
 /// and platforms, which the weights file depends on.
@@ -143,7 +137,7 @@ fn layout(cx: &Context<'_>, named: &mut Vec<Cow<'static, str>>) {
         // training data they tell 2002's plain-text mailing lists from
         // today's templates, not spam from ham, and would count against
         // every modern receipt (the image rules cover image-only mail).
-        let hidden = hidden_words(cx);
+        let hidden = &cx.hidden;
         if hidden.words > 0 {
             named.push(binned(
                 hidden.words,
@@ -165,12 +159,7 @@ fn layout(cx: &Context<'_>, named: &mut Vec<Cow<'static, str>>) {
     if !email.attachments.iter().all(|a| a.inline) {
         named.push(Cow::Borrowed("layout:attachment"));
     }
-    let tokens = &cx.body_words.tokens;
-    let alpha: Vec<&str> = tokens
-        .iter()
-        .map(|t| &cx.body[t.span.clone()])
-        .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3)
-        .collect();
+    let alpha = cx.long_words();
     if alpha.len() >= 20 {
         let caps = alpha
             .iter()
@@ -200,13 +189,17 @@ fn layout(cx: &Context<'_>, named: &mut Vec<Cow<'static, str>>) {
     ));
 }
 
-/// Hidden text outside the preheader, against the visible body.
+/// Hidden text outside the preheader, against the visible body; computed
+/// once per message (`Context::hidden`) for the rule and the model.
+#[derive(Default)]
 pub(crate) struct HiddenWords {
     pub words: usize,
     /// Distinct hidden words (3+ letters) that the visible body never uses.
     pub unrelated: usize,
     pub distinct: usize,
     pub sample: String,
+    /// The words of each hidden segment, in order.
+    pub segments: Vec<crate::text::Words>,
 }
 
 impl HiddenWords {
@@ -219,12 +212,7 @@ impl HiddenWords {
 }
 
 pub(crate) fn hidden_words(cx: &Context<'_>) -> HiddenWords {
-    let mut out = HiddenWords {
-        words: 0,
-        unrelated: 0,
-        distinct: 0,
-        sample: String::new(),
-    };
+    let mut out = HiddenWords::default();
     let Some(html) = &cx.html else { return out };
     let exempt = cx.preheader.as_ref().map(|p| &p.blocks);
     let is_hidden = |s: &&crate::html::Segment| {
@@ -267,6 +255,7 @@ pub(crate) fn hidden_words(cx: &Context<'_>) -> HiddenWords {
                 out.sample.push_str(text);
             }
         }
+        out.segments.push(words);
     }
     out
 }
@@ -495,16 +484,10 @@ fn wording(cx: &Context<'_>, links: &LinkStats, f: &mut Features) {
     }
     // Words hidden outside the preheader: what hash-busters hide is what
     // a filter reads.
-    if let Some(html) = &cx.html {
-        let exempt = cx.preheader.as_ref().map(|p| &p.blocks);
-        for seg in html.segments.iter().filter(|s| {
-            s.visibility != Visibility::Visible && !exempt.is_some_and(|b| b.contains(&s.block))
-        }) {
-            let words = crate::text::tokens(&seg.text);
-            for t in words.tokens.iter().take(200) {
-                if word_form(words.norm_of(t), &mut word) {
-                    w.add(&["hidden:", &word]);
-                }
+    for words in &cx.hidden.segments {
+        for t in words.tokens.iter().take(200) {
+            if word_form(words.norm_of(t), &mut word) {
+                w.add(&["hidden:", &word]);
             }
         }
     }

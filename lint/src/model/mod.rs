@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub use features::{Features, Group};
 
-use crate::report::Finding;
+use crate::report::{Finding, round2};
 use crate::rules::{Rule, Severity};
 
 /// The score is log-odds + this, so that 5 means "as likely spam as not"
@@ -252,14 +252,13 @@ impl Scored<'_> {
     }
 
     pub fn contributions(&self) -> Contributions {
-        let r = |x: f64| (x * 100.0).round() / 100.0 + 0.0;
         Contributions {
-            baseline: r(SCORE_OFFSET + self.model.bias),
-            rules: r(self.groups[Group::Rules as usize]),
-            wording: r(self.groups[Group::Wording as usize]),
-            links: r(self.groups[Group::Links as usize]),
-            headers: r(self.groups[Group::Headers as usize]),
-            layout: r(self.groups[Group::Layout as usize]),
+            baseline: round2(SCORE_OFFSET + self.model.bias),
+            rules: round2(self.groups[Group::Rules as usize]),
+            wording: round2(self.groups[Group::Wording as usize]),
+            links: round2(self.groups[Group::Links as usize]),
+            headers: round2(self.groups[Group::Headers as usize]),
+            layout: round2(self.groups[Group::Layout as usize]),
         }
     }
 
@@ -290,7 +289,7 @@ impl Scored<'_> {
                 parts
                     .iter()
                     .take(4)
-                    .map(|(n, c)| format!("{} (+{c:.1})", features::describe(n)))
+                    .map(|(n, c)| format!("{n} (+{c:.1})"))
                     .collect::<Vec<_>>()
                     .join("; ")
             };
@@ -302,7 +301,7 @@ impl Scored<'_> {
                 } else {
                     Severity::Info
                 },
-                points: (total * 100.0).round() / 100.0,
+                points: round2(total),
                 message: match group {
                     Group::Wording => {
                         "The wording resembles spam more than legitimate mail.".into()
