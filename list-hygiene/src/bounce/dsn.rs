@@ -57,6 +57,35 @@ pub(super) fn read(message: &mail_parser::Message<'_>) -> Option<Report> {
     })
 }
 
+/// DSN fields written into a text body (a report whose MIME structure
+/// was lost, or a sendmail notice that pastes them in): the blocks from
+/// the first `Reporting-MTA:` or `Final-Recipient:` line on. `None` when
+/// no recipient block is there.
+pub(super) fn read_text(body: &str) -> Option<Report> {
+    let start = body
+        .lines()
+        .scan(0, |at, line| {
+            let here = *at;
+            *at += line.len() + 1;
+            Some((here, line))
+        })
+        .find(|(_, line)| {
+            let l = line
+                .trim_start_matches('>')
+                .trim_start()
+                .to_ascii_lowercase();
+            l.starts_with("reporting-mta:") || l.starts_with("final-recipient:")
+        })?
+        .0;
+    let fields = &body[start.min(body.len())..];
+    let (recipients, succeeded) = recipients(fields);
+    (!recipients.is_empty() || succeeded > 0).then_some(Report {
+        recipients,
+        succeeded,
+        original_message_id: None,
+    })
+}
+
 fn angle(id: &str) -> String {
     format!("<{}>", id.trim_matches(['<', '>']))
 }

@@ -261,13 +261,33 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
             unnamed: None,
         });
     }
+    let presents_as_bounce = looks_like_bounce(subject, &from) || text::says_undelivered(&body);
+    if presents_as_bounce && let Some(report) = dsn::read_text(&body) {
+        let kind = if report.recipients.is_empty() {
+            Kind::DeliveryNotice
+        } else {
+            Kind::Dsn
+        };
+        return Ok(Bounce {
+            kind,
+            recipients: report.recipients,
+            original_message_id: embedded_message_id(&body),
+            verp,
+            unnamed: None,
+        });
+    }
     let mut recipients = text::read(&body, subject, &from);
     if recipients.is_empty()
         && let Some(failed) = message.header_raw("X-Failed-Recipients")
     {
         recipients = text::named_in_header(&body, failed);
     }
-    let presents_as_bounce = looks_like_bounce(subject, &from);
+    if recipients.is_empty()
+        && presents_as_bounce
+        && let Some(to) = original_recipient(&message, &body, &from)
+    {
+        recipients = text::named_in_header(&body, &to);
+    }
     let kind = if recipients.is_empty() && !(presents_as_bounce && verp.is_some()) {
         Kind::NotABounce
     } else {
@@ -281,6 +301,54 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         verp,
         unnamed,
     })
+}
+
+/// The one recipient of the returned original, for a bounce whose notice
+/// names none (sendmail v5's transcript, a provider's "could not be
+/// delivered to mobile" with the original below): its `To`, when that
+/// names exactly one address, else the `for <addr>` of its first
+/// `Received`. An original sent to several is no evidence which failed.
+fn original_recipient(
+    message: &mail_parser::Message<'_>,
+    body: &str,
+    from: &str,
+) -> Option<String> {
+    static TO: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?im)^to:[ \t]*(.*(?:\r?\n[ \t].*)*)").expect("regex"));
+    static FOR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)\bfor\s+<([^<>\s]+@[^<>\s]+)>").expect("regex"));
+    let attached = message.parts.iter().find_map(|part| match &part.body {
+        PartType::Message(m) => Some(m.headers_raw().fold(
+            String::new(),
+            |mut out, (name, value)| {
+                out.push_str(name);
+                out.push(':');
+                out.push_str(value);
+                out
+            },
+        )),
+        _ => None,
+    });
+    let headers = match attached {
+        Some(headers) => headers,
+        None => {
+            let lower = body.to_ascii_lowercase();
+            let start = text::original_start(&lower)?;
+            body[start..].to_string()
+        }
+    };
+    let only = |text: &str| {
+        let mut found: Vec<String> = text::addresses(text)
+            .into_iter()
+            .filter(|a| !a.eq_ignore_ascii_case(from))
+            .collect();
+        found.dedup();
+        (found.len() == 1).then(|| found.remove(0))
+    };
+    match TO.captures(&headers) {
+        Some(to) => only(&to[1]),
+        None => FOR.captures(&headers).and_then(|c| only(&c[1])),
+    }
 }
 
 /// All text of the message: text parts, and the headers of an attached

@@ -19,8 +19,14 @@ const ORIGINAL_MARKERS: &[&str] = &[
     "----- the header of the original message is following",
     "--- original message follows",
     "------ this is a copy of your message",
-    "the original message was received at",
     "message headers follow",
+    "below is a copy of the original message",
+    "original message follows",
+    "------- returned message --------",
+    "----- unsent message follows -----",
+    "----- original message follows -----",
+    "content-type: message/rfc822",
+    "start of returned message",
 ];
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
@@ -43,7 +49,8 @@ static PHRASED: LazyLock<Regex> = LazyLock::new(|| {
         r"|rejected recipient",
         r"|recipients? (?:returned|had) permanent errors?:?",
         r"|delivery to the following recipients? (?:failed|was unsuccessful)[^:<]*:?",
-        r")\s*<?([^<>\s,;()]+@[^<>\s,;()]+?)>?[.,;:]?(?:\s|$)"
+        r"|message,? addressed to",
+        r#")\s*['"]?<?([^<>\s,;()'"]+@[^<>\s,;()'"]+?)>?['"]?[.,;:]?(?:\s|$)"#
     ))
     .expect("regex")
 });
@@ -59,14 +66,100 @@ static FAILURE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("regex")
 });
 
+/// A line a notice opens with a failed recipient, in the forms real MTAs
+/// list them: alone (Notes, Domino, Gmail's delay notice), `addr: reason`
+/// (OpenSMTPD), `addr on DATE` (Exchange 2003), `addr [reason]` (X1),
+/// `addr... reason` (sendmail v5), `>>> addr <addr>` (Active!Hunter),
+/// `* addr` (bulleted), `RCPT TO: addr` (message details). What may follow
+/// the address is checked by [`listed_rest`].
+static LISTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)^[\s>*-]*(?:rcpt to:\s*)?<?",
+        r"([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+)",
+        r">?(.*)$"
+    ))
+    .expect("regex")
+});
+/// `Reason words: addr` on a line of its own (IMail: "User mailbox
+/// exceeds allowed size: a@b"); the words must say something failed.
+static REASON_COLON_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*([A-Za-z][^:<>@]{2,80}):\s*<?([^<>\s@]+@[^<>\s]+?)>?\.?\s*$").expect("regex")
+});
+static REASON_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)invalid|unknown|exceed|full|\bnot\b|no such|fail|error|reject|undeliver|denied|refused|unavailable|disabled|quota|expired")
+        .expect("regex")
+});
+/// A session transcript's recipient command (sendmail's `>>> RCPT
+/// To:<a@b>`, Postfix's ` In:  RCPT TO:<a@b>`); the reply follows it.
+static RCPT_COMMAND: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)rcpt to:\s*<([^<>\s]+@[^<>\s]+)>").expect("regex"));
+static REPLY_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|\s)[45]\d\d[\s-]").expect("regex"));
+/// Words in a notice that say it reports undelivered mail, for bounces
+/// whose subject and sender don't (a provider's "no-reply@" with a
+/// subject in Japanese).
+static UNDELIVERED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)could ?n[o']t be delivered|was not delivered|undeliverable|delivery (has )?failed",
+        r"|delivery to the following|to the following recipients? (was|were|has|have|failed)",
+        r"|following address(es)? (had|has|have|failed)|following recipients? (had|has|have|were|was|failed|could|cannot|returned)",
+        r"|following\s+list\s+of\s+recipients|permanent fatal error|had delivery (errors|problems)",
+        r"|did not reach the following|could not deliver|unable to deliver|error delivering",
+        r"|delivery status notification|delivery (error|failure)|failure reasons",
+    ))
+    .expect("regex")
+});
+/// A line that introduces a notice's list of failed recipients, once the
+/// notice has said it reports a failure ([`UNDELIVERED`]): looser than
+/// that, because a list's heading is often wrapped ("… for the following
+/// / list of recipients:").
+static LIST_HEADING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)list of recipients|recipients? (were|was) affected|following (address|recipient)|delivered to:|failure reasons|delivery problems|delivery errors")
+        .expect("regex")
+});
+/// Words that make a notice a warning about a delay, not a failure.
+static DELAYED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)warning message only|has been delayed|is delayed|been delayed|temporary failure report",
+        r"|will be retried|not yet been delivered|delivery (is )?delayed|still trying",
+    ))
+    .expect("regex")
+});
+
+/// Whether the notice's words say mail was not delivered.
+pub(super) fn says_undelivered(body: &str) -> bool {
+    // A notice says so up front; the same words deep in a long message
+    // are a discussion of bounces, not one.
+    const OPENING: usize = 2000;
+    let notice = before_original(body);
+    let opening = match notice.char_indices().nth(OPENING) {
+        Some((i, _)) => &notice[..i],
+        None => notice,
+    };
+    UNDELIVERED.is_match(opening)
+}
+
 /// Reads the failed recipients from a non-standard bounce body. `subject`
 /// and `from` say whether the message presents itself as a bounce at all:
 /// the loosest reading is only tried on ones that do.
 pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
-    let body = before_original(body);
-    let lines: Vec<&str> = body.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let found = read_notice(body, subject, from);
+    if !found.is_empty() || !is_quoted(body) {
+        return found;
+    }
+    // A bounce forwarded by a person: every line quoted with "> ".
+    read_notice(&unquote(body), subject, from)
+}
+
+fn read_notice(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
+    let notice = before_original(body);
+    let lines: Vec<&str> = notice.lines().map(|l| l.trim_end_matches('\r')).collect();
 
     let presents_as_bounce = super::looks_like_bounce(subject, from);
+    // Only structural readers (an address where a notice lists its
+    // failures) trust the notice's own words; the loosest reading needs
+    // the subject or sender to say "bounce".
+    let says_bounce = presents_as_bounce || says_undelivered(notice);
     // Exim's notice first: its own marker is unambiguous, and it quotes
     // the *sender* as an indented `<address>` line ("A message sent by
     // <…> could not be delivered"), which the angle-block reading would
@@ -77,19 +170,33 @@ pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
         // `<address>: reason` is also how ordinary mail quotes an address;
         // from a message that doesn't present itself as a bounce, only a
         // block whose reason reads as a delivery failure counts.
-        if !presents_as_bounce {
+        if !says_bounce {
             found.retain(|(_, diagnostic)| FAILURE_WORDS.is_match(diagnostic));
         }
     }
     if found.is_empty() {
-        found = exchange(&lines, body);
+        found = exchange(&lines, notice);
+    }
+    if found.is_empty() && presents_as_bounce {
+        found = transcript(&lines);
+    }
+    if found.is_empty() && says_bounce {
+        found = listed(&lines);
+    }
+    if found.is_empty() && says_bounce {
+        // Mid-sentence ("my note could not be delivered to: <a@b>
+        // yesterday") the words are a person's, unless the subject or
+        // sender says this is a bounce.
+        found = phrased(&lines, !presents_as_bounce);
     }
     if found.is_empty() && presents_as_bounce {
         found = loose(&lines, from);
     }
-    if found.is_empty() && presents_as_bounce {
-        found = phrased(&lines);
-    }
+    let delayed = DELAYED.is_match(notice) || subject.to_ascii_lowercase().contains("delay");
+    // What the whole notice says, for a recipient whose own line doesn't
+    // tell (Domino's "because:" paragraph, Notes' reason line above the
+    // address, a transcript below the list).
+    let notice_says = std::cell::OnceCell::new();
     let mut out: Vec<Recipient> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (address, diagnostic) in found {
@@ -99,31 +206,184 @@ pub(super) fn read(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
         let address = address
             .trim_matches(['<', '>', '.', ',', ';', ':'])
             .to_ascii_lowercase();
-        if is_system_address(&address) || !seen.insert(address.clone()) {
+        if is_daemon(&address)
+            || address.eq_ignore_ascii_case(from)
+            || !seen.insert(address.clone())
+        {
             continue;
         }
-        let diagnostic = squash(&diagnostic);
-        let d = diagnose(None, &diagnostic);
+        let mut diagnostic = squash(&diagnostic);
+        let mut d = diagnose(None, &diagnostic);
+        if d.reason.is_none() {
+            let (whole, words) = notice_says.get_or_init(|| body_diagnosis(notice));
+            if whole.reason.is_some() || d.status.is_none() && whole.status.is_some() {
+                d = *whole;
+                if diagnostic.is_empty() {
+                    diagnostic = words.clone();
+                }
+            }
+        }
+        if delayed && d.status.is_none_or(|s| s.class != 5) {
+            d = diagnose(d.status, &diagnostic);
+            if d.class == super::BounceClass::Soft || d.class == super::BounceClass::Unknown {
+                d.class = super::BounceClass::Transient;
+            }
+        }
         out.push(Recipient {
             class: d.class,
             reason: d.reason,
             status: d.status.map(|s| s.to_string()),
             diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
             address,
-            action: "failed".into(),
+            action: if delayed { "delayed" } else { "failed" }.into(),
         });
     }
     out
 }
 
+/// Whether `body` is mostly lines quoted with `>`: a bounce a person
+/// forwarded inline.
+fn is_quoted(body: &str) -> bool {
+    let (mut quoted, mut all) = (0, 0);
+    for line in body.lines().filter(|l| !l.trim().is_empty()) {
+        all += 1;
+        quoted += usize::from(line.starts_with('>'));
+    }
+    quoted >= 5 && quoted * 3 >= all
+}
+
+/// `body` with one level of `>` quoting taken off every line.
+fn unquote(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    for line in body.lines() {
+        let line = line
+            .strip_prefix('>')
+            .map_or(line, |l| l.strip_prefix(' ').unwrap_or(l));
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether what follows an address on a [`LISTED`] line is a reason, a
+/// date or nothing — not the rest of a sentence ("a@b wrote:", "a@b is
+/// our new address"). Returns the reason, if any.
+fn listed_rest(rest: &str) -> Option<String> {
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Some(String::new());
+    }
+    let lower = rest.to_ascii_lowercase();
+    if lower.starts_with("on ") || lower.starts_with('<') {
+        // "a@b on Thu, 29 Apr 2010 …", ">>> a@b <a@b>": no reason here.
+        return Some(String::new());
+    }
+    if let Some(r) = rest.strip_prefix("...") {
+        return Some(r.trim().to_string());
+    }
+    if let Some(r) = rest.strip_prefix(':') {
+        return Some(r.trim().to_string());
+    }
+    if rest.starts_with('[') || rest.starts_with('(') {
+        return Some(rest.trim_matches(['[', ']', '(', ')']).trim().to_string());
+    }
+    if let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("-- ")) {
+        return Some(r.trim().to_string());
+    }
+    None
+}
+
+/// Failed recipients a notice lists one to a line (see [`LISTED`]), or
+/// after the words that say why (`Invalid final delivery userid: a@b`).
+/// The diagnostic is the rest of the line and the lines indented below it.
+fn listed(lines: &[&str]) -> Vec<(String, String)> {
+    // A list follows the words that introduce it ("did not reach the
+    // following recipient(s):", "was not delivered to:"), within a few
+    // lines (Notes puts the reason between). An address line anywhere
+    // else — a newsletter's footer, a mailing list's quoted header — is
+    // not a failed recipient.
+    const REACH: usize = 12;
+    let mut heading: Option<usize> = None;
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if UNDELIVERED.is_match(line) || LIST_HEADING.is_match(line) {
+            heading = Some(i);
+        }
+        let in_list = heading.is_some_and(|h| i > h && i - h <= REACH);
+        if in_list
+            && let Some(c) = LISTED.captures(line)
+            && let Some(reason) = listed_rest(&c[2])
+        {
+            let indent = line.len() - line.trim_start().len();
+            let mut diagnostic = reason;
+            for next in &lines[i + 1..] {
+                let next_indent = next.len() - next.trim_start().len();
+                if next.trim().is_empty() || next_indent <= indent || LISTED.is_match(next) {
+                    break;
+                }
+                diagnostic.push(' ');
+                diagnostic.push_str(next.trim());
+            }
+            out.push((c[1].to_string(), diagnostic));
+            // The list goes on below this entry.
+            heading = Some(i);
+        } else if let Some(c) = REASON_COLON_ADDRESS.captures(line)
+            && REASON_WORDS.is_match(&c[1])
+        {
+            out.push((c[2].to_string(), c[1].trim().to_string()));
+        }
+    }
+    out
+}
+
+/// Recipients a session transcript shows refused: `RCPT TO:<a@b>` and,
+/// within the next lines, a 4xx/5xx reply (with its continuation lines).
+fn transcript(lines: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(c) = RCPT_COMMAND.captures(line) else {
+            continue;
+        };
+        let replies: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take(4)
+            .take_while(|l| !RCPT_COMMAND.is_match(l))
+            .skip_while(|l| !REPLY_LINE.is_match(l))
+            .take_while(|l| REPLY_LINE.is_match(l))
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches(['<', ' '])
+                    .trim_start_matches("Out:")
+                    .trim()
+            })
+            .collect();
+        if let Some(first) = replies.first()
+            && !first.starts_with('2')
+        {
+            out.push((c[1].to_string(), replies.join(" ")));
+        }
+    }
+    out
+}
+
+/// Where the copy of the original starts in `lower`, the lower-cased
+/// body, if a marker says.
+pub(super) fn original_start(lower: &str) -> Option<usize> {
+    ORIGINAL_MARKERS.iter().filter_map(|m| lower.find(m)).min()
+}
+
+/// Every address in `text`, lower-cased, in order.
+pub(super) fn addresses(text: &str) -> Vec<String> {
+    ADDRESS
+        .find_iter(text)
+        .map(|m| m.as_str().to_ascii_lowercase())
+        .collect()
+}
+
 /// `body` up to the copy of the original message.
 fn before_original(body: &str) -> &str {
     let lower = body.to_ascii_lowercase();
-    let cut = ORIGINAL_MARKERS
-        .iter()
-        .filter_map(|m| lower.find(m))
-        .min()
-        .unwrap_or(body.len());
+    let cut = original_start(&lower).unwrap_or(body.len());
     // `find` on the lower-cased copy gives a byte offset into it; ASCII
     // lower-casing keeps byte offsets, so it is valid in `body` too.
     &body[..cut]
@@ -139,7 +399,7 @@ pub(super) fn named_in_header(body: &str, header: &str) -> Vec<Recipient> {
     ADDRESS
         .find_iter(header)
         .map(|m| m.as_str().to_ascii_lowercase())
-        .filter(|a| !is_system_address(a) && seen.insert(a.clone()))
+        .filter(|a| !is_daemon(a) && seen.insert(a.clone()))
         .take(super::MAX_RECIPIENTS)
         .map(|address| Recipient {
             class: d.class,
@@ -187,9 +447,17 @@ pub(super) fn unnamed(body: &str) -> super::Unnamed {
     }
 }
 
-fn is_system_address(address: &str) -> bool {
+/// The bounce machinery's own addresses, never a failed recipient.
+fn is_daemon(address: &str) -> bool {
     let local = address.split('@').next().unwrap_or_default();
-    matches!(local, "mailer-daemon" | "postmaster" | "mailer_daemon")
+    matches!(local, "mailer-daemon" | "mailer_daemon")
+}
+
+/// [`is_daemon`], or postmaster: where the loosest readers find an
+/// address, postmaster is the notice's contact ("send mail to
+/// postmaster@…"), not a recipient; the structural readers do take it.
+fn is_system_address(address: &str) -> bool {
+    is_daemon(address) || address.split('@').next() == Some("postmaster")
 }
 
 fn squash(s: &str) -> String {
@@ -295,12 +563,16 @@ fn exchange(lines: &[&str], body: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Addresses named by [`PHRASED`] words; the diagnostic is the rest of
-/// the paragraph.
-fn phrased(lines: &[&str]) -> Vec<(String, String)> {
+/// Addresses named by [`PHRASED`] words (only where they open a line,
+/// with `line_start_only`); the diagnostic is the rest of the paragraph.
+fn phrased(lines: &[&str], line_start_only: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
+        let opening = line.len() - line.trim_start().len();
         for c in PHRASED.captures_iter(line) {
+            if line_start_only && c.get(0).is_some_and(|m| m.start() != opening) {
+                continue;
+            }
             let mut diagnostic = following(lines, i + 1, line.trim());
             // The reason is often the next paragraph ("There was an error
             // delivering your mail to <a@b>.", a blank line, "Could not
@@ -331,7 +603,9 @@ fn loose(lines: &[&str], from: &str) -> Vec<(String, String)> {
             continue;
         }
         for m in ADDRESS.find_iter(line) {
-            if !m.as_str().eq_ignore_ascii_case(from) {
+            if !m.as_str().eq_ignore_ascii_case(from)
+                && !is_system_address(&m.as_str().to_ascii_lowercase())
+            {
                 out.push((m.as_str().to_string(), context.clone()));
             }
         }
