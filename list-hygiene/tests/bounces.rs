@@ -459,3 +459,177 @@ fn a_bounce_naming_nobody_still_says_what_failed() {
         parse(b"From: pat@friend.example\r\nSubject: hi\r\n\r\nmy mailbox is full\r\n").unwrap();
     assert_eq!(chat.unnamed, None);
 }
+
+/// `headers` and `body` (LF line ends) as one message with CRLF.
+fn message(headers: &str, body: &str) -> Vec<u8> {
+    format!("{headers}\n\n{body}")
+        .replace('\n', "\r\n")
+        .into_bytes()
+}
+
+fn failed(raw: &[u8]) -> Vec<(String, String, Option<String>, BounceClass)> {
+    parse(raw)
+        .unwrap()
+        .recipients
+        .into_iter()
+        .map(|r| (r.address, r.action, r.status, r.class))
+        .collect()
+}
+
+#[test]
+fn a_notice_listing_its_failed_recipients_one_to_a_line_is_read() {
+    let from = "From: Mail Delivery <mailer-daemon@mx.example>\nSubject: Delivery status notification: error";
+    // `address: reason` lines under the list's heading.
+    let raw = message(
+        from,
+        "An error occurred delivering a message for the following\n  list of recipients:\n\n\
+         kim@customer.example: 550 5.1.1 No such mailbox\n\
+         lee@other.example: Domain does not exist\n\n\
+         Below is a copy of the original message:\n\nTo: someone@else.example\n",
+    );
+    let got = failed(&raw);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[0].0.as_str(), got[0].3),
+        ("kim@customer.example", BounceClass::Hard)
+    );
+    assert_eq!(got[0].2.as_deref(), Some("5.1.1"));
+    assert_eq!(
+        (got[1].0.as_str(), got[1].3),
+        ("lee@other.example", BounceClass::Hard)
+    );
+
+    // The address alone, then "because:" and the reason below the list.
+    let raw = message(
+        "From: Postmaster@corp.example\nSubject: DELIVERY FAILURE: User kim not listed",
+        "Your message\n  Subject: Order 1001\nwas not delivered to:\n\n  kim@corp.example\n\n\
+         because:\n\n  User kim (kim@corp.example) not listed in the directory\n",
+    );
+    assert_eq!(failed(&raw)[0].3, BounceClass::Hard);
+
+    // "address on DATE", the reason indented below it.
+    let raw = message(
+        "From: System Administrator <postmaster@corp.example>\nSubject: Undeliverable: Order 1001",
+        "Your message\n  To: kim@corp.example\ndid not reach the following recipient(s):\n\n\
+         kim@corp.example on Thu, 29 Apr 2010 00:00:00 -0000\n    The recipient name is not recognized\n",
+    );
+    let got = failed(&raw);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].3, BounceClass::Hard);
+
+    // The reason first, then the address (IMail).
+    let raw = message(
+        "From: \"Postmaster\" <postmaster@isp.example>\nSubject: Undeliverable Mail",
+        "User mailbox exceeds allowed size: kim@isp.example\n\nOriginal message follows.\n",
+    );
+    assert_eq!(failed(&raw)[0].3, BounceClass::MailboxFull);
+}
+
+#[test]
+fn a_delay_warning_reports_delayed_not_failed() {
+    let raw = message(
+        "From: Mail Delivery Subsystem <mailer-daemon@mail.example>\nSubject: Delivery Status Notification (Delay)",
+        "THIS IS A WARNING MESSAGE ONLY.\nYOU DO NOT NEED TO RESEND YOUR MESSAGE.\n\n\
+         Delivery to the following recipient has been delayed:\n\n     kim@customer.example\n\n\
+         Message will be retried for 2 more day(s)\n",
+    );
+    let got = failed(&raw);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, "delayed");
+    assert_eq!(got[0].2.as_deref(), Some("4.0.0"));
+    assert_eq!(got[0].3, BounceClass::Transient);
+}
+
+#[test]
+fn report_fields_in_a_text_body_and_a_quoted_forwarded_bounce_are_read() {
+    // A multipart/report whose MIME structure was lost: the fields are text.
+    let raw = message(
+        "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nSubject: Returned mail: see transcript for details",
+        "   ----- Transcript of session follows -----\n550 5.1.1 <kim@customer.example>... User unknown\n\n\
+         Reporting-MTA: dns; mx.example\n\nFinal-Recipient: RFC822; kim@customer.example\n\
+         Action: failed\nStatus: 5.1.1\n",
+    );
+    assert_eq!(
+        failed(&raw),
+        [(
+            "kim@customer.example".to_string(),
+            "failed".to_string(),
+            Some("5.1.1".to_string()),
+            BounceClass::Hard
+        )]
+    );
+    // Forwarded by a person, every line quoted.
+    let raw = message(
+        "From: Pat <pat@shop.example>\nSubject: Fwd: Returned mail: see transcript for details",
+        "See below.\n\n> From: Mail Delivery Subsystem <MAILER-DAEMON>\n> Subject: Returned mail\n>\n\
+         >    ----- The following addresses had permanent fatal errors -----\n> <kim@customer.example>\n\
+         >     (reason: 550 5.1.1 <kim@customer.example>... User unknown)\n>\n> bye\n",
+    );
+    let got = failed(&raw);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].0.as_str(), got[0].3),
+        ("kim@customer.example", BounceClass::Hard)
+    );
+}
+
+#[test]
+fn a_report_without_a_diagnostic_takes_its_reason_from_the_notice() {
+    let raw = message(
+        "From: Mailer Daemon <MAILER-DAEMON@mx.example>\nSubject: Delivery status notification: failed\n\
+         MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"",
+        "--b\nContent-Type: text/plain\n\nThe following list of recipients failed:\n\n\
+         kim@customer.example: 550 5.7.26 Multiple authentication checks failed\n\n\
+         --b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n\
+         Final-Recipient: rfc822; kim@customer.example\nAction: failed\nStatus: 5.0.0\n\n--b--\n",
+    );
+    let b = parse(&raw).unwrap();
+    assert_eq!(b.kind, Kind::Dsn);
+    let r = &b.recipients[0];
+    assert_eq!(
+        r.status.as_deref(),
+        Some("5.7.26"),
+        "the diagnostic's code is more specific"
+    );
+    assert_eq!(r.reason.map(|r| r.as_str()), Some("auth_failure"));
+    assert_eq!(r.class, BounceClass::Policy);
+}
+
+#[test]
+fn the_returned_originals_one_recipient_stands_in_when_the_notice_names_none() {
+    let notice = "   ----- Transcript of session follows -----\n\
+                  421 mx.customer.example (smtp)... Deferred: Connection timed out\n\n\
+                  \x20  ----- Unsent message follows -----\nFrom: orders@shop.example\n";
+    let headers = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nSubject: Returned mail: Cannot send message for 4 days";
+    let one = message(
+        headers,
+        &format!("{notice}To: kim@customer.example\nSubject: Order\n\nHi\n"),
+    );
+    let got = failed(&one);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "kim@customer.example");
+    // Sent to two: which one failed is anybody's guess.
+    let two = message(
+        headers,
+        &format!("{notice}To: kim@customer.example, lee@customer.example\nSubject: Order\n\nHi\n"),
+    );
+    assert!(failed(&two).is_empty());
+}
+
+#[test]
+fn addresses_in_ordinary_mail_are_not_failed_recipients() {
+    // A newsletter footer: the same shape as a notice's list, but nothing
+    // says a delivery failed.
+    let raw = message(
+        "From: Weekly <news@list.example>\nSubject: This week's issue",
+        "Lots of news.\n\nTo unsubscribe, please e-mail the following address:\n      leave-1234@list.example\n\n\
+         Contact us:\n<editor@list.example>\n",
+    );
+    assert!(failed(&raw).is_empty());
+    // An out-of-office reply quoting a session transcript.
+    let raw = message(
+        "From: Pat <pat@friend.example>\nSubject: Re: mail problem",
+        "My server said:\n>>> RCPT To:<kim@customer.example>\n<<< 550 5.1.1 User unknown\nAny idea?\n",
+    );
+    assert!(failed(&raw).is_empty());
+}

@@ -222,7 +222,9 @@ impl BounceReason {
 /// code is generic (or too vague) and only the text can tell.
 fn from_code(code: StatusCode) -> Option<BounceReason> {
     use BounceReason::*;
-    if code.class == 2 || code.is_generic() {
+    // X.5.0, "other or undefined protocol status", tells no more than
+    // X.0.0 does.
+    if code.class == 2 || code.is_generic() || (code.subject, code.detail) == (5, 0) {
         return None;
     }
     Some(match (code.subject, code.detail) {
@@ -271,6 +273,32 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
     use BounceReason::*;
     vec![
         (set(&[r"\bvirus", r"malware", r"infected"]), VirusDetected),
+        // A local delivery program failing says so by name, whatever it
+        // then prints ("procmail: … No such user").
+        (
+            set(&[
+                r"procmail:",
+                r"mail\.local:",
+                r"couldn't create \S*/(spool|mail)",
+            ]),
+            MailerError,
+        ),
+        // Directory lookups that don't list the user ("User … not listed
+        // in Domino Directory"), before "listed in" reads as a blocklist.
+        (
+            set(&[
+                r"not listed in (the )?(public name|domino directory|address book|directory)",
+                r"not listed in",
+            ]),
+            UserUnknown,
+        ),
+        // Microsoft 365's directory-based edge blocking: "550 5.4.1
+        // Recipient address rejected: Access denied" means the mailbox
+        // isn't in the tenant's directory.
+        (
+            set(&[r"recipient address rejected: access denied"]),
+            UserUnknown,
+        ),
         // A message the receiver calls malformed, whatever else it says
         // ("… not RFC 5322 compliant … To reduce the amount of spam …").
         (
@@ -278,6 +306,8 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"not rfc ?(5322|2822|822) compliant",
                 r"multiple addresses in from",
                 r"(multiple|duplicate) (from|to|subject|date|message-id) (header|field)",
+                r"duplicate header",
+                r"malformed (recipient )?address",
             ]),
             NotCompliantRfc,
         ),
@@ -300,7 +330,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"\bdkim\b",
                 r"\bdmarc\b",
                 r"sender policy framework",
-                r"authentication (check )?fail",
+                r"authentication (checks? )?fail",
             ]),
             AuthFailure,
         ),
@@ -322,6 +352,9 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"open relay",
                 r"not configured to relay",
                 r"relay not",
+                r"no relaying",
+                r"insecure mail relay",
+                r"address is not verified",
             ]),
             NoRelaying,
         ),
@@ -342,6 +375,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"\bthrottl",
                 r"unexpected volume",
                 r"\btss0\d\b",
+                r"receiving mail (at a rate|too quickly|too fast)",
             ]),
             RateLimited,
         ),
@@ -381,6 +415,8 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"access denied",
                 r"no access from",
                 r"connection (refused|rejected) (by|from)",
+                r"my name was rejected",
+                r"not accepting connections",
             ]),
             Blocked,
         ),
@@ -427,6 +463,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"storage (allocation|limit)",
                 r"user.{0,20}has exceeded",
                 r"mailbox.{0,20}(exceeded|over)",
+                r"mailbox exceeds",
                 r"not enough (space|storage)",
                 r"full mailbox",
                 r"disk quota",
@@ -439,6 +476,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"disabled (recipient|mailbox|account|user)",
                 r"temporar(il)?y? locked",
                 r"inactive (user|account|mailbox)",
+                r"(recipient|destinataire).{0,30}(account|compte) (is |est )?(blocked|bloque|suspended|disabled)",
             ]),
             Suspend,
         ),
@@ -466,6 +504,9 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"no (mx|mail exchanger|route to domain)",
                 r"domain .{0,30}(invalid|unknown)",
                 r"host or domain name not found",
+                r"host \S+ not found",
+                r"no smtp service",
+                r"null mx",
             ]),
             HostUnknown,
         ),
@@ -498,8 +539,6 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"(mailbox|recipient|address|user|account) (not found|unavailable|invalid|unknown)",
                 r"invalid (mailbox|recipient|address|user|destination)",
                 r"not a valid (user|recipient|mailbox)",
-                r"recipient (address )?rejected",
-                r"address rejected",
                 r"not our customer",
                 r"addressee unknown",
                 r"doesn't have an? \S+ account",
@@ -510,7 +549,10 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"destinataire invalide",
                 r"mailbox unavailable",
                 r"user not found",
-                r"not listed in",
+                r"user not exist",
+                r"invalid .{0,20}userid",
+                r"check if (the )?address is correct",
+                r"recipient name is not recognized",
             ]),
             UserUnknown,
         ),
@@ -531,20 +573,11 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
             Filtered,
         ),
         (
-            set(&[
-                r"too many recipients",
-                r"recipient limit",
-                r"\bpolicy\b",
-                r"violat",
-                r"not authori[sz]ed",
-                r"prohibited",
-                r"not allowed",
-                r"refused",
-            ]),
+            set(&[r"too many recipients", r"recipient limit"]),
             PolicyViolation,
         ),
         (
-            set(&[r"exceeded? .{0,20}limit", r"too many (lines|hops|headers)"]),
+            set(&[r"exceeded? .{0,20}limit", r"too many (lines|headers)"]),
             ExceedLimit,
         ),
         (
@@ -558,6 +591,8 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"giving up",
                 r"too long",
                 r"expired",
+                r"aborted after",
+                r"delivery failed \d+ attempts",
             ]),
             Expired,
         ),
@@ -585,6 +620,9 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"too many hops",
                 r"(routing|mail|forwarding) loop",
                 r"unable to connect",
+                r"accept our requests to connect",
+                r"socket error",
+                r"host (is )?(not reachable|unreachable)",
             ]),
             NetworkError,
         ),
@@ -595,7 +633,8 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"local error",
                 r"temporary (local )?(failure|problem)",
                 r"resources temporarily",
-                r"service (temporarily )?unavailable",
+                r"service (temporarily |currently )?unavailable",
+                r"transaction failed",
                 r"try again later",
                 r"greylist",
                 r"deferred",
@@ -610,6 +649,35 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
                 r"unrecognized command",
             ]),
             SyntaxError,
+        ),
+    ]
+});
+
+/// Words that say only that something was refused ("Recipient address
+/// rejected:", "refused", "not allowed", "policy"): Postfix and others put
+/// them in front of the real reason, so they count only when neither the
+/// specific words of [`TEXT_REASONS`] nor a specific status code tell more
+/// ("550 5.4.6 … refused to accept your message" is the 5.4.6 routing loop).
+static WEAK_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| {
+    let set = |patterns: &[&str]| {
+        RegexSet::new(patterns.iter().map(|p| format!("(?-u){p}"))).expect("regex set")
+    };
+    use BounceReason::*;
+    vec![
+        (
+            set(&[
+                r"\bpolic(y|ies)\b",
+                r"violat",
+                r"not authori[sz]ed",
+                r"prohibited",
+                r"not allowed",
+                r"refused",
+            ]),
+            PolicyViolation,
+        ),
+        (
+            set(&[r"recipient (address )?rejected", r"address rejected"]),
+            UserUnknown,
         ),
     ]
 });
@@ -653,10 +721,33 @@ fn smtp_class(text: &str) -> Option<u8> {
     REPLY.captures(text).and_then(|c| c[1].parse().ok())
 }
 
+/// `lower` with the reply code that opens each continuation line of a
+/// multi-line SMTP reply taken out ("550-5.7.1 Messages with multiple
+/// 550-5.7.1 addresses in From: …" → "… multiple addresses in From: …"),
+/// so that words wrapped across lines are read as one sentence.
+fn continuations_joined(lower: &str) -> std::borrow::Cow<'_, str> {
+    static CONTINUATION: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:^|\s)[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3}\s)?").expect("regex")
+    });
+    // The first reply code stays: it is the one that opens the reply.
+    let Some(first) = CONTINUATION.find(lower) else {
+        return std::borrow::Cow::Borrowed(lower);
+    };
+    let rest = &lower[first.end()..];
+    if !CONTINUATION.is_match(rest) {
+        return std::borrow::Cow::Borrowed(lower);
+    }
+    let mut out = lower[..first.end()].to_string();
+    out.push_str(&CONTINUATION.replace_all(rest, " "));
+    std::borrow::Cow::Owned(out)
+}
+
 /// What one failed recipient's status code and diagnostic say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Diagnosis {
-    /// The status given, else the first enhanced code in the text.
+    /// The status given, else the first enhanced code in the text; the
+    /// text's code also where the given one is generic (X.0.0) or
+    /// sendmail's "gave up" (X.4.7) and the text's is of the same class.
     pub status: Option<StatusCode>,
     /// The words when they tell, else the code; `None` when nothing tells.
     pub reason: Option<BounceReason>,
@@ -668,13 +759,30 @@ pub struct Diagnosis {
 /// Reads one failed recipient's status code (DSN `Status:`, or `None` to
 /// look for one in the text) and diagnostic text, each scanned once.
 pub fn diagnose(status: Option<StatusCode>, diagnostic: &str) -> Diagnosis {
-    let status = status.or_else(|| StatusCode::find(diagnostic));
+    let status = match (status, StatusCode::find(diagnostic)) {
+        // A report's generic X.0.0, or sendmail's X.4.7 "gave up" over the
+        // last reply it had, says less than the receiver's own code in the
+        // diagnostic ("Status: 5.0.0", "Diagnostic-Code: smtp; 550 5.7.1
+        // relaying denied"); only a code of the same class can stand in.
+        (Some(given), Some(said))
+            if given.class == said.class
+                && (given.is_generic() || (given.subject, given.detail) == (4, 7))
+                && !said.is_generic() =>
+        {
+            Some(said)
+        }
+        (given, said) => given.or(said),
+    };
     let lower = diagnostic.to_ascii_lowercase();
-    let reason = TEXT_REASONS
-        .iter()
-        .find(|(set, _)| set.is_match(lower.as_bytes()))
-        .map(|(_, reason)| *reason)
-        .or_else(|| status.and_then(from_code));
+    let joined = continuations_joined(&lower);
+    let words = |sets: &[(RegexSet, BounceReason)]| {
+        sets.iter()
+            .find(|(set, _)| set.is_match(joined.as_bytes()))
+            .map(|(_, reason)| *reason)
+    };
+    let reason = words(&TEXT_REASONS)
+        .or_else(|| status.and_then(from_code))
+        .or_else(|| words(&WEAK_REASONS));
     // An "unknown user" at MAIL FROM is our sender refused; a refusal at
     // the greeting is a block of the sending host.
     let reason = match (stage(&lower), reason) {
@@ -775,6 +883,30 @@ mod tests {
     }
 
     #[test]
+    fn a_specific_code_outranks_words_that_only_say_refused() {
+        assert_eq!(
+            reason(
+                code("5.4.6"),
+                "554 5.4.6 server refused to accept your message"
+            ),
+            Some(BounceReason::NetworkError)
+        );
+        assert_eq!(
+            reason(None, "554 server refused to accept your message"),
+            Some(BounceReason::PolicyViolation)
+        );
+        assert_eq!(
+            reason(code("5.1.1"), "550 5.1.1 Recipient address rejected"),
+            Some(BounceReason::UserUnknown)
+        );
+        // X.5.0 is "undefined protocol status": no more specific than X.0.0.
+        assert_eq!(
+            reason(code("5.5.0"), "554 Service unavailable"),
+            Some(BounceReason::SystemError)
+        );
+    }
+
+    #[test]
     fn a_specific_code_decides_when_the_words_say_nothing() {
         assert_eq!(classify(code("5.1.1"), ""), BounceClass::Hard);
         assert_eq!(classify(code("5.1.10"), ""), BounceClass::Hard);
@@ -813,9 +945,27 @@ mod tests {
                 BounceReason::Suspend,
             ),
             (
+                // Microsoft 365's edge blocking of a mailbox its directory
+                // doesn't have, whatever the code.
                 "5.7.1",
                 "550 5.7.1 Recipient address rejected: Access denied",
+                BounceReason::UserUnknown,
+            ),
+            (
+                "5.7.1",
+                "550 5.7.1 Client host rejected: Access denied",
                 BounceReason::Blocked,
+            ),
+            (
+                // "Recipient address rejected:" only introduces the reason.
+                "5.7.0",
+                "550 5.7.0 <a@b.example>: Recipient address rejected: No relaying",
+                BounceReason::NoRelaying,
+            ),
+            (
+                "5.7.1",
+                "550-5.7.1 Messages with multiple 550-5.7.1 addresses in From: header are not accepted",
+                BounceReason::NotCompliantRfc,
             ),
             (
                 "5.5.0",

@@ -217,6 +217,7 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         {
             report.recipients = text::named_in_header(&body_text(&message), failed);
         }
+        text::explain(&body_text(&message), &mut report.recipients);
         let kind = if report.recipients.is_empty() && report.succeeded > 0 {
             Kind::DeliveryNotice
         } else {
@@ -262,7 +263,8 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         });
     }
     let presents_as_bounce = looks_like_bounce(subject, &from) || text::says_undelivered(&body);
-    if presents_as_bounce && let Some(report) = dsn::read_text(&body) {
+    if presents_as_bounce && let Some(mut report) = dsn::read_text(&body) {
+        text::explain(&body, &mut report.recipients);
         let kind = if report.recipients.is_empty() {
             Kind::DeliveryNotice
         } else {

@@ -431,6 +431,50 @@ fn body_diagnosis(body: &str) -> (super::Diagnosis, String) {
     (d, squash(words))
 }
 
+/// For DSN recipients that come without a `Diagnostic-Code` (OpenSMTPD,
+/// Gmail's and others' reports keep the reason in the human-readable
+/// part): the reason from the line of the notice that names the
+/// recipient ("a@b: Domain does not exist"), else from the notice as a
+/// whole — where the report's status code, if specific, outranks the
+/// notice's words.
+pub(super) fn explain(body: &str, recipients: &mut [Recipient]) {
+    let notice = before_original(body);
+    let whole = std::cell::OnceCell::new();
+    for r in recipients.iter_mut().filter(|r| r.diagnostic.is_none()) {
+        let status = r.status.as_deref().and_then(super::StatusCode::parse);
+        let said = notice.lines().find_map(|line| {
+            let at = line.to_ascii_lowercase().find(&r.address)?;
+            let rest = listed_rest(line[at + r.address.len()..].trim_start_matches('>'))?;
+            (!rest.is_empty()).then_some(rest)
+        });
+        let (d, diagnostic) = match said {
+            Some(said) => (diagnose(status, &said), squash(&said)),
+            None => {
+                let (d, words): &(super::Diagnosis, String) =
+                    whole.get_or_init(|| body_diagnosis(notice));
+                if d.reason.is_none() {
+                    continue;
+                }
+                // The notice's words are boilerplate around the reason; a
+                // specific code, where the report has one, says more.
+                let code = diagnose(status, "");
+                let d = if code.reason.is_some() {
+                    code
+                } else {
+                    diagnose(status, words)
+                };
+                (d, words.clone())
+            }
+        };
+        r.reason = d.reason;
+        r.class = d.class;
+        if let Some(status) = d.status {
+            r.status = Some(status.to_string());
+        }
+        r.diagnostic = (!diagnostic.is_empty()).then_some(diagnostic);
+    }
+}
+
 /// The failure of a bounce that names no recipient a reader here finds:
 /// whoever applies it must know the recipient another way (the verified
 /// VERP path names it).
