@@ -438,13 +438,27 @@ fn body_diagnosis(body: &str) -> (super::Diagnosis, String) {
 /// whole — where the report's status code, if specific, outranks the
 /// notice's words.
 pub(super) fn explain(body: &str, recipients: &mut [Recipient]) {
+    // A notice names its recipients near the top; searching only that
+    // much keeps a report of 1,000 recipients with a huge text part
+    // linear, not recipients × body.
+    const SEARCHED: usize = 64 * 1024;
     let notice = before_original(body);
+    let mut end = notice.len().min(SEARCHED);
+    while !notice.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &notice[..end];
+    let lower = head.to_ascii_lowercase();
     let whole = std::cell::OnceCell::new();
     for r in recipients.iter_mut().filter(|r| r.diagnostic.is_none()) {
         let status = r.status.as_deref().and_then(super::StatusCode::parse);
-        let said = notice.lines().find_map(|line| {
-            let at = line.to_ascii_lowercase().find(&r.address)?;
-            let rest = listed_rest(line[at + r.address.len()..].trim_start_matches('>'))?;
+        // The first mention followed by a reason ("To: a@b" above the
+        // list says none); a few mentions at most.
+        let said = lower.match_indices(&r.address).take(8).find_map(|(at, _)| {
+            // ASCII lower-casing keeps byte offsets: `at` is valid in `head`.
+            let after = &head[at + r.address.len()..];
+            let line = after.lines().next().unwrap_or_default();
+            let rest = listed_rest(line.trim_start_matches('>'))?;
             (!rest.is_empty()).then_some(rest)
         });
         let (d, diagnostic) = match said {
