@@ -66,14 +66,14 @@ fn main() {
         for g in &rows {
             println!("   got  {:8} {:18} {:12} {}", g.1, g.2, g.3, g.0);
         }
-        if rows.is_empty() {
-            if let Some(b) = &got {
-                println!(
-                    "   got  nothing: kind {:?} unnamed {:?}",
-                    b.kind,
-                    b.unnamed.as_ref().map(|u| (&u.status, u.reason, u.class))
-                );
-            }
+        if rows.is_empty()
+            && let Some(b) = &got
+        {
+            println!(
+                "   got  nothing: kind {:?} unnamed {:?}",
+                b.kind,
+                b.unnamed.as_ref().map(|u| (&u.status, u.reason, u.class))
+            );
         }
     }
 }

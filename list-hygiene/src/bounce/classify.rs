@@ -759,7 +759,14 @@ pub struct Diagnosis {
 /// Reads one failed recipient's status code (DSN `Status:`, or `None` to
 /// look for one in the text) and diagnostic text, each scanned once.
 pub fn diagnose(status: Option<StatusCode>, diagnostic: &str) -> Diagnosis {
-    let status = match (status, StatusCode::find(diagnostic)) {
+    // The text's own code is wanted only where the given one says little.
+    let needs_text_code = status.is_none_or(|s| s.is_generic() || (s.subject, s.detail) == (4, 7));
+    let said = if needs_text_code {
+        StatusCode::find(diagnostic)
+    } else {
+        None
+    };
+    let status = match (status, said) {
         // A report's generic X.0.0, or sendmail's X.4.7 "gave up" over the
         // last reply it had, says less than the receiver's own code in the
         // diagnostic ("Status: 5.0.0", "Diagnostic-Code: smtp; 550 5.7.1

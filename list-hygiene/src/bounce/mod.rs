@@ -334,8 +334,7 @@ fn original_recipient(
     let headers = match attached {
         Some(headers) => headers,
         None => {
-            let lower = body.to_ascii_lowercase();
-            let start = text::original_start(&lower)?;
+            let start = text::original_start(body)?;
             body[start..].to_string()
         }
     };

@@ -366,10 +366,16 @@ fn transcript(lines: &[&str]) -> Vec<(String, String)> {
     out
 }
 
-/// Where the copy of the original starts in `lower`, the lower-cased
-/// body, if a marker says.
-pub(super) fn original_start(lower: &str) -> Option<usize> {
-    ORIGINAL_MARKERS.iter().filter_map(|m| lower.find(m)).min()
+/// Where the copy of the original starts in `body`, if a marker says: one
+/// case-insensitive pass for all markers, the earliest wins.
+pub(super) fn original_start(body: &str) -> Option<usize> {
+    static MARKERS: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(ORIGINAL_MARKERS)
+            .expect("markers")
+    });
+    MARKERS.find(body).map(|m| m.start())
 }
 
 /// Every address in `text`, lower-cased, in order.
@@ -382,11 +388,7 @@ pub(super) fn addresses(text: &str) -> Vec<String> {
 
 /// `body` up to the copy of the original message.
 fn before_original(body: &str) -> &str {
-    let lower = body.to_ascii_lowercase();
-    let cut = original_start(&lower).unwrap_or(body.len());
-    // `find` on the lower-cased copy gives a byte offset into it; ASCII
-    // lower-casing keeps byte offsets, so it is valid in `body` too.
-    &body[..cut]
+    &body[..original_start(body).unwrap_or(body.len())]
 }
 
 /// The recipients an `X-Failed-Recipients` header names (Exim adds it, and
