@@ -62,11 +62,14 @@ pub(super) fn read(message: &mail_parser::Message<'_>) -> Option<Report> {
 /// the first `Reporting-MTA:` or `Final-Recipient:` line on. `None` when
 /// no recipient block is there.
 pub(super) fn read_text(body: &str) -> Option<Report> {
+    // Offsets from the lines as they are, terminators included: `lines()`
+    // drops a CR as well as the LF, and an offset counted from it would
+    // drift by a byte per CRLF line (and could fall inside a character).
     let start = body
-        .lines()
+        .split_inclusive('\n')
         .scan(0, |at, line| {
             let here = *at;
-            *at += line.len() + 1;
+            *at += line.len();
             Some((here, line))
         })
         .find(|(_, line)| {
@@ -77,7 +80,7 @@ pub(super) fn read_text(body: &str) -> Option<Report> {
             l.starts_with("reporting-mta:") || l.starts_with("final-recipient:")
         })?
         .0;
-    let fields = &body[start.min(body.len())..];
+    let fields = &body[start..];
     let (recipients, succeeded) = recipients(fields);
     (!recipients.is_empty() || succeeded > 0).then_some(Report {
         recipients,
@@ -184,4 +187,22 @@ fn recipients(fields: &str) -> (Vec<Recipient>, usize) {
         });
     }
     (out, succeeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_in_crlf_text_are_found_where_they_are() {
+        // Three CRLF lines before the fields, the last ending in a
+        // two-byte character: an offset that counted one byte per line
+        // end would land inside it.
+        let body = "Zustellung\r\nfehlgeschlagen\r\nfü\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+                    Final-Recipient: rfc822; kim@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n";
+        let report = read_text(body).expect("a report");
+        assert_eq!(report.recipients.len(), 1);
+        assert_eq!(report.recipients[0].address, "kim@customer.example");
+        assert_eq!(report.recipients[0].status.as_deref(), Some("5.1.1"));
+    }
 }
