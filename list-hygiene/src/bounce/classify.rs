@@ -256,6 +256,13 @@ fn from_code(code: StatusCode) -> Option<BounceReason> {
     })
 }
 
+/// One group of [`TEXT_REASONS`] or [`WEAK_REASONS`]: ASCII patterns run
+/// over the ASCII-lower-cased diagnostic without Unicode rules (why, see
+/// [`TEXT_REASONS`]).
+fn reason_set(patterns: &[&str]) -> RegexSet {
+    RegexSet::new(patterns.iter().map(|p| format!("(?-u){p}"))).expect("regex set")
+}
+
 /// Words that tell the reason, tried in order (the more specific first):
 /// real servers often send a generic or even a misleading code ("550 5.2.0
 /// User unknown", "553 5.3.0 No such user"), so the words, when they say
@@ -267,9 +274,7 @@ fn from_code(code: StatusCode) -> Option<BounceReason> {
 /// the automata several times larger and slower, and the words are English
 /// (or French) in ASCII anyway.
 static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| {
-    let set = |patterns: &[&str]| {
-        RegexSet::new(patterns.iter().map(|p| format!("(?-u){p}"))).expect("regex set")
-    };
+    let set = reason_set;
     use BounceReason::*;
     vec![
         (set(&[r"\bvirus", r"malware", r"infected"]), VirusDetected),
@@ -285,13 +290,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
         ),
         // Directory lookups that don't list the user ("User … not listed
         // in Domino Directory"), before "listed in" reads as a blocklist.
-        (
-            set(&[
-                r"not listed in (the )?(public name|domino directory|address book|directory)",
-                r"not listed in",
-            ]),
-            UserUnknown,
-        ),
+        (set(&[r"not listed in"]), UserUnknown),
         // Microsoft 365's directory-based edge blocking: "550 5.4.1
         // Recipient address rejected: Access denied" means the mailbox
         // isn't in the tenant's directory.
@@ -659,9 +658,7 @@ static TEXT_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| 
 /// specific words of [`TEXT_REASONS`] nor a specific status code tell more
 /// ("550 5.4.6 … refused to accept your message" is the 5.4.6 routing loop).
 static WEAK_REASONS: LazyLock<Vec<(RegexSet, BounceReason)>> = LazyLock::new(|| {
-    let set = |patterns: &[&str]| {
-        RegexSet::new(patterns.iter().map(|p| format!("(?-u){p}"))).expect("regex set")
-    };
+    let set = reason_set;
     use BounceReason::*;
     vec![
         (

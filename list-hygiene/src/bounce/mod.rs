@@ -211,29 +211,16 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
             unnamed: None,
         });
     }
+    // Every reader below wants the text parts; they are joined once.
+    let body = body_text(&message);
     if let Some(mut report) = dsn::read(&message) {
         if report.recipients.is_empty()
             && let Some(failed) = message.header_raw("X-Failed-Recipients")
         {
-            report.recipients = text::named_in_header(&body_text(&message), failed);
+            report.recipients = text::named_in_header(&body, failed);
         }
-        text::explain(&body_text(&message), &mut report.recipients);
-        let kind = if report.recipients.is_empty() && report.succeeded > 0 {
-            Kind::DeliveryNotice
-        } else {
-            Kind::Dsn
-        };
-        return Ok(Bounce {
-            kind,
-            recipients: report.recipients,
-            original_message_id: report
-                .original_message_id
-                .or_else(|| embedded_message_id(&body_text(&message))),
-            verp,
-            unnamed: None,
-        });
+        return Ok(from_report(report, &body, verp));
     }
-    let body = body_text(&message);
     let subject = message.subject().unwrap_or_default();
     let from = message
         .from()
@@ -263,20 +250,8 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         });
     }
     let presents_as_bounce = looks_like_bounce(subject, &from) || text::says_undelivered(&body);
-    if presents_as_bounce && let Some(mut report) = dsn::read_text(&body) {
-        text::explain(&body, &mut report.recipients);
-        let kind = if report.recipients.is_empty() {
-            Kind::DeliveryNotice
-        } else {
-            Kind::Dsn
-        };
-        return Ok(Bounce {
-            kind,
-            recipients: report.recipients,
-            original_message_id: embedded_message_id(&body),
-            verp,
-            unnamed: None,
-        });
+    if presents_as_bounce && let Some(report) = dsn::read_text(&body) {
+        return Ok(from_report(report, &body, verp));
     }
     let mut recipients = text::read(&body, subject, &from);
     if recipients.is_empty()
@@ -303,6 +278,28 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         verp,
         unnamed,
     })
+}
+
+/// A delivery report read (from its MIME part or from text) as the
+/// bounce it is: recipients without a diagnostic explained from the
+/// notice, a report of successes only a delivery notice, and the
+/// original's Message-ID from the report or else the returned copy.
+fn from_report(mut report: dsn::Report, body: &str, verp: Option<Verp>) -> Bounce {
+    text::explain(body, &mut report.recipients);
+    let kind = if report.recipients.is_empty() && report.succeeded > 0 {
+        Kind::DeliveryNotice
+    } else {
+        Kind::Dsn
+    };
+    Bounce {
+        kind,
+        recipients: report.recipients,
+        original_message_id: report
+            .original_message_id
+            .or_else(|| embedded_message_id(body)),
+        verp,
+        unnamed: None,
+    }
 }
 
 /// The one recipient of the returned original, for a bounce whose notice

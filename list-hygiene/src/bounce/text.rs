@@ -131,12 +131,7 @@ pub(super) fn says_undelivered(body: &str) -> bool {
     // A notice says so up front; the same words deep in a long message
     // are a discussion of bounces, not one.
     const OPENING: usize = 2000;
-    let notice = before_original(body);
-    let opening = match notice.char_indices().nth(OPENING) {
-        Some((i, _)) => &notice[..i],
-        None => notice,
-    };
-    UNDELIVERED.is_match(opening)
+    UNDELIVERED.is_match(first_chars(before_original(body), OPENING))
 }
 
 /// Reads the failed recipients from a non-standard bounce body. `subject`
@@ -421,11 +416,7 @@ fn body_diagnosis(body: &str) -> (super::Diagnosis, String) {
     // Enough of the body for the words that say why; the rest is
     // boilerplate and would only add false matches.
     const WORDS: usize = 4000;
-    let body = before_original(body);
-    let words = match body.char_indices().nth(WORDS) {
-        Some((i, _)) => &body[..i],
-        None => body,
-    };
+    let words = first_chars(before_original(body), WORDS);
     let d = diagnose(
         None,
         &words.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -445,11 +436,7 @@ pub(super) fn explain(body: &str, recipients: &mut [Recipient]) {
     // linear, not recipients × body.
     const SEARCHED: usize = 64 * 1024;
     let notice = before_original(body);
-    let mut end = notice.len().min(SEARCHED);
-    while !notice.is_char_boundary(end) {
-        end -= 1;
-    }
-    let head = &notice[..end];
+    let head = &notice[..notice.floor_char_boundary(SEARCHED)];
     let lower = head.to_ascii_lowercase();
     let whole = std::cell::OnceCell::new();
     for r in recipients.iter_mut().filter(|r| r.diagnostic.is_none()) {
@@ -520,12 +507,18 @@ fn is_system_address(address: &str) -> bool {
     is_daemon(address) || address.split('@').next() == Some("postmaster")
 }
 
-fn squash(s: &str) -> String {
-    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match joined.char_indices().nth(500) {
-        Some((i, _)) => joined[..i].to_string(),
-        None => joined,
+/// The first `n` characters of `text` (all of it if shorter).
+fn first_chars(text: &str, n: usize) -> &str {
+    match text.char_indices().nth(n) {
+        Some((i, _)) => &text[..i],
+        None => text,
     }
+}
+
+fn squash(s: &str) -> String {
+    let mut joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    joined.truncate(first_chars(&joined, 500).len());
+    joined
 }
 
 /// The diagnostic: the rest of the line, then the following non-blank lines.
