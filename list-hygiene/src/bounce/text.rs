@@ -219,7 +219,6 @@ fn read_notice(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
             }
         }
         if delayed && d.status.is_none_or(|s| s.class != 5) {
-            d = diagnose(d.status, &diagnostic);
             if d.class == super::BounceClass::Soft || d.class == super::BounceClass::Unknown {
                 d.class = super::BounceClass::Transient;
             }
