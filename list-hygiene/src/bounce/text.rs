@@ -218,10 +218,15 @@ fn read_notice(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
                 }
             }
         }
-        if delayed && d.status.is_none_or(|s| s.class != 5) {
-            if d.class == super::BounceClass::Soft || d.class == super::BounceClass::Unknown {
-                d.class = super::BounceClass::Transient;
-            }
+        // A delay nothing explains is the receiving side's trouble.
+        if delayed
+            && d.status.is_none_or(|s| s.class != 5)
+            && matches!(
+                d.class,
+                super::BounceClass::Soft | super::BounceClass::Unknown
+            )
+        {
+            d.class = super::BounceClass::Transient;
         }
         out.push(Recipient {
             class: d.class,
