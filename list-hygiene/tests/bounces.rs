@@ -667,3 +667,23 @@ fn addresses_in_ordinary_mail_are_not_failed_recipients() {
     );
     assert!(failed(&raw).is_empty());
 }
+
+/// Inputs the fuzzer once crashed the reader with (`tests/fuzz-found/`):
+/// each reads as a message, without a panic.
+#[test]
+fn inputs_the_fuzzer_found_read_without_a_panic() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz-found");
+    let mut read = 0;
+    for entry in std::fs::read_dir(dir).expect("tests/fuzz-found") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_some_and(|e| e == "eml") {
+            let raw = std::fs::read(&path).expect("read");
+            let b = parse(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for r in &b.recipients {
+                assert!(list_hygiene::email::EmailAddress::parse(&r.address).is_ok());
+            }
+            read += 1;
+        }
+    }
+    assert!(read >= 1);
+}
