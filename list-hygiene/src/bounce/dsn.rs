@@ -2,7 +2,7 @@
 //! message/delivery-status part holds one block of fields about the
 //! message, then one block per recipient.
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 
 use super::Recipient;
 use super::classify::{StatusCode, diagnose};
@@ -40,7 +40,7 @@ pub(super) fn read(message: &mail_parser::Message<'_>) -> Option<Report> {
             }
             ("text", "rfc822-headers", PartType::Text(t)) => {
                 original_message_id = original_message_id.or_else(|| {
-                    MessageParser::default()
+                    super::PARSER
                         .parse_headers(t.as_bytes())
                         .and_then(|h| h.message_id().map(angle))
                 });

@@ -126,12 +126,13 @@ static DELAYED: LazyLock<Regex> = LazyLock::new(|| {
     .expect("regex")
 });
 
-/// Whether the notice's words say mail was not delivered.
-pub(super) fn says_undelivered(body: &str) -> bool {
+/// Whether the notice's words (the body up to the returned original:
+/// [`before_original`]) say mail was not delivered.
+pub(super) fn says_undelivered(notice: &str) -> bool {
     // A notice says so up front; the same words deep in a long message
     // are a discussion of bounces, not one.
     const OPENING: usize = 2000;
-    UNDELIVERED.is_match(first_chars(before_original(body), OPENING))
+    UNDELIVERED.is_match(first_chars(notice, OPENING))
 }
 
 /// Reads the failed recipients from a non-standard bounce body. `subject`
@@ -210,7 +211,7 @@ fn read_notice(body: &str, subject: &str, from: &str) -> Vec<Recipient> {
         let mut diagnostic = squash(&diagnostic);
         let mut d = diagnose(None, &diagnostic);
         if d.reason.is_none() {
-            let (whole, words) = notice_says.get_or_init(|| body_diagnosis(notice));
+            let (whole, words) = notice_says.get_or_init(|| notice_diagnosis(notice));
             if whole.reason.is_some() || d.status.is_none() && whole.status.is_some() {
                 d = *whole;
                 if diagnostic.is_empty() {
@@ -385,8 +386,8 @@ pub(super) fn addresses(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// `body` up to the copy of the original message.
-fn before_original(body: &str) -> &str {
+/// `body` up to the copy of the original message: the notice.
+pub(super) fn before_original(body: &str) -> &str {
     &body[..original_start(body).unwrap_or(body.len())]
 }
 
@@ -395,7 +396,7 @@ fn before_original(body: &str) -> &str {
 /// names none in a form [`read`] knows: each failed, the body's own words
 /// (before the returned original) the diagnostic.
 pub(super) fn named_in_header(body: &str, header: &str) -> Vec<Recipient> {
-    let (d, diagnostic) = body_diagnosis(body);
+    let (d, diagnostic) = notice_diagnosis(before_original(body));
     let mut seen = std::collections::HashSet::new();
     ADDRESS
         .find_iter(header)
@@ -413,14 +414,14 @@ pub(super) fn named_in_header(body: &str, header: &str) -> Vec<Recipient> {
         .collect()
 }
 
-/// What the body's own words (before the returned original) say, and
-/// those words squashed for a diagnostic: for a failure whose recipient
-/// the body doesn't name in a form read here.
-fn body_diagnosis(body: &str) -> (super::Diagnosis, String) {
-    // Enough of the body for the words that say why; the rest is
+/// What the notice's words (the body before the returned original: see
+/// [`before_original`]) say, and those words squashed for a diagnostic:
+/// for a failure whose recipient the body doesn't name in a form read here.
+fn notice_diagnosis(notice: &str) -> (super::Diagnosis, String) {
+    // Enough of the notice for the words that say why; the rest is
     // boilerplate and would only add false matches.
     const WORDS: usize = 4000;
-    let words = first_chars(before_original(body), WORDS);
+    let words = first_chars(notice, WORDS);
     let d = diagnose(
         None,
         &words.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -458,7 +459,7 @@ pub(super) fn explain(body: &str, recipients: &mut [Recipient]) {
             Some(said) => (diagnose(status, &said), squash(&said)),
             None => {
                 let (d, words): &(super::Diagnosis, String) =
-                    whole.get_or_init(|| body_diagnosis(notice));
+                    whole.get_or_init(|| notice_diagnosis(notice));
                 if d.reason.is_none() {
                     continue;
                 }
@@ -486,7 +487,7 @@ pub(super) fn explain(body: &str, recipients: &mut [Recipient]) {
 /// whoever applies it must know the recipient another way (the verified
 /// VERP path names it).
 pub(super) fn unnamed(body: &str) -> super::Unnamed {
-    let (d, diagnostic) = body_diagnosis(body);
+    let (d, diagnostic) = notice_diagnosis(before_original(body));
     super::Unnamed {
         status: d
             .status
