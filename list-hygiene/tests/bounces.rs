@@ -233,6 +233,30 @@ fn an_out_of_office_reply_is_not_a_bounce() {
 }
 
 #[test]
+fn an_unsubscribe_request_is_neither_a_bounce_nor_a_complaint() {
+    // Apple Mail's request to a List-Unsubscribe mailto: address, marked
+    // auto-replied like a vacation reply.
+    let apple = b"From: reader@icloud.example\r\nTo: unsubscribe+tok@shop.example\r\n\
+        Subject: unsubscribe\r\nAuto-Submitted: auto-replied\r\nX-Apple-Unsubscribe: true\r\n\r\n\
+        Apple Mail sent this email to unsubscribe from the message \"Spring sale\".\r\n";
+    // Another client's: only the subject the RFC 2369 link asked for.
+    let plain = b"From: reader@mail.example\r\nTo: unsubscribe+tok@shop.example\r\n\
+        Subject: Unsubscribe\r\n\r\nThis message was automatically generated.\r\n";
+    for raw in [&apple[..], &plain[..]] {
+        let b = parse(raw).expect("a message");
+        assert_eq!(b.kind, Kind::UnsubscribeRequest);
+        assert!(b.recipients.is_empty());
+    }
+    // A vacation reply stays one, and a bounce about "unsubscribe" mail
+    // is still a bounce.
+    assert_eq!(load("vacation-auto-reply.eml").kind, Kind::AutoReply);
+    let bounce = b"From: MAILER-DAEMON@mx.example\r\nTo: bounces@shop.example\r\n\
+        Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n\r\n\
+        <gone@customer.example>: host mx.customer.example said: 550 5.1.1 User unknown\r\n";
+    assert_eq!(parse(bounce).expect("a bounce").kind, Kind::NonStandard);
+}
+
+#[test]
 fn an_ordinary_message_is_not_a_bounce() {
     let b = load("not-a-bounce.eml");
     assert_eq!(b.kind, Kind::NotABounce);

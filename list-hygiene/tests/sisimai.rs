@@ -160,7 +160,15 @@ fn the_sisimai_corpus_is_read_at_least_as_well_as_before() {
             not_bounces += 1;
             not_bounces_clean += usize::from(got.is_empty());
             // Sisimai's reason for a non-bounce says what it is instead.
+            // Sisimai files a mail client's unsubscribe request under
+            // "feedback" (ARF's opt-out); mailroom keeps it apart from a
+            // complaint, which counts against the sender's reputation.
             let kind = match want[0].reason.as_str() {
+                "feedback"
+                    if String::from_utf8_lossy(&raw).contains("\nX-Apple-Unsubscribe: true") =>
+                {
+                    Some(Kind::UnsubscribeRequest)
+                }
                 "feedback" => Some(Kind::FeedbackReport),
                 "vacation" => Some(Kind::AutoReply),
                 "delivered" => Some(Kind::DeliveryNotice),
@@ -239,7 +247,7 @@ fn the_sisimai_corpus_is_read_at_least_as_well_as_before() {
             name: "non-bounces told apart (complaint, auto-reply, ...)",
             hits: not_bounces_kind,
             of: not_bounces,
-            floor: 96.0,
+            floor: 100.0,
             target: 100.0,
         },
     ];

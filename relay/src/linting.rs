@@ -286,6 +286,9 @@ pub fn write_bounce(
         Kind::FeedbackReport => {
             "feedback-loop complaint (not a bounce: POST it to /v1/webhooks/complaints)"
         }
+        Kind::UnsubscribeRequest => {
+            "unsubscribe request (not a bounce: the relay's inbound MX takes these at its unsubscribe address)"
+        }
         Kind::DeliveryNotice => "delivery notice: reports success (not a bounce)",
         Kind::NotABounce => "not a bounce",
     };

@@ -42,6 +42,12 @@ pub enum Kind {
     /// `Complaint` notification): not a bounce, a complaint, for the
     /// complaints webhook.
     FeedbackReport,
+    /// An unsubscribe request a mail client sent to a `List-Unsubscribe`
+    /// `mailto:` address (RFC 2369): Apple Mail's `X-Apple-Unsubscribe:
+    /// true`, or the subject "unsubscribe" such links ask for. Not a
+    /// bounce and not a complaint; on the relay, mail to its unsubscribe
+    /// address unsubscribes by the signed token in that address.
+    UnsubscribeRequest,
     /// A delivery status notification that reports only success
     /// (delivered, relayed, expanded; or an SES `Delivery`): not a bounce.
     DeliveryNotice,
@@ -247,10 +253,20 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
         .to_ascii_lowercase();
     // Bounces carry "Auto-Submitted: auto-replied" too (RFC 3834 asks it
     // of them), so only a message that doesn't present itself as a bounce
-    // counts as a vacation or out-of-office reply.
-    if is_auto_reply(&message, subject) && !looks_like_bounce(subject, &from) {
+    // counts as a vacation or out-of-office reply; Apple Mail marks its
+    // unsubscribe requests auto-replied as well.
+    let auto = if looks_like_bounce(subject, &from) {
+        None
+    } else if is_unsubscribe_request(&message, subject) {
+        Some(Kind::UnsubscribeRequest)
+    } else if is_auto_reply(&message, subject) {
+        Some(Kind::AutoReply)
+    } else {
+        None
+    };
+    if let Some(kind) = auto {
         return Ok(Bounce {
-            kind: Kind::AutoReply,
+            kind,
             recipients: Vec::new(),
             original_message_id: None,
             verp,
@@ -439,6 +455,14 @@ fn is_feedback_report(message: &mail_parser::Message<'_>) -> bool {
                         .is_some_and(|t| t.eq_ignore_ascii_case("feedback-report")))
         })
     })
+}
+
+/// See [`Kind::UnsubscribeRequest`].
+fn is_unsubscribe_request(message: &mail_parser::Message<'_>, subject: &str) -> bool {
+    message
+        .header_raw("X-Apple-Unsubscribe")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        || subject.trim().eq_ignore_ascii_case("unsubscribe")
 }
 
 /// RFC 3834 Auto-Submitted: auto-replied, the de-facto vacation headers,
