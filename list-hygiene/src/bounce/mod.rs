@@ -255,7 +255,8 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
     // of them), so only a message that doesn't present itself as a bounce
     // counts as a vacation or out-of-office reply; Apple Mail marks its
     // unsubscribe requests auto-replied as well.
-    let auto = if looks_like_bounce(subject, &from) {
+    let bounce_like = looks_like_bounce(subject, &from);
+    let auto = if bounce_like {
         None
     } else if is_unsubscribe_request(&message, subject) {
         Some(Kind::UnsubscribeRequest)
@@ -282,8 +283,7 @@ fn read(raw: &[u8]) -> Result<Bounce, ParseError> {
             unnamed: None,
         });
     }
-    let presents_as_bounce =
-        looks_like_bounce(subject, &from) || text::says_undelivered(text::before_original(&body));
+    let presents_as_bounce = bounce_like || text::says_undelivered(text::before_original(&body));
     if presents_as_bounce && let Some(report) = dsn::read_text(&body) {
         return Ok(from_report(report, &body, verp));
     }
