@@ -311,14 +311,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn destination_result(&self, stream: &str, provider: &str, result: &'static str) {
+    /// The counter of one stream × provider × result, to keep and count on
+    /// without building its labels per delivery.
+    pub fn destination_result(
+        &self,
+        stream: &str,
+        provider: &str,
+        result: &'static str,
+    ) -> Counter {
         self.destination_results
             .get_or_create(&DestinationResult {
                 stream: stream.into(),
                 provider: provider.into(),
                 result,
             })
-            .inc();
+            .clone()
     }
 
     pub fn destination_rule(&self, stream: &str, provider: &str, rule: &str) {

@@ -142,6 +142,84 @@ async fn two_relays_share_a_connection_limit_and_recover_from_a_kill_in_seconds(
     drop(relay_b);
 }
 
+/// Delivered count of a relay's own `/metrics` for provider "sink".
+async fn delivered_here(relay: &Relay, key: &str) -> u64 {
+    let (_, m) = relay.get("/metrics", key).await;
+    String::from_utf8_lossy(&m)
+        .lines()
+        .find(|l| {
+            l.starts_with("mailroom_destination_results_total{")
+                && l.contains("provider=\"sink\"")
+                && l.contains("result=\"delivered\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Connection slots move to the relay with the mail. Relay A delivers
+/// first and keeps its connections — both of the provider's 2 slots — open
+/// (idle_timeout 10 min, 1,000 deliveries per connection, so nothing else
+/// would ever close them). Then relay B starts and mail comes through it:
+/// B finds every slot taken and says so; A closes its idle connections and
+/// keeps to its share, so B delivers too — within seconds, never more than
+/// 2 connections at once.
+#[tokio::test]
+async fn a_relay_waiting_for_slots_gets_them_from_one_holding_them_idle() {
+    let sink = SmtpSink::start_with(Duration::from_millis(5), |_| Reply::Accept).await;
+    let dns = mx_zone(&["x.test"]).await;
+    let Some(a) = relay::fresh(
+        true,
+        &mx_to_sink(
+            dns,
+            sink.port,
+            "max_connections = 2\nmax_deliveries_per_connection = 1000\n\
+             message_rate = \"none\"\nconnection_rate = \"none\"\nidle_timeout = \"10m\"",
+            "[streams.transactional]\nroute = \"mx\"\nconcurrency = 4\nretry_schedule = [\"1s\"]\n",
+        ),
+    )
+    .await
+    else {
+        return;
+    };
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_config = b_dir.path().join("c.toml");
+    std::fs::copy(&a.config, &b_config).unwrap();
+    let key = create_key(&a.database, "shop", &["transactional", "metrics"]);
+    let relay_a = Relay::start(&a.config, &[]);
+    for i in 0..40 {
+        post(&relay_a, &key, i).await;
+    }
+    sink.wait_for(40, WAIT).await;
+    assert_eq!(delivered_here(&relay_a, &key).await, 40);
+    assert_eq!(sink.most_connections(), 2, "A opened both connections");
+
+    let relay_b = Relay::start(&b_config, &[]);
+    let started = Instant::now();
+    let mut i = 40;
+    // Mail through B until B has delivered some itself: both relays claim
+    // from the one queue, so B gets part of it, and B can deliver only
+    // once A has given a slot up.
+    while delivered_here(&relay_b, &key).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "relay B delivered nothing in 30 s: relay A kept both slots idle"
+        );
+        for _ in 0..10 {
+            post(&relay_b, &key, i).await;
+            i += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!("relay B delivered after {:?}", started.elapsed());
+    sink.wait_for(i, WAIT).await;
+    assert!(
+        sink.most_connections() <= 2,
+        "{} connections at once to a provider limited to 2",
+        sink.most_connections()
+    );
+    drop(relay_b);
+}
+
 /// A provider's throttle reply suspends it on that stream only (stored,
 /// visible in the API, the CLI and the metrics); a per-mailbox reply
 /// throttles nobody; resuming by hand is audited and sends what waited.

@@ -22,10 +22,11 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpSocket;
+use tokio::sync::Notify;
 use tokio::time::timeout;
 
 use super::mx::{MxAnswer, MxResolver};
-use super::shaping::runtime::{ConnectionSlot, ProviderRuntime};
+use super::shaping::runtime::{ConnectionSlot, MAX_WAIT, PoolWatch, ProviderRuntime};
 use super::shaping::{Admission, Shaper};
 use super::{Route, Smarthost, TlsMode};
 use crate::domain::Reply;
@@ -68,8 +69,10 @@ impl Refusal {
 /// idle SMTP sessions after a few minutes anyway.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// A shaped connection holds one of its provider's few slots: it is closed
-/// sooner when idle, so the slot goes to whoever needs it.
-const SHAPED_IDLE_LIMIT: Duration = Duration::from_secs(5);
+/// after its provider's `idle_timeout` (5 s unless set) — or this soon
+/// while another relay waits for one of the slots. Not at once: a delivery
+/// of this relay's may be about to take it.
+const WANTED_IDLE_LIMIT: Duration = Duration::from_millis(100);
 
 /// Where one SMTP session goes.
 #[derive(Debug, Clone)]
@@ -122,6 +125,9 @@ pub struct Sender {
     /// Per-provider limits and reply rules (the `mx` route only).
     shaper: Option<Arc<Shaper>>,
     idle: Mutex<HashMap<String, Vec<Pooled>>>,
+    /// Notified when a connection goes back to the pool, for deliveries
+    /// waiting for a connection slot.
+    freed: Notify,
 }
 
 /// An idle connection, with the shaping slot it holds (if shaped).
@@ -133,10 +139,13 @@ struct Pooled {
 
 impl Pooled {
     fn stale(&self) -> bool {
-        let limit = if self.slot.is_some() {
-            SHAPED_IDLE_LIMIT
-        } else {
-            IDLE_LIMIT
+        let limit = match &self.slot {
+            None => IDLE_LIMIT,
+            // Another relay waits for this provider's slots: an idle
+            // connection here (none of this relay's deliveries took it)
+            // gives its slot up.
+            Some(s) if s.wanted_elsewhere() => WANTED_IDLE_LIMIT,
+            Some(s) => s.idle_timeout(),
         };
         self.since.elapsed() >= limit || self.conn.has_broken()
     }
@@ -173,6 +182,7 @@ impl Sender {
             mx,
             shaper,
             idle: Mutex::new(HashMap::new()),
+            freed: Notify::new(),
         })
     }
 
@@ -297,17 +307,26 @@ impl Sender {
         shaped: Option<&Arc<ProviderRuntime>>,
     ) -> Result<Response, SendError> {
         let key = dest.key();
-        for _ in 0..2 {
+        // However often a pooled connection comes free and is taken by
+        // another delivery first, this one waits MAX_WAIT in all.
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        let mut tries = 0;
+        while tries < 2 {
             let (mut conn, mut slot, reused) = match self.checkout(&key) {
                 Some((c, slot)) => (c, slot, true),
                 None => {
                     let slot = match shaped {
-                        Some(p) => Some(self.slot_for(p, &key).await?),
+                        Some(p) => match self.slot_for(p, &key, deadline).await? {
+                            Some(slot) => Some(slot),
+                            // One of ours to this host came free meanwhile.
+                            None => continue,
+                        },
                         None => None,
                     };
                     (self.connect(dest).await?, slot, false)
                 }
             };
+            tries += 1;
             if let Some(s) = &mut slot {
                 s.uses += 1;
             }
@@ -354,38 +373,53 @@ impl Sender {
     }
 
     /// Back to the pool — unless it has carried its provider's
-    /// `max_deliveries_per_connection`, or the pool is full: then closed
+    /// `max_deliveries_per_connection`, another relay waits for a slot while
+    /// this one holds more than its share, or the pool is full: then closed
     /// (QUIT), which frees its slot.
-    async fn checkin(
-        &self,
-        key: String,
-        mut conn: AsyncSmtpConnection,
-        slot: Option<ConnectionSlot>,
-    ) {
-        if !slot.as_ref().is_some_and(ConnectionSlot::used_up) {
-            let mut idle = self.idle.lock().expect("pool lock");
-            let list = idle.entry(key).or_default();
-            if list.len() < self.pool_size {
-                list.push(Pooled {
-                    conn,
-                    since: Instant::now(),
-                    slot,
-                });
-                return;
-            }
-        }
+    async fn checkin(&self, key: String, conn: AsyncSmtpConnection, slot: Option<ConnectionSlot>) {
+        let unwanted = if slot.as_ref().is_some_and(ConnectionSlot::give_up) {
+            Some((conn, slot))
+        } else {
+            self.pool(key, conn, slot)
+        };
+        let Some((mut conn, slot)) = unwanted else {
+            self.freed.notify_waiters();
+            return;
+        };
         let _ = timeout(Duration::from_secs(5), conn.quit()).await;
         drop(slot);
+    }
+
+    /// Into the pool; given back if the pool for `key` is full.
+    fn pool(
+        &self,
+        key: String,
+        conn: AsyncSmtpConnection,
+        slot: Option<ConnectionSlot>,
+    ) -> Option<(AsyncSmtpConnection, Option<ConnectionSlot>)> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.entry(key).or_default();
+        if list.len() >= self.pool_size {
+            return Some((conn, slot));
+        }
+        list.push(Pooled {
+            conn,
+            since: Instant::now(),
+            slot,
+        });
+        None
     }
 
     /// A slot for a new connection to `key` of provider `p`. With every
     /// local slot taken, an idle connection of the same provider to another
     /// host is closed to free one.
+    /// `None`: a connection of ours to `key` came free while waiting.
     async fn slot_for(
         &self,
         p: &Arc<ProviderRuntime>,
         key: &str,
-    ) -> Result<ConnectionSlot, SendError> {
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<ConnectionSlot>, SendError> {
         let shaper = self.shaper.as_ref().expect("shaped sends have a shaper");
         if !shaper.connection_free(p) {
             let victim = {
@@ -403,10 +437,24 @@ impl Sender {
             };
             drop(victim);
         }
-        shaper.connection_slot(p).await.map_err(|a| match a {
-            Admission::Postpone { until, why } => SendError::Postponed(until, why),
-            Admission::Go => unreachable!("a slot refusal always postpones"),
-        })
+        let has_idle = || {
+            self.idle
+                .lock()
+                .expect("pool lock")
+                .get(key)
+                .is_some_and(|l| l.iter().any(|c| !c.stale()))
+        };
+        let watch = PoolWatch {
+            freed: &self.freed,
+            has_idle: &has_idle,
+        };
+        shaper
+            .connection_slot(p, &watch, deadline)
+            .await
+            .map_err(|a| match a {
+                Admission::Postpone { until, why } => SendError::Postponed(until, why),
+                Admission::Go => unreachable!("a slot refusal always postpones"),
+            })
     }
 
     async fn connect(&self, dest: &Destination) -> Result<AsyncSmtpConnection, SendError> {

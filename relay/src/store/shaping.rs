@@ -134,6 +134,44 @@ impl Store {
         .rows_affected())
     }
 
+    /// Says that `node` found every slot of a provider taken and wants one
+    /// until `until`.
+    pub async fn want_slot(
+        &self,
+        stream: &str,
+        provider: &str,
+        node: &str,
+        until: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO destination_demand (stream, provider, node, wanted_until) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (stream, provider, node) \
+             DO UPDATE SET wanted_until = excluded.wanted_until",
+        )
+        .bind(stream)
+        .bind(provider)
+        .bind(node)
+        .bind(until)
+        .execute(&self.bookkeeping)
+        .await?;
+        Ok(())
+    }
+
+    /// The providers of `stream` some relay other than `node` is waiting
+    /// for a slot of now.
+    pub async fn wanted_elsewhere(&self, stream: &str, node: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT provider FROM destination_demand \
+             WHERE stream = $1 AND node <> $2 AND wanted_until >= $3",
+        )
+        .bind(stream)
+        .bind(node)
+        .bind(now_ms())
+        .fetch_all(&self.bookkeeping)
+        .await?;
+        Ok(rows.into_iter().map(|(p,)| p).collect())
+    }
+
     /// Live slots (lease not run out) per stream, provider and holder.
     pub async fn slots_held(&self) -> Result<Vec<SlotsHeld>> {
         Ok(sqlx::query_as(

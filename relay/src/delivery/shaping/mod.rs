@@ -111,6 +111,11 @@ pub struct Limits {
     pub message_rate: Option<Rate>,
     /// New connections per unit of time (shared out likewise); None: no limit.
     pub connection_rate: Option<Rate>,
+    /// How long an unused connection is kept (with its slot) for the next
+    /// message. Another relay waiting for a slot of this provider makes the
+    /// idle ones close at once whatever this says.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 /// Limits as written: each field optional, laid over what is below it.
@@ -121,6 +126,8 @@ pub struct LimitsPatch {
     pub max_deliveries_per_connection: Option<u32>,
     pub message_rate: Option<RateOrNone>,
     pub connection_rate: Option<RateOrNone>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A rate, or `"none"` to lift a limit set below.
@@ -156,6 +163,7 @@ impl LimitsPatch {
                 .unwrap_or(base.max_deliveries_per_connection),
             message_rate: rate(self.message_rate, base.message_rate),
             connection_rate: rate(self.connection_rate, base.connection_rate),
+            idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
         }
     }
 
@@ -166,6 +174,7 @@ impl LimitsPatch {
             .or(self.max_deliveries_per_connection);
         self.message_rate = other.message_rate.or(self.message_rate);
         self.connection_rate = other.connection_rate.or(self.connection_rate);
+        self.idle_timeout = other.idle_timeout.or(self.idle_timeout);
     }
 }
 
@@ -312,6 +321,7 @@ impl ShapingTable {
             max_deliveries_per_connection: 100,
             message_rate: None,
             connection_rate: None,
+            idle_timeout: Duration::from_secs(5),
         };
         let default_limits = default.over(&base);
         check_limits(DEFAULT_PROVIDER, &default_limits)?;

@@ -16,12 +16,13 @@
 //! — so a slow provider never holds the stream's workers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use super::{Allowed, DestinationState, Provider, ShapingTable};
@@ -36,6 +37,10 @@ const SLOT_POLL: Duration = Duration::from_millis(50);
 /// How often each relay re-reads the stored suspensions and throttles: a
 /// change made on one relay (or by the CLI) holds everywhere within this.
 pub const REFRESH: Duration = Duration::from_secs(1);
+/// How long a relay's word that it waits for a slot holds; renewed (at
+/// most once per [`DEMAND_RENEW`]) while it keeps finding none free.
+const DEMAND_HOLDS: Duration = Duration::from_secs(3);
+const DEMAND_RENEW: Duration = Duration::from_secs(1);
 /// Replies kept per provider for `GET /v1/destinations`.
 const LAST_REPLIES: usize = 5;
 
@@ -91,7 +96,25 @@ pub struct ProviderRuntime {
     connections: Mutex<Gcra>,
     pub in_flight: AtomicI64,
     pub open: AtomicI64,
+    /// Another relay waits for a slot of this provider (read each
+    /// [`REFRESH`]): this one keeps to its share and closes idle connections.
+    wanted_elsewhere: AtomicBool,
+    /// When this relay last said it waits for a slot (ms).
+    demand_said: AtomicI64,
+    /// Relays sharing the slots, as of the last refresh.
+    live_nodes: AtomicU64,
     last_replies: Mutex<VecDeque<SeenReply>>,
+    /// `mailroom_destination_results_total` of this stream and provider.
+    results: Results,
+}
+
+/// One provider's result counters, kept so a delivery counts without
+/// building label strings.
+struct Results {
+    delivered: Counter,
+    deferred: Counter,
+    refused: Counter,
+    postponed: Counter,
 }
 
 impl std::fmt::Debug for ProviderRuntime {
@@ -103,6 +126,18 @@ impl std::fmt::Debug for ProviderRuntime {
 }
 
 impl ProviderRuntime {
+    /// Whether another relay waits for one of this provider's slots.
+    pub fn wanted_elsewhere(&self) -> bool {
+        self.wanted_elsewhere.load(Ordering::Relaxed)
+    }
+
+    /// This relay's share of the provider's connections: `max_connections`
+    /// ÷ live relays, rounded up. Kept to only while another relay waits.
+    fn share(&self) -> i64 {
+        let live = self.live_nodes.load(Ordering::Relaxed).max(1);
+        u64::from(self.provider.limits.max_connections).div_ceil(live) as i64
+    }
+
     pub fn last_replies(&self) -> Vec<SeenReply> {
         self.last_replies
             .lock()
@@ -134,6 +169,38 @@ impl ConnectionSlot {
     pub fn provider(&self) -> &str {
         &self.provider.provider.name
     }
+
+    /// How long the connection may sit unused in the pool.
+    pub fn idle_timeout(&self) -> Duration {
+        self.provider.provider.limits.idle_timeout
+    }
+
+    /// Whether another relay waits for a slot of this provider: an idle
+    /// connection should close rather than keep it.
+    pub fn wanted_elsewhere(&self) -> bool {
+        self.provider.wanted_elsewhere()
+    }
+
+    /// Whether the connection should close now rather than go back to the
+    /// pool: another relay waits for a slot and this one holds more than
+    /// its share.
+    pub fn give_up(&self) -> bool {
+        self.used_up() || (self.provider.wanted_elsewhere() && self.over_share())
+    }
+
+    fn over_share(&self) -> bool {
+        self.provider.open.load(Ordering::Relaxed) > self.provider.share()
+    }
+}
+
+/// How a delivery waiting for a connection slot learns that one of its own
+/// relay's connections to the same host came free — it takes that instead
+/// of waiting on for a new one.
+pub struct PoolWatch<'a> {
+    /// Notified whenever a connection goes back to the pool.
+    pub freed: &'a Notify,
+    /// Whether the pool holds an idle connection for this host now.
+    pub has_idle: &'a (dyn Fn() -> bool + Send + Sync),
 }
 
 impl Drop for ConnectionSlot {
@@ -229,10 +296,13 @@ impl Shaper {
     /// The runtime of the provider a destination belongs to.
     pub fn provider(&self, domain: &str, mx_host: Option<&str>) -> Arc<ProviderRuntime> {
         let p = self.table.provider_for(domain, mx_host);
-        self.domains
-            .lock()
-            .expect("domains lock")
-            .put(domain.to_ascii_lowercase(), p.name.clone());
+        {
+            let mut domains = self.domains.lock().expect("domains lock");
+            // Most deliveries go to a domain seen before: no allocation then.
+            if domains.get(domain).is_none_or(|known| *known != p.name) {
+                domains.put(domain.to_ascii_lowercase(), p.name.clone());
+            }
+        }
         self.runtime(p)
     }
 
@@ -250,6 +320,11 @@ impl Shaper {
 
     fn runtime(&self, p: &Provider) -> Arc<ProviderRuntime> {
         let mut map = self.providers.lock().expect("providers lock");
+        if let Some(rt) = map.get(&p.name) {
+            return rt.clone();
+        }
+        let stream = self.core.stream.as_str();
+        let counter = |result| self.metrics.destination_result(stream, &p.name, result);
         map.entry(p.name.clone())
             .or_insert_with(|| {
                 Arc::new(ProviderRuntime {
@@ -260,7 +335,16 @@ impl Shaper {
                     connections: Mutex::default(),
                     in_flight: AtomicI64::new(0),
                     open: AtomicI64::new(0),
+                    wanted_elsewhere: AtomicBool::new(false),
+                    demand_said: AtomicI64::new(0),
+                    live_nodes: AtomicU64::new(self.live_nodes()),
                     last_replies: Mutex::default(),
+                    results: Results {
+                        delivered: counter("delivered"),
+                        deferred: counter("deferred"),
+                        refused: counter("refused"),
+                        postponed: counter("postponed"),
+                    },
                 })
             })
             .clone()
@@ -309,7 +393,7 @@ impl Shaper {
         let now = now_ms();
         let rate = match self.allowed(&p.provider, now) {
             Allowed::Suspended { until } => {
-                self.count(&p.provider.name, "postponed");
+                p.results.postponed.inc();
                 let why = self
                     .state(&p.provider.name)
                     .map(|s| s.reason)
@@ -343,7 +427,7 @@ impl Shaper {
                 Admission::Go
             }
             Err(wait) => {
-                self.count(&p.provider.name, "postponed");
+                p.results.postponed.inc();
                 Admission::Postpone {
                     until: now + wait,
                     why: format!(
@@ -356,32 +440,56 @@ impl Shaper {
         }
     }
 
-    /// A slot for one new connection to the provider, waiting up to
-    /// [`MAX_WAIT`] for one to free (here or on another relay); `Err` with
-    /// a postponement when none does, or the store can't be asked.
+    /// A slot for one new connection to the provider, waiting until
+    /// `deadline` (at most [`MAX_WAIT`] from the delivery's first look) for
+    /// one to free (here or on another relay). `Ok(None)`:
+    /// while waiting, a connection of this relay's to the same host went
+    /// back to its pool — use that. `Err` with a postponement when nothing
+    /// frees in time, or the store can't be asked.
+    ///
+    /// A relay that finds every slot taken across relays says so in the
+    /// store; the holders then close idle connections and keep to their
+    /// share, so slots move to where the mail is.
     pub async fn connection_slot(
         &self,
         p: &Arc<ProviderRuntime>,
-    ) -> Result<ConnectionSlot, Admission> {
+        pool: &PoolWatch<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<ConnectionSlot>, Admission> {
         let started = now_ms();
-        let deadline = tokio::time::Instant::now() + MAX_WAIT;
         let postpone = |why: String| Admission::Postpone {
             until: now_ms() + 250 + (rand::random::<u64>() % 750) as i64,
             why,
         };
         let limits = &p.provider.limits;
-        let permit = match tokio::time::timeout_at(deadline, p.local.clone().acquire_owned()).await
-        {
+        let (stream, provider) = (self.core.stream.as_str(), p.provider.name.as_str());
+        // Every wait below also ends when a pooled connection comes free.
+        // The notification is armed before the pool is looked at, so a
+        // check-in between the two is not missed.
+        macro_rules! wait_or_pooled {
+            ($fut:expr) => {{
+                let freed = pool.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if (pool.has_idle)() {
+                    return Ok(None);
+                }
+                tokio::select! {
+                    r = tokio::time::timeout_at(deadline, $fut) => r,
+                    () = freed => return Ok(None),
+                }
+            }};
+        }
+        let permit = match wait_or_pooled!(p.local.clone().acquire_owned()) {
             Ok(Ok(permit)) => permit,
             _ => {
-                self.count(&p.provider.name, "postponed");
+                p.results.postponed.inc();
                 return Err(postpone(format!(
-                    "not attempted: all {} connections to {} in use",
-                    limits.max_connections, p.provider.name
+                    "not attempted: all {} connections to {provider} in use",
+                    limits.max_connections
                 )));
             }
         };
-        let (stream, provider) = (self.core.stream.as_str(), p.provider.name.as_str());
         let store = &self.core.store;
         let ready = p
             .slots_ready
@@ -404,7 +512,7 @@ impl Shaper {
                 Ok(0) => {}
                 Ok(wait) => tokio::time::sleep(Duration::from_millis(wait as u64)).await,
                 Err(wait) => {
-                    self.count(provider, "postponed");
+                    p.results.postponed.inc();
                     return Err(Admission::Postpone {
                         until: now_ms() + wait,
                         why: format!("not attempted: {provider} connection rate ({rate})"),
@@ -413,44 +521,86 @@ impl Shaper {
             }
         }
         loop {
-            let until = now_ms() + self.lease.as_millis() as i64;
-            match store
-                .acquire_slot(
-                    stream,
-                    provider,
-                    limits.max_connections,
-                    self.core.node.as_str(),
-                    until,
-                )
-                .await
-            {
+            // While another relay waits, take no slot beyond this relay's
+            // share: wait for one of its own connections instead.
+            let yield_to_others =
+                p.wanted_elsewhere() && p.open.load(Ordering::Relaxed) >= p.share();
+            let taken = if yield_to_others {
+                Ok(None)
+            } else {
+                // Not raced against the pool: a slot taken in the store
+                // whose future was dropped would be held by nobody.
+                let until = now_ms() + self.lease.as_millis() as i64;
+                store
+                    .acquire_slot(
+                        stream,
+                        provider,
+                        limits.max_connections,
+                        self.core.node.as_str(),
+                        until,
+                    )
+                    .await
+            };
+            match taken {
                 Ok(Some(slot)) => {
                     p.open.fetch_add(1, Ordering::Relaxed);
-                    return Ok(ConnectionSlot {
+                    return Ok(Some(ConnectionSlot {
                         provider: p.clone(),
                         slot,
                         shaper: self.core.clone(),
                         _permit: permit,
                         uses: 0,
-                    });
-                }
-                Ok(None) if tokio::time::Instant::now() + SLOT_POLL < deadline => {
-                    tokio::time::sleep(SLOT_POLL).await;
+                    }));
                 }
                 Ok(None) => {
-                    self.count(provider, "postponed");
-                    return Err(postpone(format!(
-                        "not attempted: all {} connections to {provider} in use across relays \
-                         (waited {} ms)",
-                        limits.max_connections,
-                        now_ms() - started
-                    )));
+                    if !yield_to_others {
+                        self.say_demand(p).await;
+                    }
+                    if tokio::time::Instant::now() + SLOT_POLL >= deadline {
+                        p.results.postponed.inc();
+                        return Err(postpone(format!(
+                            "not attempted: all {} connections to {provider} in use across \
+                             relays (waited {} ms)",
+                            limits.max_connections,
+                            now_ms() - started
+                        )));
+                    }
+                    let _ = wait_or_pooled!(tokio::time::sleep(SLOT_POLL));
                 }
                 Err(e) => {
                     warn!(error = %e, provider, "taking a connection slot failed");
                     return Err(postpone(format!("not attempted: connection slot: {e}")));
                 }
             }
+        }
+    }
+
+    /// Tells the other relays that this one waits for a slot of `p` (at
+    /// most once per [`DEMAND_RENEW`]; a failed write only logs: the slots
+    /// still come free as connections finish).
+    async fn say_demand(&self, p: &ProviderRuntime) {
+        let now = now_ms();
+        let last = p.demand_said.load(Ordering::Relaxed);
+        if now - last < DEMAND_RENEW.as_millis() as i64
+            || p.demand_said
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let until = now + DEMAND_HOLDS.as_millis() as i64;
+        if let Err(e) = self
+            .core
+            .store
+            .want_slot(
+                self.core.stream.as_str(),
+                &p.provider.name,
+                self.core.node.as_str(),
+                until,
+            )
+            .await
+        {
+            warn!(error = %e, provider = %p.provider.name, "saying this relay waits for a slot failed");
         }
     }
 
@@ -463,16 +613,14 @@ impl Shaper {
     /// matched against the rules; a matching suspend or throttle is stored.
     pub async fn observe(&self, p: &ProviderRuntime, reply: &Reply, accepted: bool) {
         let now = now_ms();
-        self.count(
-            &p.provider.name,
-            if accepted {
-                "delivered"
-            } else if reply.code.is_some_and(|c| c >= 500) {
-                "refused"
-            } else {
-                "deferred"
-            },
-        );
+        let counter = if accepted {
+            &p.results.delivered
+        } else if reply.code.is_some_and(|c| c >= 500) {
+            &p.results.refused
+        } else {
+            &p.results.deferred
+        };
+        counter.inc();
         if accepted {
             return;
         }
@@ -531,11 +679,6 @@ impl Shaper {
         self.states.write().expect("states lock").remove(provider);
     }
 
-    fn count(&self, provider: &str, result: &'static str) {
-        self.metrics
-            .destination_result(self.core.stream.as_str(), provider, result);
-    }
-
     /// Reads this stream's stored states and the number of live relays.
     pub async fn refresh(&self, heartbeat: Duration) {
         match self.core.store.destination_states().await {
@@ -553,6 +696,20 @@ impl Shaper {
         match self.core.store.live_nodes(since).await {
             Ok(n) => self.live_nodes.store(n, Ordering::Relaxed),
             Err(e) => warn!(error = %e, "counting live relays failed"),
+        }
+        let wanted = self
+            .core
+            .store
+            .wanted_elsewhere(self.core.stream.as_str(), self.core.node.as_str())
+            .await
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "reading which providers other relays wait for failed");
+                Vec::new()
+            });
+        for rt in self.providers.lock().expect("providers lock").values() {
+            rt.live_nodes.store(self.live_nodes(), Ordering::Relaxed);
+            rt.wanted_elsewhere
+                .store(wanted.contains(&rt.provider.name), Ordering::Relaxed);
         }
         let now = now_ms();
         for p in self.table.all() {
