@@ -105,6 +105,27 @@ fn the_embedded_model_round_trips_through_its_text_form() {
     let again = lint::model::Model::parse(&MODEL.to_text()).unwrap();
     assert_eq!(again.thresholds, MODEL.thresholds);
     assert_eq!(again.named.len(), MODEL.named.len());
+    assert_eq!(
+        again.hashed, MODEL.hashed,
+        "hashed weights read back exactly"
+    );
     let bad = lint::model::Model::parse("bias x").unwrap_err();
     assert!(bad.to_string().contains("line 1"), "{bad}");
+    // `h` lines are read by hand: signs, CRLF, and every malformed shape.
+    let m = lint::model::Model::parse("h 3 -25\r\nh 4 7\n").unwrap();
+    assert_eq!((m.hashed[3], m.hashed[4]), (-0.0025, 0.0007));
+    for bad in [
+        "h 1",
+        "h x 2",
+        "h 1 2x",
+        "h 1 --2",
+        "h 1 ",
+        "h  1 2",
+        "h 99999999999 1",
+        "h 262144 1",
+        "h 1 9999999999",
+    ] {
+        let e = lint::model::Model::parse(&format!("bias 0\n{bad}\n")).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{bad:?}: {e}");
+    }
 }
