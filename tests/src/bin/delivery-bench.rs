@@ -14,6 +14,7 @@
 //!   (needs MAILROOM_TEST_DATABASE_URL), both delivering.
 //!
 //! Usage: MAILROOM_BIN=target/release/mailroom delivery-bench [N] [ROUNDS]
+//! (`BENCH_SETUPS=0,1`: only the listed set-ups, by their index above)
 
 use std::time::{Duration, Instant};
 
@@ -134,13 +135,35 @@ async fn main() {
     println!(
         "delivery: {n} messages × ~2 KB posted in batches of 500; msg/s first post → last at the sink"
     );
+    // BENCH_SETUPS=0,1 runs only those set-ups (0 and 1: shaping's cost).
+    let only: Option<Vec<usize>> = std::env::var("BENCH_SETUPS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|i| i.trim().parse().ok()).collect());
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
     for round in 1..=rounds {
-        for (i, s) in setups.iter().enumerate() {
-            if let Some(r) = run(*s, n).await {
+        // Every other round in reverse order, so neither of a pair always
+        // runs first (this machine drifts within a round too).
+        let mut order: Vec<usize> = (0..setups.len())
+            .filter(|i| only.as_ref().is_none_or(|o| o.contains(i)))
+            .collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for i in order {
+            let s = setups[i];
+            if let Some(r) = run(s, n).await {
                 println!("round {round}: {:<42} {r:>8.0}", s.name);
                 results[i].push(r);
             }
+        }
+        if let ([.., shaped], [.., plain]) = (&results[0][..], &results[1][..])
+            && results[0].len() == round
+            && results[1].len() == round
+        {
+            println!(
+                "round {round}: shaped / smarthost {:+.1} %",
+                (shaped / plain - 1.0) * 100.0
+            );
         }
     }
     println!("median of {rounds} rounds:");
