@@ -705,6 +705,14 @@ impl Settings {
         }
     }
 
+    /// Whether a stream's deliveries are shaped: only the `mx` route is (a
+    /// smarthost does its own; capture mode sends nothing).
+    pub fn shaped(&self, stream: Stream) -> bool {
+        !self.capture
+            && crate::delivery::Route::parse(&self.streams.get(stream).route)
+                .is_ok_and(|r| r == crate::delivery::Route::Mx)
+    }
+
     /// A stream's shaping table: the built-in one, then `[shaping] file`,
     /// then `[shaping]`, then `[streams.STREAM.shaping]`.
     ///

@@ -19,6 +19,9 @@ use crate::store::{Store, StoreError, now_ms, rfc3339};
 pub struct DestinationReport {
     pub stream: Stream,
     pub provider: String,
+    /// Whether the limits apply: only the `mx` route is shaped. A stream
+    /// sent through a smarthost lists its table for reference.
+    pub shaped: bool,
     pub limits: Limits,
     /// Recipients waiting (queued or deferred) for this provider's domains.
     pub queued: i64,
@@ -56,7 +59,7 @@ pub struct Overview {
 /// The store failed.
 pub async fn overview(
     store: &Store,
-    tables: &[(Stream, ShapingTable)],
+    tables: &[(Stream, ShapingTable, bool)],
     shapers: &[Arc<Shaper>],
     heartbeat: Duration,
 ) -> Result<Overview, StoreError> {
@@ -74,7 +77,7 @@ pub async fn overview(
         let Ok(stream) = q.stream.parse::<Stream>() else {
             continue;
         };
-        let Some((_, table)) = tables.iter().find(|(s, _)| *s == stream) else {
+        let Some((_, table, _)) = tables.iter().find(|(s, _, _)| *s == stream) else {
             continue;
         };
         let provider = table
@@ -91,7 +94,7 @@ pub async fn overview(
         }
     }
     let mut out = Vec::new();
-    for (stream, table) in tables {
+    for (stream, table, shaped) in tables {
         for p in table.all() {
             let state = states
                 .iter()
@@ -112,6 +115,7 @@ pub async fn overview(
             out.push(DestinationReport {
                 stream: *stream,
                 provider: p.name.clone(),
+                shaped: *shaped,
                 limits: p.limits.clone(),
                 queued,
                 in_flight,

@@ -45,6 +45,15 @@ fn seen_ids(sink: &SmtpSink) -> Vec<String> {
         .collect()
 }
 
+/// A second relay's config: the same database, its own directory (and so
+/// its own node id). Keep the directory while the relay runs.
+fn second_relay(config: &std::path::Path) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::copy(config, &path).unwrap();
+    (dir, path)
+}
+
 /// Posts receipt `i` with idempotency key `order-i`; (key, message id).
 async fn post(relay: &Relay, key: &str, i: usize) -> (String, String) {
     let body = serde_json::to_vec(&message(&format!("r{i}@x.test"), "transactional")).unwrap();
@@ -78,10 +87,7 @@ async fn two_relays_share_a_connection_limit_and_recover_from_a_kill_in_seconds(
     else {
         return;
     };
-    // The second relay: same database, its own directory (and node id).
-    let b_dir = tempfile::tempdir().unwrap();
-    let b_config = b_dir.path().join("c.toml");
-    std::fs::copy(&a.config, &b_config).unwrap();
+    let (_b_dir, b_config) = second_relay(&a.config);
     let key = create_key(&a.database, "shop", &["transactional"]);
     let relay_a = Relay::start(&a.config, &[]);
     let relay_b = Relay::start(&b_config, &[]);
@@ -181,9 +187,7 @@ async fn a_relay_waiting_for_slots_gets_them_from_one_holding_them_idle() {
     else {
         return;
     };
-    let b_dir = tempfile::tempdir().unwrap();
-    let b_config = b_dir.path().join("c.toml");
-    std::fs::copy(&a.config, &b_config).unwrap();
+    let (_b_dir, b_config) = second_relay(&a.config);
     let key = create_key(&a.database, "shop", &["transactional", "metrics"]);
     let relay_a = Relay::start(&a.config, &[]);
     for i in 0..40 {
@@ -424,4 +428,86 @@ async fn reply_rules_suspend_one_stream_at_one_provider_and_resume_by_hand() {
     let t = dest(&v, "transactional");
     assert_eq!(t["reason"], "incident 42", "{t:#}");
     assert!(t["set_by"].as_str().unwrap().starts_with("cli:"), "{t:#}");
+}
+
+/// Only the `mx` route is shaped. A stream sent through a smarthost lists
+/// its table marked `shaped: false`, and a suspension of one of its
+/// providers — which would be stored, audited and obeyed by nothing — is
+/// refused by the API and the CLI alike.
+#[tokio::test]
+async fn a_stream_on_a_smarthost_is_listed_as_unshaped_and_cannot_be_suspended() {
+    let sink = SmtpSink::start().await;
+    let dns = mx_zone(&["x.test"]).await;
+    let f = relay::fresh(
+        false,
+        &mx_to_sink(
+            dns,
+            sink.port,
+            "",
+            &format!(
+                "[streams.transactional]\nroute = \"mx\"\n\
+                 [streams.marketing]\nroute = \"{}\"\n",
+                sink.url()
+            ),
+        ),
+    )
+    .await
+    .unwrap();
+    let admin = create_key(&f.database, "ops", &["admin"]);
+    let relay = Relay::start(&f.config, &[]);
+    let (code, v) = relay.get_json("/v1/destinations", &admin).await;
+    assert_eq!(code, 200, "{v}");
+    let shaped = |stream: &str| -> Vec<bool> {
+        v["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["stream"] == stream)
+            .map(|d| d["shaped"].as_bool().unwrap())
+            .collect()
+    };
+    assert!(shaped("transactional").iter().all(|s| *s), "{v}");
+    let marketing = shaped("marketing");
+    assert!(!marketing.is_empty() && marketing.iter().all(|s| !s), "{v}");
+
+    let body = json!({"duration": "1h", "reason": "incident 7"});
+    let (code, v) = relay
+        .post("/v1/destinations/marketing/google/suspend", &admin, &body)
+        .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("not_shaped")),
+        "{v}"
+    );
+    let (code, v) = relay
+        .post(
+            "/v1/destinations/transactional/google/suspend",
+            &admin,
+            &body,
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+
+    let config = f.config.to_str().unwrap();
+    let (code, _, err) = relay::run_cli(&[
+        "destinations",
+        "--config",
+        config,
+        "suspend",
+        "marketing",
+        "google",
+        "--for",
+        "10m",
+        "--reason",
+        "x",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not sent on the mx route"), "{err}");
+    let (code, out, err) = relay::run_cli(&["destinations", "--config", config, "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("marketing") && l.contains("not shaped")),
+        "{out}"
+    );
 }

@@ -57,12 +57,12 @@ pub(super) async fn run(args: Args) -> anyhow::Result<Done> {
     let store = super::open(&settings.database).await?;
     let tables = Stream::ALL
         .iter()
-        .map(|s| Ok((*s, settings.shaping_table(*s)?)))
+        .map(|s| Ok((*s, settings.shaping_table(*s)?, settings.shaped(*s))))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let check = |stream: Stream, provider: &str| {
         let known = tables
             .iter()
-            .any(|(s, t)| *s == stream && t.get(provider).is_some());
+            .any(|(s, t, _)| *s == stream && t.get(provider).is_some());
         anyhow::ensure!(
             known,
             "no provider {provider:?} in the {stream} stream's shaping table"
@@ -102,6 +102,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<Done> {
                             continue;
                         }
                         let state = match (&d.suspended_until, &d.throttled_until) {
+                            _ if !d.shaped => "not shaped (the stream's route is not mx)".into(),
                             (Some(u), _) => format!("suspended until {u}"),
                             (None, Some(u)) => format!("throttled (full period until {u})"),
                             _ => "normal".into(),
@@ -140,6 +141,11 @@ pub(super) async fn run(args: Args) -> anyhow::Result<Done> {
             reason,
         } => {
             check(stream, &provider)?;
+            anyhow::ensure!(
+                settings.shaped(stream),
+                "the {stream} stream is not sent on the mx route, so its providers are not \
+                 shaped and a suspension would not hold anything back"
+            );
             let s = crate::destinations::suspend(
                 &store,
                 stream,

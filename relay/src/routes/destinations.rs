@@ -21,7 +21,10 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     let tables: Vec<_> = state
         .shapers
         .iter()
-        .map(|s| (s.stream(), s.table().clone()))
+        .map(|s| {
+            let stream = s.stream();
+            (stream, s.table().clone(), state.settings.shaped(stream))
+        })
         .collect();
     let overview = crate::destinations::overview(
         &state.store,
@@ -75,6 +78,17 @@ pub async fn suspend(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_scope(ApiScope::Admin)?;
     let stream = target(&state, &stream, &provider)?;
+    // A suspension would be stored, audited — and obeyed by nothing.
+    if !state.settings.shaped(stream) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_shaped",
+            format!(
+                "the {stream} stream is not sent on the mx route, so its providers are not shaped \
+                 and a suspension would not hold anything back"
+            ),
+        ));
+    }
     let body: SuspendBody = super::error::parse_json(&super::messages::body_bytes(body)?)?;
     let duration: Duration = humantime::parse_duration(&body.duration)
         .ok()

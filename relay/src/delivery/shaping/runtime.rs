@@ -182,8 +182,8 @@ impl ConnectionSlot {
     }
 
     /// Whether the connection should close now rather than go back to the
-    /// pool: another relay waits for a slot and this one holds more than
-    /// its share.
+    /// pool: it has carried its `max_deliveries_per_connection`, or another
+    /// relay waits for a slot while this one holds more than its share.
     pub fn give_up(&self) -> bool {
         self.used_up() || (self.provider.wanted_elsewhere() && self.over_share())
     }
