@@ -112,8 +112,8 @@ pub struct Limits {
     /// New connections per unit of time (shared out likewise); None: no limit.
     pub connection_rate: Option<Rate>,
     /// How long an unused connection is kept (with its slot) for the next
-    /// message. Another relay waiting for a slot of this provider makes the
-    /// idle ones close at once whatever this says.
+    /// message. While another relay waits for a slot of this provider, idle
+    /// connections close after 100 ms whatever this says.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
 }
