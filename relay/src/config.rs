@@ -705,12 +705,22 @@ impl Settings {
         }
     }
 
+    /// Where a stream's mail goes: its `route`, or nowhere in capture mode.
+    ///
+    /// # Errors
+    /// The route doesn't parse (validation refuses such a config).
+    pub fn route(&self, stream: Stream) -> anyhow::Result<crate::delivery::Route> {
+        if self.capture {
+            return Ok(crate::delivery::Route::Capture);
+        }
+        crate::delivery::Route::parse(&self.streams.get(stream).route)
+    }
+
     /// Whether a stream's deliveries are shaped: only the `mx` route is (a
     /// smarthost does its own; capture mode sends nothing).
     pub fn shaped(&self, stream: Stream) -> bool {
-        !self.capture
-            && crate::delivery::Route::parse(&self.streams.get(stream).route)
-                .is_ok_and(|r| r == crate::delivery::Route::Mx)
+        self.route(stream)
+            .is_ok_and(|r| r == crate::delivery::Route::Mx)
     }
 
     /// A stream's shaping table: the built-in one, then `[shaping] file`,

@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::delivery::Route;
 use crate::delivery::dkim::{self, Algorithm, Signers};
 use crate::delivery::smtp::{Sender, SenderOptions};
 use crate::delivery::worker::Worker;
@@ -182,13 +181,8 @@ impl Relay {
                 warn!(%stream, "stream paused: accepting and queueing, delivering nothing");
                 continue;
             }
-            let route = if settings.capture {
-                Route::Capture
-            } else {
-                Route::parse(&s.route)?
-            };
             let sender = Sender::new(
-                route,
+                settings.route(stream)?,
                 SenderOptions {
                     hello: &settings.hostname,
                     timeout: s.smtp_timeout,
