@@ -112,8 +112,11 @@ fn the_embedded_model_round_trips_through_its_text_form() {
     let bad = lint::model::Model::parse("bias x").unwrap_err();
     assert!(bad.to_string().contains("line 1"), "{bad}");
     // `h` lines are read by hand: signs, CRLF, and every malformed shape.
-    let m = lint::model::Model::parse("h 3 -25\r\nh 4 7\n").unwrap();
-    assert_eq!((m.hashed[3], m.hashed[4]), (-0.0025, 0.0007));
+    let m = lint::model::Model::parse("h 3 -25\r\nh 4 7\n\nh 5 1").unwrap();
+    assert_eq!(
+        (m.hashed[3], m.hashed[4], m.hashed[5]),
+        (-0.0025, 0.0007, 0.0001)
+    );
     for bad in [
         "h 1",
         "h x 2",
@@ -124,6 +127,8 @@ fn the_embedded_model_round_trips_through_its_text_form() {
         "h 99999999999 1",
         "h 262144 1",
         "h 1 9999999999",
+        "h 1 2 3",
+        "h 1 2x3",
     ] {
         let e = lint::model::Model::parse(&format!("bias 0\n{bad}\n")).unwrap_err();
         assert!(e.to_string().contains("line 2"), "{bad:?}: {e}");

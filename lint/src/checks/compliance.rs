@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 use super::{Context, is_merge_tag};
@@ -59,6 +60,10 @@ static POSTAL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("regex")
 });
 
+/// The words above, found in one pass (on lower-cased text).
+static UNSUBSCRIBE: LazyLock<AhoCorasick> =
+    LazyLock::new(|| AhoCorasick::new(UNSUBSCRIBE_WORDS).expect("unsubscribe words"));
+
 static NOREPLY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^(no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply|noreply|no[-_.]?response|mailer-daemon)")
         .expect("regex")
@@ -69,16 +74,13 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
     let has_link = match &cx.html {
         Some(h) => h.links.iter().any(|l| {
             l.visible && {
-                let text = l.text.to_lowercase();
-                let href = l.href.to_lowercase();
-                UNSUBSCRIBE_WORDS
-                    .iter()
-                    .any(|w| text.contains(w) || href.contains(w))
+                UNSUBSCRIBE.is_match(&l.text.to_lowercase())
+                    || UNSUBSCRIBE.is_match(&l.href.to_lowercase())
             }
         }),
         None => email.text.as_deref().is_some_and(|t| {
             let t = t.to_lowercase();
-            UNSUBSCRIBE_WORDS.iter().any(|w| t.contains(w)) && t.contains("http")
+            UNSUBSCRIBE.is_match(&t) && t.contains("http")
         }),
     };
     if !has_link && (email.html.is_some() || email.text.is_some()) {

@@ -151,10 +151,44 @@ pub(crate) static COMMON_SITES: LazyLock<HashSet<&'static str>> =
 /// Template merge tags ({{name}}, *|FNAME|*, %%first%%, {$name}, [name]):
 /// a template linted before merging has them where links and names go.
 pub(crate) fn is_merge_tag(s: &str) -> bool {
-    s.contains("{{")
-        || s.contains("*|")
-        || s.contains("%%")
-        || s.contains("{$")
-        || s.contains("${")
-        || s.contains("[[")
+    // Searched with SIMD (Teddy) where the CPU has it: a 60 KB body in one
+    // pass instead of six `contains` (2 % of a newsletter's lint).
+    static MARKERS: LazyLock<Option<aho_corasick::packed::Searcher>> =
+        LazyLock::new(|| aho_corasick::packed::Searcher::new(MERGE_MARKERS));
+    match &*MARKERS {
+        Some(searcher) => searcher.find(s).is_some(),
+        None => MERGE_MARKERS.iter().any(|m| s.contains(m)),
+    }
+}
+
+const MERGE_MARKERS: [&str; 6] = ["{{", "*|", "%%", "{$", "${", "[["];
+
+#[cfg(test)]
+mod tests {
+    use super::is_merge_tag;
+
+    #[test]
+    fn merge_tags_are_found_in_short_and_long_text() {
+        let long = |s: &str| format!("{}{s}{}", "x".repeat(600), "y".repeat(600));
+        for tag in [
+            "{{name}}",
+            "*|FNAME|*",
+            "%%first%%",
+            "{$name}",
+            "${name}",
+            "[[name]]",
+        ] {
+            assert!(is_merge_tag(tag), "{tag}");
+            assert!(is_merge_tag(&long(tag)), "{tag} in a long body");
+        }
+        for plain in [
+            "https://shop.example/a?b=c",
+            "{ name }",
+            "50% off",
+            "[link]",
+        ] {
+            assert!(!is_merge_tag(plain), "{plain}");
+            assert!(!is_merge_tag(&long(plain)), "{plain} in a long body");
+        }
+    }
 }
