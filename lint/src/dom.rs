@@ -63,18 +63,21 @@ pub(crate) fn parse(html: &str) -> Document {
 /// 6 % of a 60 KB newsletter's lint); an LF stays on the fast path. The
 /// document parsed is the same.
 fn normalise_newlines(html: &str) -> Cow<'_, str> {
-    if !html.contains('\r') {
+    if memchr::memchr(b'\r', html.as_bytes()).is_none() {
         return Cow::Borrowed(html);
     }
     let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(cr) = rest.find('\r') {
-        out.push_str(&rest[..cr]);
+    let mut from = 0;
+    // memchr's SIMD search: std's `find` costs ~3 instructions a byte here.
+    for cr in memchr::memchr_iter(b'\r', html.as_bytes()) {
+        out.push_str(&html[from..cr]);
         out.push('\n');
-        rest = &rest[cr + 1..];
-        rest = rest.strip_prefix('\n').unwrap_or(rest);
+        from = cr + 1;
+        if html.as_bytes().get(from) == Some(&b'\n') {
+            from += 1;
+        }
     }
-    out.push_str(rest);
+    out.push_str(&html[from..]);
     Cow::Owned(out)
 }
 
