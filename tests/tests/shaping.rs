@@ -411,18 +411,7 @@ async fn reply_rules_suspend_one_stream_at_one_provider_and_resume_by_hand() {
     );
 
     // Suspended by hand from the CLI: the API shows who and why.
-    let (code, _, err) = relay::run_cli(&[
-        "destinations",
-        "--config",
-        config,
-        "suspend",
-        "transactional",
-        "sink",
-        "--for",
-        "10m",
-        "--reason",
-        "incident 42",
-    ]);
+    let (code, _, err) = cli_suspend(config, "transactional", "sink", "incident 42");
     assert_eq!(code, 0, "{err}");
     let (_, v) = relay.get_json("/v1/destinations", &admin).await;
     let t = dest(&v, "transactional");
@@ -489,18 +478,7 @@ async fn a_stream_on_a_smarthost_is_listed_as_unshaped_and_cannot_be_suspended()
     assert_eq!(code, 200, "{v}");
 
     let config = f.config.to_str().unwrap();
-    let (code, _, err) = relay::run_cli(&[
-        "destinations",
-        "--config",
-        config,
-        "suspend",
-        "marketing",
-        "google",
-        "--for",
-        "10m",
-        "--reason",
-        "x",
-    ]);
+    let (code, _, err) = cli_suspend(config, "marketing", "google", "x");
     assert_ne!(code, 0);
     assert!(err.contains("not sent on the mx route"), "{err}");
     let (code, out, err) = relay::run_cli(&["destinations", "--config", config, "list"]);
@@ -510,4 +488,21 @@ async fn a_stream_on_a_smarthost_is_listed_as_unshaped_and_cannot_be_suspended()
             .any(|l| l.starts_with("marketing") && l.contains("not shaped")),
         "{out}"
     );
+}
+
+/// `mailroom destinations suspend STREAM PROVIDER --for 10m --reason WHY`
+/// against the relay of `config`: (exit code, stdout, stderr).
+fn cli_suspend(config: &str, stream: &str, provider: &str, why: &str) -> (i32, String, String) {
+    relay::run_cli(&[
+        "destinations",
+        "--config",
+        config,
+        "suspend",
+        stream,
+        provider,
+        "--for",
+        "10m",
+        "--reason",
+        why,
+    ])
 }

@@ -101,8 +101,6 @@ pub struct ProviderRuntime {
     wanted_elsewhere: AtomicBool,
     /// When this relay last said it waits for a slot (ms).
     demand_said: AtomicI64,
-    /// Relays sharing the slots, as of the last refresh.
-    live_nodes: AtomicU64,
     last_replies: Mutex<VecDeque<SeenReply>>,
     /// `mailroom_destination_results_total` of this stream and provider.
     results: Results,
@@ -133,8 +131,8 @@ impl ProviderRuntime {
 
     /// This relay's share of the provider's connections: `max_connections`
     /// ÷ live relays, rounded up. Kept to only while another relay waits.
-    fn share(&self) -> i64 {
-        let live = self.live_nodes.load(Ordering::Relaxed).max(1);
+    fn share(&self, core: &ShaperCore) -> i64 {
+        let live = core.live_nodes().max(1);
         u64::from(self.provider.limits.max_connections).div_ceil(live) as i64
     }
 
@@ -189,7 +187,7 @@ impl ConnectionSlot {
     }
 
     fn over_share(&self) -> bool {
-        self.provider.open.load(Ordering::Relaxed) > self.provider.share()
+        self.provider.open.load(Ordering::Relaxed) > self.provider.share(&self.shaper)
     }
 }
 
@@ -228,11 +226,20 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// What every slot needs to free itself.
+/// What every slot needs to free itself and to know its relay's share.
 struct ShaperCore {
     stream: Stream,
     store: Store,
     node: NodeId,
+    /// Relays with a recent heartbeat, as of the last refresh: rates and
+    /// connections are shared out among them.
+    live_nodes: AtomicU64,
+}
+
+impl ShaperCore {
+    fn live_nodes(&self) -> u64 {
+        self.live_nodes.load(Ordering::Relaxed)
+    }
 }
 
 /// One stream's shaping in this process.
@@ -240,8 +247,6 @@ pub struct Shaper {
     core: Arc<ShaperCore>,
     table: ShapingTable,
     lease: Duration,
-    /// Relays with a recent heartbeat: rates are shared out among them.
-    live_nodes: AtomicU64,
     providers: Mutex<HashMap<String, Arc<ProviderRuntime>>>,
     /// This stream's stored states, refreshed from the store.
     states: RwLock<HashMap<String, DestinationState>>,
@@ -272,10 +277,10 @@ impl Shaper {
                 stream,
                 store,
                 node,
+                live_nodes: AtomicU64::new(1),
             }),
             table,
             lease,
-            live_nodes: AtomicU64::new(1),
             providers: Mutex::default(),
             states: RwLock::default(),
             domains: Mutex::new(lru::LruCache::new(
@@ -337,7 +342,6 @@ impl Shaper {
                     open: AtomicI64::new(0),
                     wanted_elsewhere: AtomicBool::new(false),
                     demand_said: AtomicI64::new(0),
-                    live_nodes: AtomicU64::new(self.live_nodes()),
                     last_replies: Mutex::default(),
                     results: Results {
                         delivered: counter("delivered"),
@@ -376,15 +380,13 @@ impl Shaper {
             None => Allowed::Rate(base),
         };
         match allowed {
-            Allowed::Rate(Some(r)) => Allowed::Rate(Some(
-                r / self.live_nodes.load(Ordering::Relaxed).max(1) as f64,
-            )),
+            Allowed::Rate(Some(r)) => Allowed::Rate(Some(r / self.live_nodes().max(1) as f64)),
             other => other,
         }
     }
 
     pub fn live_nodes(&self) -> u64 {
-        self.live_nodes.load(Ordering::Relaxed)
+        self.core.live_nodes()
     }
 
     /// May one more message start to this provider? Waits up to
@@ -524,7 +526,7 @@ impl Shaper {
             // While another relay waits, take no slot beyond this relay's
             // share: wait for one of its own connections instead.
             let yield_to_others =
-                p.wanted_elsewhere() && p.open.load(Ordering::Relaxed) >= p.share();
+                p.wanted_elsewhere() && p.open.load(Ordering::Relaxed) >= p.share(&self.core);
             let taken = if yield_to_others {
                 Ok(None)
             } else {
@@ -694,7 +696,7 @@ impl Shaper {
         }
         let since = now_ms() - 3 * heartbeat.as_millis() as i64;
         match self.core.store.live_nodes(since).await {
-            Ok(n) => self.live_nodes.store(n, Ordering::Relaxed),
+            Ok(n) => self.core.live_nodes.store(n, Ordering::Relaxed),
             Err(e) => warn!(error = %e, "counting live relays failed"),
         }
         let wanted = self
@@ -707,7 +709,6 @@ impl Shaper {
                 Vec::new()
             });
         for rt in self.providers.lock().expect("providers lock").values() {
-            rt.live_nodes.store(self.live_nodes(), Ordering::Relaxed);
             rt.wanted_elsewhere
                 .store(wanted.contains(&rt.provider.name), Ordering::Relaxed);
         }
