@@ -260,9 +260,13 @@ fn push_declaration<'a>(decl: &'a str, out: &mut Vec<(&'static str, Cow<'a, str>
         return;
     };
     let mut value = value.trim();
-    let len = value.len();
-    if len >= 10 && value[len - 10..].eq_ignore_ascii_case("!important") {
-        value = value[..len - 10].trim_end();
+    // Compared as bytes: the tenth byte from the end may sit inside a
+    // multi-byte character (found by fuzzing), and when the last ten are
+    // "!important" the cut falls on the ASCII '!'.
+    if let Some(start) = value.len().checked_sub(10)
+        && value.as_bytes()[start..].eq_ignore_ascii_case(b"!important")
+    {
+        value = value[..start].trim_end();
     }
     // Values are nearly always written in lower case already.
     let value = if value.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -757,5 +761,8 @@ mod tests {
         assert_eq!(d[0], ("background", Cow::from("url('a;b.png')")));
         assert_eq!(d[1], ("color", Cow::from("red")));
         assert_eq!(d.len(), 2, "margin is not a visibility property");
+        // A multi-byte character where "!important" would start: no panic.
+        let d = declarations("width:0\u{FFFD}\u{FFFD}\u{FFFD}px");
+        assert_eq!(d[0], ("width", Cow::from("0\u{FFFD}\u{FFFD}\u{FFFD}px")));
     }
 }

@@ -120,3 +120,21 @@ fn a_twenty_megabyte_message_is_linted() {
     let report = lint(&email, &Options::default());
     assert!(report.rule_ids().contains(&"structure.gmail-clipping"));
 }
+
+/// Inputs the fuzzer once crashed lint with (`tests/fuzz-found/`): each
+/// gets a report whose score adds up.
+#[test]
+fn inputs_the_fuzzer_found_are_linted_without_a_panic() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz-found");
+    let mut read = 0;
+    for entry in std::fs::read_dir(dir).expect("tests/fuzz-found") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_some_and(|e| e == "eml") {
+            let raw = std::fs::read(&path).expect("read");
+            let email = Email::parse(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            lint_both_streams(&email);
+            read += 1;
+        }
+    }
+    assert!(read >= 1);
+}
