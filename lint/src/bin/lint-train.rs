@@ -765,6 +765,35 @@ fn report(
             rates(ho)
         );
     }
+    // The trade-off behind `review_max`: where the ham sets part company
+    // with the spam sets, so a reader can weigh another choice.
+    let _ = writeln!(
+        out,
+        "\nShare of each set rated `risky` had `review_max` been another score \
+         (cross-validated / held out):\n"
+    );
+    let _ = write!(out, "| `review_max` |");
+    for set in sets {
+        let _ = write!(out, " {}/{} |", set.corpus, set.group);
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in sets {
+        let _ = write!(out, "---|");
+    }
+    let _ = writeln!(out);
+    for tenths in (50..=90).step_by(5) {
+        let at = f64::from(tenths) / 10.0;
+        let _ = write!(out, "| {at:.1} |");
+        for i in 0..sets.len() {
+            let _ = write!(
+                out,
+                " {} / {} |",
+                pct(cv.above(i, at)),
+                pct(ho.above(i, at))
+            );
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "\n## Heaviest features (shipped model)\n");
     let _ = writeln!(
         out,
