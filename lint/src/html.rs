@@ -199,6 +199,19 @@ fn close(a: [u8; 3], b: [u8; 3]) -> bool {
 /// inside `url(...)` doesn't split a declaration.
 pub(crate) fn declarations(css: &str) -> Vec<(&'static str, Cow<'_, str>)> {
     let mut out = Vec::new();
+    // Most inline styles have neither quotes nor parentheses: then every
+    // `;` ends a declaration, and one SIMD search over the value says so
+    // (the byte loop below costs ~10 instructions a byte; a newsletter
+    // has 20 KB of style attributes).
+    if memchr::memchr3(b'"', b'\'', b'(', css.as_bytes()).is_none() {
+        let mut from = 0;
+        for semicolon in memchr::memchr_iter(b';', css.as_bytes()) {
+            push_declaration(&css[from..semicolon], &mut out);
+            from = semicolon + 1;
+        }
+        push_declaration(&css[from..], &mut out);
+        return out;
+    }
     let mut depth = 0usize;
     let mut quote = None;
     let mut start = 0;
@@ -250,7 +263,9 @@ fn push_declaration<'a>(decl: &'a str, out: &mut Vec<(&'static str, Cow<'a, str>
     let Some((prop, value)) = decl.split_once(':') else {
         return;
     };
-    let prop = prop.trim();
+    // CSS whitespace is ASCII only (CSS Syntax §4.2): "display:none" followed
+    // by a no-break space is not `none` to a browser, so not to us either.
+    let prop = prop.trim_ascii();
     let known = if prop.bytes().any(|b| b.is_ascii_uppercase()) {
         visibility_property(&prop.to_ascii_lowercase())
     } else {
@@ -259,14 +274,14 @@ fn push_declaration<'a>(decl: &'a str, out: &mut Vec<(&'static str, Cow<'a, str>
     let Some(known) = known else {
         return;
     };
-    let mut value = value.trim();
+    let mut value = value.trim_ascii();
     // Compared as bytes: the tenth byte from the end may sit inside a
     // multi-byte character (found by fuzzing), and when the last ten are
     // "!important" the cut falls on the ASCII '!'.
     if let Some(start) = value.len().checked_sub(10)
         && value.as_bytes()[start..].eq_ignore_ascii_case(b"!important")
     {
-        value = value[..start].trim_end();
+        value = value[..start].trim_ascii_end();
     }
     // Values are nearly always written in lower case already.
     let value = if value.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -764,5 +779,11 @@ mod tests {
         // A multi-byte character where "!important" would start: no panic.
         let d = declarations("width:0\u{FFFD}\u{FFFD}\u{FFFD}px");
         assert_eq!(d[0], ("width", Cow::from("0\u{FFFD}\u{FFFD}\u{FFFD}px")));
+        // Only ASCII whitespace is CSS whitespace: a no-break space makes
+        // the value something else, which browsers ignore.
+        let d = declarations(" display :\tnone\u{A0}; COLOR:red\n");
+        assert_eq!(d[0], ("display", Cow::from("none\u{A0}")));
+        assert_eq!(d[1], ("color", Cow::from("red")));
+        assert_eq!(hides(&d), None);
     }
 }

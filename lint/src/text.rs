@@ -92,7 +92,9 @@ fn is_latin_extended(c: char) -> bool {
 fn normalise_word(word: &str, norm: &mut String) -> bool {
     if word.bytes().all(|b| b.is_ascii_alphabetic()) {
         // The common case, and nothing to undo.
-        norm.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        let start = norm.len();
+        norm.push_str(word);
+        norm[start..].make_ascii_lowercase();
         return false;
     }
     let has_letter = word.chars().any(char::is_alphabetic);
@@ -131,8 +133,17 @@ fn normalise_word(word: &str, norm: &mut String) -> bool {
 pub(crate) fn tokens(text: &str) -> Words {
     let mut raw: Vec<Range<usize>> = Vec::new();
     let mut start = None;
-    for (i, c) in text.char_indices() {
-        match (is_word_char(c), start) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        // ASCII is told from its byte; only other characters are decoded.
+        let (word, len) = if b.is_ascii() {
+            (is_word_char(char::from(b)), 1)
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            (is_word_char(c), c.len_utf8())
+        };
+        match (word, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
                 raw.push(s..i);
@@ -140,6 +151,7 @@ pub(crate) fn tokens(text: &str) -> Words {
             }
             _ => {}
         }
+        i += len;
     }
     if let Some(s) = start {
         raw.push(s..text.len());

@@ -22,29 +22,23 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
             Some(clip(&hidden.sample, 80)),
         );
     }
-    let exempt = cx.preheader.as_ref().map(|p| &p.blocks);
     for seg in &html.segments {
-        if exempt.is_some_and(|b| b.contains(&seg.block)) {
+        // Checked before anything is copied: most text is visible.
+        let (rule, what) = match seg.visibility {
+            Visibility::Visible | Visibility::Hidden(_) => continue,
+            Visibility::Tiny => (Rule::TinyText, "Text is set in a 0–2px font."),
+            Visibility::Invisible => (
+                Rule::InvisibleColor,
+                "Text has the same colour as its background (or none).",
+            ),
+        };
+        if cx.preheader.as_ref().is_some_and(|p| p.holds(seg.block)) {
             continue;
         }
         let text = seg.text.replace(crate::html::is_spacer, " ");
         let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let evidence = Some(clip(text, 80));
-        match seg.visibility {
-            Visibility::Visible | Visibility::Hidden(_) => {}
-            Visibility::Tiny => out.add(
-                Rule::TinyText,
-                "Text is set in a 0–2px font.".into(),
-                evidence,
-            ),
-            Visibility::Invisible => out.add(
-                Rule::InvisibleColor,
-                "Text has the same colour as its background (or none).".into(),
-                evidence,
-            ),
+        if !text.is_empty() {
+            out.add(rule, what.into(), Some(clip(text, 80)));
         }
     }
     let mut active = html.active_elements.clone();

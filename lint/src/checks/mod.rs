@@ -30,6 +30,8 @@ pub(crate) struct Context<'a> {
     /// text part.
     pub body: String,
     pub body_words: Words,
+    /// Words with at least one letter in `body_words`.
+    words: usize,
     /// Registrable domain (eTLD+1) of the From address.
     pub from_site: Option<String>,
     pub preheader: Option<Preheader>,
@@ -51,11 +53,7 @@ impl Context<'_> {
 
     /// Words with at least one letter in the visible body.
     pub(crate) fn word_count(&self) -> usize {
-        self.body_words
-            .tokens
-            .iter()
-            .filter(|t| self.body_words.norm_of(t).chars().any(char::is_alphabetic))
-            .count()
+        self.words
     }
 }
 
@@ -74,6 +72,11 @@ pub(crate) fn examine(email: &Email, options: &Options) -> (Findings, Summary, F
         None => email.text.clone().unwrap_or_default(),
     };
     let body_words = tokens(&body);
+    let words = body_words
+        .tokens
+        .iter()
+        .filter(|t| body_words.norm_of(t).chars().any(char::is_alphabetic))
+        .count();
     let from_site = email
         .from
         .as_ref()
@@ -84,6 +87,7 @@ pub(crate) fn examine(email: &Email, options: &Options) -> (Findings, Summary, F
         html,
         body,
         body_words,
+        words,
         from_site,
         preheader: None,
         hidden: HiddenWords::default(),

@@ -1,7 +1,5 @@
 //! The preheader: the preview text an inbox shows after the subject.
 
-use std::collections::HashSet;
-
 use super::Context;
 use crate::html::{Visibility, is_spacer};
 use crate::report::{Findings, clip};
@@ -20,9 +18,17 @@ pub(crate) struct Preheader {
     pub body_follows: bool,
     /// The preview as an inbox shows it (preheader plus what runs on).
     pub preview: String,
-    /// HTML blocks that make up the preheader and its padding: hidden on
-    /// purpose, so the hidden-text rules leave them alone.
-    pub blocks: HashSet<usize>,
+    /// HTML blocks that make up the preheader and its padding, ascending:
+    /// hidden on purpose, so the hidden-text rules leave them alone.
+    blocks: Vec<usize>,
+}
+
+impl Preheader {
+    /// Whether the HTML block numbered `block` is part of the preheader.
+    /// Asked for every segment, so a search, not a hash per question.
+    pub(crate) fn holds(&self, block: usize) -> bool {
+        self.blocks.binary_search(&block).is_ok()
+    }
 }
 
 const BOILERPLATE: &[&str] = &[
@@ -64,7 +70,7 @@ pub(super) fn find(cx: &Context<'_>) -> Option<Preheader> {
             padded: false,
             body_follows: false,
             preview,
-            blocks: HashSet::new(),
+            blocks: Vec::new(),
         });
     };
     let segments = &html.segments;
@@ -74,7 +80,8 @@ pub(super) fn find(cx: &Context<'_>) -> Option<Preheader> {
     let seg = &segments[first];
     let text = strip_spacers(&seg.text);
     let explicit = seg.visibility != Visibility::Visible;
-    let mut blocks = HashSet::from([seg.block]);
+    // Segments come in document order and block numbers only grow.
+    let mut blocks = vec![seg.block];
     let mut spacers = seg.spacers;
     let mut next = first + 1;
     if explicit {
@@ -85,7 +92,9 @@ pub(super) fn find(cx: &Context<'_>) -> Option<Preheader> {
                 break;
             }
             spacers += s.spacers;
-            blocks.insert(s.block);
+            if blocks.last() != Some(&s.block) {
+                blocks.push(s.block);
+            }
             next += 1;
         }
     }
@@ -112,7 +121,7 @@ pub(super) fn find(cx: &Context<'_>) -> Option<Preheader> {
         padded,
         body_follows,
         preview,
-        blocks: if explicit { blocks } else { HashSet::new() },
+        blocks: if explicit { blocks } else { Vec::new() },
     })
 }
 

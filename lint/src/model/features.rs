@@ -214,9 +214,9 @@ impl HiddenWords {
 pub(crate) fn hidden_words(cx: &Context<'_>) -> HiddenWords {
     let mut out = HiddenWords::default();
     let Some(html) = &cx.html else { return out };
-    let exempt = cx.preheader.as_ref().map(|p| &p.blocks);
     let is_hidden = |s: &&crate::html::Segment| {
-        s.visibility != Visibility::Visible && !exempt.is_some_and(|b| b.contains(&s.block))
+        s.visibility != Visibility::Visible
+            && !cx.preheader.as_ref().is_some_and(|p| p.holds(s.block))
     };
     // Most mail hides nothing outside its preheader: skip building the
     // visible vocabulary then.
