@@ -201,8 +201,8 @@ pub(crate) fn declarations(css: &str) -> Vec<(&'static str, Cow<'_, str>)> {
     let mut out = Vec::new();
     // Most inline styles have neither quotes nor parentheses: then every
     // `;` ends a declaration, and one SIMD search over the value says so
-    // (the byte loop below costs ~10 instructions a byte; a newsletter
-    // has 20 KB of style attributes).
+    // (the byte loop below costs over ten instructions a byte; the bench's
+    // newsletter has 26 KB in 317 style attributes, 195 of them plain).
     if memchr::memchr3(b'"', b'\'', b'(', css.as_bytes()).is_none() {
         let mut from = 0;
         for semicolon in memchr::memchr_iter(b';', css.as_bytes()) {
