@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, Anchored, Input, MatchKind, StartKind};
 use unicode_properties::{GeneralCategory, UnicodeEmoji, UnicodeGeneralCategory};
-use unicode_security::MixedScript;
+use unicode_security::mixed_script::AugmentedScriptSet;
 
 /// A word of the original text and where its normalised form is.
 #[derive(Debug, Clone)]
@@ -268,11 +268,36 @@ pub(crate) fn find_phrases(words: &Words) -> Vec<PhraseHit> {
 }
 
 /// Is the word written in more than one script ("Pаypal" with a Cyrillic а)?
+///
+/// Japanese, Chinese and Korean are written with Latin letters inside
+/// their words ("KMフロンティア部", "OpenText社"), and have no spaces
+/// to split words at: those combinations are UTS #39's "highly
+/// restrictive" level and count as one script here, as they do for
+/// identifiers. Latin with Cyrillic or Greek — the look-alike disguise —
+/// does not.
 pub(crate) fn is_mixed_script(word: &str) -> bool {
     // ASCII letters are all Latin; only a non-ASCII letter can mix scripts.
-    !word.is_ascii()
-        && word.chars().filter(|c| c.is_alphabetic()).count() >= 2
-        && !word.is_single_script()
+    if word.is_ascii() {
+        return false;
+    }
+    let latin = AugmentedScriptSet::from('a');
+    let mut letters = 0;
+    let mut all = AugmentedScriptSet::default();
+    let mut besides_latin = AugmentedScriptSet::default();
+    // Letters only: '@' or '$' inside a word belong to no script.
+    for c in word.chars().filter(|c| c.is_alphabetic()) {
+        letters += 1;
+        let set = AugmentedScriptSet::from(c);
+        all.intersect_with(set);
+        let mut is_latin = set;
+        is_latin.intersect_with(latin);
+        if is_latin.is_empty() {
+            besides_latin.intersect_with(set);
+        }
+    }
+    letters >= 2
+        && all.is_empty()
+        && !(besides_latin.jpan || besides_latin.hanb || besides_latin.kore)
 }
 
 /// Emoji pictographs, not counting ©, ®, ™, digits or joiners.
@@ -371,6 +396,16 @@ mod tests {
         assert!(is_mixed_script("Pаypal"));
         assert!(!is_mixed_script("Paypal"));
         assert!(!is_mixed_script("東京タワー"));
+        assert!(is_mixed_script("Αpple"), "a Greek capital alpha");
+        // Japanese, Chinese and Korean words hold Latin letters.
+        assert!(!is_mixed_script("KMフロンティア部"));
+        assert!(!is_mixed_script("ＫＭフロンティア"));
+        assert!(!is_mixed_script("OpenText社"));
+        assert!(!is_mixed_script("安井@infocomです"));
+        assert!(!is_mixed_script("iPhone用"));
+        assert!(!is_mixed_script("Samsung갤럭시"));
+        // ...but not Cyrillic as well.
+        assert!(is_mixed_script("Pаypal東京"));
         assert!(is_caps_word("FREE"));
         assert!(!is_caps_word("USA"));
         assert!(!is_caps_word("Free"));

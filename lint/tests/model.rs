@@ -37,6 +37,29 @@ fn a_hidden_mobile_copy_of_the_visible_content_is_not_hidden_text() {
 }
 
 #[test]
+fn japanese_words_holding_latin_letters_are_not_a_look_alike_disguise() {
+    // Japanese has no spaces between words and writes product and company
+    // names in Latin letters inside them (a hard-ham newsletter of the
+    // SpamAssassin corpus was flagged for "KMフロンティア部").
+    let japanese = page(
+        "<p>KMフロンティア部より、OpenText社の新しいiPhone用アプリのご案内です。\
+         詳しくは安井@infocomまでお問い合わせください。</p>",
+    );
+    assert!(
+        !rules(&japanese).contains(&"content.mixed-script-word"),
+        "{:?}",
+        rules(&japanese)
+    );
+    // A Cyrillic а in a Latin word still is one, Japanese around it or not.
+    let disguised = page("<p>Pаypalアカウントを確認してください。Your Pаypal account.</p>");
+    assert!(
+        rules(&disguised).contains(&"content.mixed-script-word"),
+        "{:?}",
+        rules(&disguised)
+    );
+}
+
+#[test]
 fn hidden_words_the_reader_never_sees_are_hidden_text() {
     let busting = "<div style=\"display:none\">mortgage casino refinance lottery pharmacy \
         wholesale replica bitcoin jackpot insurance</div>";
