@@ -21,7 +21,7 @@ bench="${1:-lint/newsletter}"
 bin="${2:-}"
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 if [ -z "$bin" ]; then
-    bin="$(cargo bench -q -p mailroom-lint --bench lint --no-run 2>&1 |
+    bin="$(cargo bench -p mailroom-lint --bench lint --no-run 2>&1 |
         sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)"
     [ -n "$bin" ] || { echo "could not build the lint bench" >&2; exit 1; }
 fi

@@ -7,7 +7,7 @@
 //! 10,000-deep document costs heap, not call stack.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use ego_tree::iter::Edge;
 
@@ -326,7 +326,7 @@ fn length_is_zero(value: &str) -> bool {
     font_px(value).is_some_and(|px| px <= 0.0)
 }
 
-fn hides(decls: &[(&'static str, Cow<'_, str>)]) -> Option<&'static str> {
+fn hides<V: AsRef<str>>(decls: &[(&'static str, V)]) -> Option<&'static str> {
     let get = |name: &str| {
         decls
             .iter()
@@ -358,9 +358,77 @@ fn hides(decls: &[(&'static str, Cow<'_, str>)]) -> Option<&'static str> {
     None
 }
 
-/// Classes that top-level rules of `<style>` blocks hide. Rules inside
-/// `@media` are skipped: they apply only to some screens.
-fn hidden_classes(css: &str, out: &mut HashSet<String>) {
+/// Applies colour, background and font-size declarations to `frame`;
+/// true when a width or height of at most 1px makes an image a pixel.
+fn apply<V: AsRef<str>>(frame: &mut Frame, decls: &[(&'static str, V)]) -> bool {
+    let mut pixel = false;
+    for (prop, value) in decls {
+        let value = value.as_ref();
+        match *prop {
+            "color" => {
+                if let Some(c) = parse_colour(value) {
+                    frame.colour = c;
+                }
+            }
+            "background-color" => match parse_colour(value) {
+                Some(Some(c)) => frame.background = Background::Colour(c),
+                Some(None) => {}
+                None => frame.background = Background::Unknown,
+            },
+            "background" => {
+                if value.contains("url(") || value.contains("gradient") {
+                    frame.background = Background::Unknown;
+                } else if let Some(Some(c)) = components(value).find_map(parse_colour) {
+                    frame.background = Background::Colour(c);
+                }
+            }
+            "background-image" if value != "none" => {
+                frame.background = Background::Unknown;
+            }
+            "font-size" => {
+                if let Some(px) = font_px(value) {
+                    frame.tiny = px <= crate::rules::LIMITS.tiny_font_px;
+                }
+            }
+            "width" | "height" => pixel |= font_px(value).is_some_and(|px| px <= 1.0),
+            _ => {}
+        }
+    }
+    pixel
+}
+
+/// The space-separated parts of a shorthand value, keeping functional
+/// notation whole: `rgba(26, 137, 23, 1) none` is two parts, not five.
+fn components(value: &str) -> impl Iterator<Item = &str> {
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for (i, b) in value.bytes().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' if depth == 0 => {
+                if start < i {
+                    parts.push(&value[start..i]);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < value.len() {
+        parts.push(&value[start..]);
+    }
+    parts.into_iter()
+}
+
+/// The visibility declarations of the simple `.class` / `tag.class`
+/// rules at the top level of `<style>` blocks, by class, in stylesheet
+/// order. Rules inside `@media` are skipped: they apply only to some
+/// screens. Templates size and colour their buttons this way (MJML sets
+/// `font-size:0` on rows and gives the button's class its size), so the
+/// walker applies them before an element's own `style`.
+fn class_rules(css: &str, out: &mut ClassRules) {
     let css = strip_comments(css);
     let mut depth = 0usize;
     let mut selector_start = 0;
@@ -378,20 +446,10 @@ fn hidden_classes(css: &str, out: &mut HashSet<String>) {
             '}' => {
                 depth = depth.saturating_sub(1);
                 if depth == 0 {
-                    if !selector.starts_with('@')
-                        && hides(&declarations(&css[body_start..i])).is_some()
-                    {
-                        for sel in selector.split(',') {
-                            let sel = sel.trim();
-                            // Only simple `.class` / `tag.class` selectors.
-                            if let Some((_, class)) = sel.split_once('.')
-                                && !class.is_empty()
-                                && class
-                                    .chars()
-                                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-                            {
-                                out.insert(class.to_string());
-                            }
+                    if !selector.starts_with('@') {
+                        let decls = declarations(&css[body_start..i]);
+                        if !decls.is_empty() {
+                            add_rule(selector, &decls, out);
                         }
                     }
                     selector_start = i + 1;
@@ -401,6 +459,28 @@ fn hidden_classes(css: &str, out: &mut HashSet<String>) {
         }
     }
 }
+
+fn add_rule(selector: &str, decls: &[(&'static str, Cow<'_, str>)], out: &mut ClassRules) {
+    for sel in selector.split(',') {
+        let sel = sel.trim();
+        // Only simple `.class` / `tag.class` selectors.
+        if let Some((_, class)) = sel.split_once('.')
+            && !class.is_empty()
+            && class
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        {
+            out.entry(class.to_string()).or_default().extend(
+                decls
+                    .iter()
+                    .map(|(prop, value)| (*prop, value.clone().into_owned())),
+            );
+        }
+    }
+}
+
+/// Class name → its rules' visibility declarations, in stylesheet order.
+type ClassRules = HashMap<String, Vec<(&'static str, String)>, fnv::FnvBuildHasher>;
 
 fn strip_comments(css: &str) -> String {
     let mut out = String::with_capacity(css.len());
@@ -418,7 +498,7 @@ fn strip_comments(css: &str) -> String {
 struct Walker {
     facts: HtmlFacts,
     stack: Vec<Frame>,
-    hidden_classes: HashSet<String>,
+    class_rules: ClassRules,
     block: usize,
 }
 
@@ -493,16 +573,6 @@ impl Walker {
         if attrs.hidden {
             frame.hidden.get_or_insert("hidden attribute");
         }
-        if !self.hidden_classes.is_empty()
-            && attrs.class.is_some_and(|c| {
-                c.split_whitespace()
-                    .any(|c| self.hidden_classes.contains(c))
-            })
-        {
-            frame
-                .hidden
-                .get_or_insert("display:none from a <style> class");
-        }
         if let Some(colour) = attrs.color.and_then(parse_colour) {
             frame.colour = colour;
         }
@@ -512,46 +582,29 @@ impl Walker {
         if attrs.background {
             frame.background = Background::Unknown;
         }
+        // The cascade's order: presentational attributes, then the
+        // `<style>` blocks' class rules, then the element's own style.
         let mut pixel = false;
+        if !self.class_rules.is_empty()
+            && let Some(classes) = attrs.class
+        {
+            for class in classes.split_whitespace() {
+                if let Some(decls) = self.class_rules.get(class) {
+                    if hides(decls).is_some() {
+                        frame
+                            .hidden
+                            .get_or_insert("display:none from a <style> class");
+                    }
+                    pixel |= apply(&mut frame, decls);
+                }
+            }
+        }
         if let Some(style) = attrs.style {
             let decls = declarations(style);
             if let Some(reason) = hides(&decls) {
                 frame.hidden.get_or_insert(reason);
             }
-            for (prop, value) in &decls {
-                let value = value.as_ref();
-                match *prop {
-                    "color" => {
-                        if let Some(c) = parse_colour(value) {
-                            frame.colour = c;
-                        }
-                    }
-                    "background-color" => match parse_colour(value) {
-                        Some(Some(c)) => frame.background = Background::Colour(c),
-                        Some(None) => {}
-                        None => frame.background = Background::Unknown,
-                    },
-                    "background" => {
-                        if value.contains("url(") || value.contains("gradient") {
-                            frame.background = Background::Unknown;
-                        } else if let Some(Some(c)) =
-                            value.split_whitespace().find_map(parse_colour)
-                        {
-                            frame.background = Background::Colour(c);
-                        }
-                    }
-                    "background-image" if value != "none" => {
-                        frame.background = Background::Unknown;
-                    }
-                    "font-size" => {
-                        if let Some(px) = font_px(value) {
-                            frame.tiny = px <= crate::rules::LIMITS.tiny_font_px;
-                        }
-                    }
-                    "width" | "height" => pixel |= font_px(value).is_some_and(|px| px <= 1.0),
-                    _ => {}
-                }
-            }
+            pixel |= apply(&mut frame, &decls);
         }
         match name {
             "a" | "area" => {
@@ -596,7 +649,7 @@ impl Walker {
         let frame = *self.stack.last().unwrap_or(&Frame::root());
         if frame.silent {
             if in_style {
-                hidden_classes(text, &mut self.hidden_classes);
+                class_rules(text, &mut self.class_rules);
                 if text.contains("@import") {
                     self.facts.stylesheets.push("@import".into());
                 }
@@ -665,7 +718,7 @@ pub(crate) fn analyse(html: &str) -> HtmlFacts {
     let mut walker = Walker {
         facts: HtmlFacts::default(),
         stack: Vec::with_capacity(64),
-        hidden_classes: HashSet::new(),
+        class_rules: ClassRules::default(),
         block: 0,
     };
     walker.facts.structure_errors = doc
@@ -750,6 +803,40 @@ mod tests {
         );
         assert!(matches!(segs[0].1, Visibility::Hidden(_)));
         assert_eq!(segs[1].1, Visibility::Visible);
+    }
+
+    #[test]
+    fn class_rules_size_and_colour_text_before_its_own_style() {
+        // MJML's pattern: rows at font-size 0, the button's class sizes it.
+        let segs = visibilities(
+            r#"<style>.button { font-size: 14px; color: #ffffff; background: #006ce1; }
+               .gone { display: none } .gone { display: block }</style>
+               <table><tr style="font-size:0px"><td><a class="button" href="https://a.example">Shop now</a></td></tr>
+               <tr style="font-size:0px"><td><span>collapsed</span></td></tr></table>
+               <p class="button" style="font-size:0">inline wins</p>
+               <p class="gone">shown again</p>"#,
+        );
+        let v = |t: &str| segs.iter().find(|(s, _)| s == t).unwrap().1;
+        assert_eq!(v("Shop now"), Visibility::Visible);
+        assert_eq!(v("collapsed"), Visibility::Tiny);
+        assert_eq!(v("inline wins"), Visibility::Tiny);
+        assert_eq!(v("shown again"), Visibility::Visible, "the later rule wins");
+    }
+
+    #[test]
+    fn a_background_shorthand_with_a_functional_colour_is_read_whole() {
+        let segs = visibilities(
+            r#"<div style="background-color:#FAFAFA"><a href="https://m.example"
+               style="background: rgba(26, 137, 23, 1); color: rgba(255, 255, 255, 1)">Control</a>
+               <span style="color:#fff">white on grey</span></div>"#,
+        );
+        let v = |t: &str| segs.iter().find(|(s, _)| s == t).unwrap().1;
+        assert_eq!(v("Control"), Visibility::Visible);
+        assert_eq!(v("white on grey"), Visibility::Invisible);
+        assert_eq!(
+            components("rgba(26, 137, 23, 1) url(x.png)  no-repeat").collect::<Vec<_>>(),
+            ["rgba(26, 137, 23, 1)", "url(x.png)", "no-repeat"]
+        );
     }
 
     #[test]

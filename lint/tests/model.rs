@@ -60,6 +60,47 @@ fn japanese_words_holding_latin_letters_are_not_a_look_alike_disguise() {
 }
 
 #[test]
+fn a_shown_address_linked_through_the_senders_own_site_is_not_a_mismatch() {
+    // Brands send every link through their own click-tracking host.
+    let own = page(&format!(
+        "{VISIBLE}<p><a href=\"https://click.garden.example/c/123\">www.giftcards-partner.example/garden</a></p>"
+    ));
+    assert!(
+        !rules(&own).contains(&"links.text-mismatch"),
+        "{:?}",
+        rules(&own)
+    );
+    let elsewhere = page(&format!(
+        "{VISIBLE}<p><a href=\"https://login.other.example/c/123\">www.garden.example/account</a></p>"
+    ));
+    assert!(
+        rules(&elsewhere).contains(&"links.text-mismatch"),
+        "{:?}",
+        rules(&elsewhere)
+    );
+}
+
+#[test]
+fn invisible_punctuation_is_not_invisible_text() {
+    let dots = page(&format!(
+        "{VISIBLE}<div style=\"background-color:#4a4a4a\"><span style=\"color:#4a4a4a\">...</span></div>"
+    ));
+    assert!(
+        !rules(&dots).contains(&"html.invisible-color"),
+        "{:?}",
+        rules(&dots)
+    );
+    let words = page(&format!(
+        "{VISIBLE}<div style=\"background-color:#4a4a4a\"><span style=\"color:#4a4a4a\">cheap pills</span></div>"
+    ));
+    assert!(
+        rules(&words).contains(&"html.invisible-color"),
+        "{:?}",
+        rules(&words)
+    );
+}
+
+#[test]
 fn hidden_words_the_reader_never_sees_are_hidden_text() {
     let busting = "<div style=\"display:none\">mortgage casino refinance lottery pharmacy \
         wholesale replica bitcoin jackpot insurance</div>";

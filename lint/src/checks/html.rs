@@ -37,7 +37,8 @@ pub(super) fn check(cx: &Context<'_>, out: &mut Findings) {
         }
         let text = seg.text.replace(crate::html::is_spacer, " ");
         let text = text.trim();
-        if !text.is_empty() {
+        // A hidden "..." or "|" separator says nothing to a filter.
+        if text.chars().any(char::is_alphanumeric) {
             out.add(rule, what.into(), Some(clip(text, 80)));
         }
     }

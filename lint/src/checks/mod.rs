@@ -151,6 +151,8 @@ pub(crate) static TRACKERS: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| data_set(include_str!("../data/tracking-domains.txt")));
 pub(crate) static COMMON_SITES: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| data_set(include_str!("../data/common-sites.txt")));
+pub(crate) static IMPERSONATED_SITES: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| data_set(include_str!("../data/impersonated-sites.txt")));
 
 /// Template merge tags ({{name}}, *|FNAME|*, %%first%%, {$name}, [name]):
 /// a template linted before merging has them where links and names go.
