@@ -470,16 +470,20 @@ fn add_rule(selector: &str, decls: &[(&'static str, Cow<'_, str>)], out: &mut Cl
                 .chars()
                 .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
         {
-            out.entry(class.to_string()).or_default().extend(
-                decls
-                    .iter()
-                    .map(|(prop, value)| (*prop, value.clone().into_owned())),
-            );
+            let rules = out.entry(class.to_string()).or_default();
+            for (prop, value) in decls {
+                // The later declaration wins: keeping one a property bounds
+                // the work per element, however often a hostile stylesheet
+                // repeats a class.
+                rules.retain(|(p, _)| p != prop);
+                rules.push((prop, value.clone().into_owned()));
+            }
         }
     }
 }
 
-/// Class name → its rules' visibility declarations, in stylesheet order.
+/// Class name → its rules' visibility declarations, the last of each
+/// property, in stylesheet order.
 type ClassRules = HashMap<String, Vec<(&'static str, String)>, fnv::FnvBuildHasher>;
 
 fn strip_comments(css: &str) -> String {
@@ -821,6 +825,23 @@ mod tests {
         assert_eq!(v("collapsed"), Visibility::Tiny);
         assert_eq!(v("inline wins"), Visibility::Tiny);
         assert_eq!(v("shown again"), Visibility::Visible, "the later rule wins");
+    }
+
+    #[test]
+    fn a_class_repeated_in_the_stylesheet_keeps_one_declaration_a_property() {
+        let mut rules = ClassRules::default();
+        class_rules(
+            &".a { color: red; font-size: 1px }".repeat(10_000),
+            &mut rules,
+        );
+        class_rules(".a { color: blue }", &mut rules);
+        assert_eq!(
+            rules["a"],
+            [
+                ("font-size", "1px".to_string()),
+                ("color", "blue".to_string())
+            ]
+        );
     }
 
     #[test]
