@@ -284,7 +284,7 @@ pub(crate) fn is_mixed_script(word: &str) -> bool {
     let mut letters = 0;
     let mut all = AugmentedScriptSet::default();
     let mut besides_latin = AugmentedScriptSet::default();
-    // Letters only: '@' or '$' inside a word belong to no script.
+    // Letters only, as before: digits and '@' are common to every script.
     for c in word.chars().filter(|c| c.is_alphabetic()) {
         letters += 1;
         let set = AugmentedScriptSet::from(c);
