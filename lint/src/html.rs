@@ -212,26 +212,37 @@ pub(crate) fn declarations(css: &str) -> Vec<(&'static str, Cow<'_, str>)> {
         push_declaration(&css[from..], &mut out);
         return out;
     }
+    for_each_part(css, |b| b == b';', |decl| push_declaration(decl, &mut out));
+    out
+}
+
+/// Calls `part` with each piece of `value` between separator bytes that
+/// stand outside quotes and parentheses: the `;` of a declaration list,
+/// the spaces of a shorthand (`rgba(26, 137, 23, 1) none` is two parts,
+/// not five). Pieces may be empty.
+fn for_each_part<'a>(
+    value: &'a str,
+    is_separator: impl Fn(u8) -> bool,
+    mut part: impl FnMut(&'a str),
+) {
     let mut depth = 0usize;
     let mut quote = None;
     let mut start = 0;
-    let bytes = css.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, b) in value.bytes().enumerate() {
         match (quote, b) {
             (Some(q), _) if b == q => quote = None,
             (Some(_), _) => {}
             (None, b'"' | b'\'') => quote = Some(b),
             (None, b'(') => depth += 1,
             (None, b')') => depth = depth.saturating_sub(1),
-            (None, b';') if depth == 0 => {
-                push_declaration(&css[start..i], &mut out);
+            (None, _) if depth == 0 && is_separator(b) => {
+                part(&value[start..i]);
                 start = i + 1;
             }
             _ => {}
         }
     }
-    push_declaration(&css[start..], &mut out);
-    out
+    part(&value[start..]);
 }
 
 /// The properties that decide whether text shows; the rest (margins,
@@ -378,8 +389,21 @@ fn apply<V: AsRef<str>>(frame: &mut Frame, decls: &[(&'static str, V)]) -> bool 
             "background" => {
                 if value.contains("url(") || value.contains("gradient") {
                     frame.background = Background::Unknown;
-                } else if let Some(Some(c)) = components(value).find_map(parse_colour) {
-                    frame.background = Background::Colour(c);
+                } else {
+                    // The first part that reads as a colour is the colour.
+                    let mut colour = None;
+                    for_each_part(
+                        value,
+                        |b| b.is_ascii_whitespace(),
+                        |part| {
+                            if colour.is_none() && !part.is_empty() {
+                                colour = parse_colour(part);
+                            }
+                        },
+                    );
+                    if let Some(Some(c)) = colour {
+                        frame.background = Background::Colour(c);
+                    }
                 }
             }
             "background-image" if value != "none" => {
@@ -395,31 +419,6 @@ fn apply<V: AsRef<str>>(frame: &mut Frame, decls: &[(&'static str, V)]) -> bool 
         }
     }
     pixel
-}
-
-/// The space-separated parts of a shorthand value, keeping functional
-/// notation whole: `rgba(26, 137, 23, 1) none` is two parts, not five.
-fn components(value: &str) -> impl Iterator<Item = &str> {
-    let mut depth = 0usize;
-    let mut start = 0;
-    let mut parts = Vec::new();
-    for (i, b) in value.bytes().enumerate() {
-        match b {
-            b'(' => depth += 1,
-            b')' => depth = depth.saturating_sub(1),
-            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' if depth == 0 => {
-                if start < i {
-                    parts.push(&value[start..i]);
-                }
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if start < value.len() {
-        parts.push(&value[start..]);
-    }
-    parts.into_iter()
 }
 
 /// The visibility declarations of the simple `.class` / `tag.class`
@@ -854,9 +853,15 @@ mod tests {
         let v = |t: &str| segs.iter().find(|(s, _)| s == t).unwrap().1;
         assert_eq!(v("Control"), Visibility::Visible);
         assert_eq!(v("white on grey"), Visibility::Invisible);
+        let mut parts = Vec::new();
+        for_each_part(
+            "rgba(26, 137, 23, 1) url('x y.png')  no-repeat",
+            |b| b.is_ascii_whitespace(),
+            |p| parts.push(p),
+        );
         assert_eq!(
-            components("rgba(26, 137, 23, 1) url(x.png)  no-repeat").collect::<Vec<_>>(),
-            ["rgba(26, 137, 23, 1)", "url(x.png)", "no-repeat"]
+            parts,
+            ["rgba(26, 137, 23, 1)", "url('x y.png')", "", "no-repeat"]
         );
     }
 
