@@ -194,10 +194,20 @@ fn close(a: [u8; 3], b: [u8; 3]) -> bool {
     a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 12)
 }
 
+/// One CSS declaration that bears on visibility, its value lower-cased
+/// and without its `!important`, which `important` keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Declaration<'a> {
+    pub prop: &'static str,
+    pub value: Cow<'a, str>,
+    pub important: bool,
+}
+
 /// Splits a CSS declaration list ("a: b; c: url(x;y)") into lower-cased
-/// property/value pairs, keeping the properties that affect visibility. Quotes and parentheses are respected so a `;`
-/// inside `url(...)` doesn't split a declaration.
-pub(crate) fn declarations(css: &str) -> Vec<(&'static str, Cow<'_, str>)> {
+/// declarations, keeping the properties that affect visibility. Quotes and
+/// parentheses are respected so a `;` inside `url(...)` doesn't split a
+/// declaration.
+pub(crate) fn declarations(css: &str) -> Vec<Declaration<'_>> {
     let mut out = Vec::new();
     // Most inline styles have neither quotes nor parentheses: then every
     // `;` ends a declaration, and one SIMD search over the value says so
@@ -270,7 +280,7 @@ fn visibility_property(prop: &str) -> Option<&'static str> {
     })
 }
 
-fn push_declaration<'a>(decl: &'a str, out: &mut Vec<(&'static str, Cow<'a, str>)>) {
+fn push_declaration<'a>(decl: &'a str, out: &mut Vec<Declaration<'a>>) {
     let Some((prop, value)) = decl.split_once(':') else {
         return;
     };
@@ -286,6 +296,7 @@ fn push_declaration<'a>(decl: &'a str, out: &mut Vec<(&'static str, Cow<'a, str>
         return;
     };
     let mut value = value.trim_ascii();
+    let mut important = false;
     // Compared as bytes: the tenth byte from the end may sit inside a
     // multi-byte character (found by fuzzing), and when the last ten are
     // "!important" the cut falls on the ASCII '!'.
@@ -293,6 +304,7 @@ fn push_declaration<'a>(decl: &'a str, out: &mut Vec<(&'static str, Cow<'a, str>
         && value.as_bytes()[start..].eq_ignore_ascii_case(b"!important")
     {
         value = value[..start].trim_ascii_end();
+        important = true;
     }
     // Values are nearly always written in lower case already.
     let value = if value.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -300,7 +312,11 @@ fn push_declaration<'a>(decl: &'a str, out: &mut Vec<(&'static str, Cow<'a, str>
     } else {
         Cow::Borrowed(value)
     };
-    out.push((known, value));
+    out.push(Declaration {
+        prop: known,
+        value,
+        important,
+    });
 }
 
 fn parse_colour(value: &str) -> Option<Option<[u8; 3]>> {
@@ -337,13 +353,15 @@ fn length_is_zero(value: &str) -> bool {
     font_px(value).is_some_and(|px| px <= 0.0)
 }
 
-fn hides<V: AsRef<str>>(decls: &[(&'static str, V)]) -> Option<&'static str> {
+/// Why declarations in cascade order (the last of a property wins) hide
+/// an element, if they do.
+fn hides(decls: &[Declaration<'_>]) -> Option<&'static str> {
     let get = |name: &str| {
         decls
             .iter()
             .rev()
-            .find(|(p, _)| *p == name)
-            .map(|(_, v)| v.as_ref())
+            .find(|d| d.prop == name)
+            .map(|d| d.value.as_ref())
     };
     if get("display") == Some("none") {
         return Some("display:none");
@@ -371,11 +389,11 @@ fn hides<V: AsRef<str>>(decls: &[(&'static str, V)]) -> Option<&'static str> {
 
 /// Applies colour, background and font-size declarations to `frame`;
 /// true when a width or height of at most 1px makes an image a pixel.
-fn apply<V: AsRef<str>>(frame: &mut Frame, decls: &[(&'static str, V)]) -> bool {
+fn apply(frame: &mut Frame, decls: &[Declaration<'_>]) -> bool {
     let mut pixel = false;
-    for (prop, value) in decls {
-        let value = value.as_ref();
-        match *prop {
+    for d in decls {
+        let value = d.value.as_ref();
+        match d.prop {
             "color" => {
                 if let Some(c) = parse_colour(value) {
                     frame.colour = c;
@@ -459,7 +477,7 @@ fn class_rules(css: &str, out: &mut ClassRules) {
     }
 }
 
-fn add_rule(selector: &str, decls: &[(&'static str, Cow<'_, str>)], out: &mut ClassRules) {
+fn add_rule(selector: &str, decls: &[Declaration<'_>], out: &mut ClassRules) {
     for sel in selector.split(',') {
         let sel = sel.trim();
         // Only simple `.class` / `tag.class` selectors.
@@ -470,12 +488,22 @@ fn add_rule(selector: &str, decls: &[(&'static str, Cow<'_, str>)], out: &mut Cl
                 .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
         {
             let rules = out.entry(class.to_string()).or_default();
-            for (prop, value) in decls {
-                // The later declaration wins: keeping one a property bounds
-                // the work per element, however often a hostile stylesheet
-                // repeats a class.
-                rules.retain(|(p, _)| p != prop);
-                rules.push((prop, value.clone().into_owned()));
+            for d in decls {
+                // The later declaration wins (an important one over a normal
+                // one): keeping one a property bounds the work per element,
+                // however often a hostile stylesheet repeats a class.
+                if rules
+                    .iter()
+                    .any(|r| r.prop == d.prop && r.important && !d.important)
+                {
+                    continue;
+                }
+                rules.retain(|r| r.prop != d.prop);
+                rules.push(Declaration {
+                    prop: d.prop,
+                    value: Cow::Owned(d.value.clone().into_owned()),
+                    important: d.important,
+                });
             }
         }
     }
@@ -483,7 +511,7 @@ fn add_rule(selector: &str, decls: &[(&'static str, Cow<'_, str>)], out: &mut Cl
 
 /// Class name → its rules' visibility declarations, the last of each
 /// property, in stylesheet order.
-type ClassRules = HashMap<String, Vec<(&'static str, String)>, fnv::FnvBuildHasher>;
+type ClassRules = HashMap<String, Vec<Declaration<'static>>, fnv::FnvBuildHasher>;
 
 fn strip_comments(css: &str) -> String {
     let mut out = String::with_capacity(css.len());
@@ -586,29 +614,55 @@ impl Walker {
             frame.background = Background::Unknown;
         }
         // The cascade's order: presentational attributes, then the
-        // `<style>` blocks' class rules, then the element's own style.
-        let mut pixel = false;
+        // `<style>` blocks' class rules, then the element's own style, then
+        // the class rules' `!important` declarations (which beat a normal
+        // inline one), then the inline `!important` ones. A template that
+        // hides its interactive version inline and shows it with
+        // `.shown { display:block !important }` shows it.
+        let inline = attrs.style.map(declarations).unwrap_or_default();
+        let mut matched: Vec<&Declaration<'static>> = Vec::new();
         if !self.class_rules.is_empty()
             && let Some(classes) = attrs.class
         {
             for class in classes.split_whitespace() {
                 if let Some(decls) = self.class_rules.get(class) {
-                    if hides(decls).is_some() {
-                        frame
-                            .hidden
-                            .get_or_insert("display:none from a <style> class");
-                    }
-                    pixel |= apply(&mut frame, decls);
+                    matched.extend(decls);
                 }
             }
         }
-        if let Some(style) = attrs.style {
-            let decls = declarations(style);
-            if let Some(reason) = hides(&decls) {
-                frame.hidden.get_or_insert(reason);
+        let cascaded;
+        let decls: &[Declaration<'_>] = if matched.is_empty() {
+            &inline
+        } else {
+            fn borrowed<'a>(d: &'a Declaration<'_>) -> Declaration<'a> {
+                Declaration {
+                    prop: d.prop,
+                    value: Cow::Borrowed(d.value.as_ref()),
+                    important: d.important,
+                }
             }
-            pixel |= apply(&mut frame, &decls);
+            let mut all = Vec::with_capacity(matched.len() + inline.len());
+            for important in [false, true] {
+                all.extend(
+                    matched
+                        .iter()
+                        .filter(|d| d.important == important)
+                        .map(|d| borrowed(d)),
+                );
+                all.extend(
+                    inline
+                        .iter()
+                        .filter(|d| d.important == important)
+                        .map(borrowed),
+                );
+            }
+            cascaded = all;
+            &cascaded
+        };
+        if let Some(reason) = hides(decls) {
+            frame.hidden.get_or_insert(reason);
         }
+        let mut pixel = apply(&mut frame, decls);
         match name {
             "a" | "area" => {
                 if let Some(href) = attrs.href {
@@ -827,6 +881,25 @@ mod tests {
     }
 
     #[test]
+    fn an_important_class_rule_beats_the_inline_style_and_a_normal_one_does_not() {
+        // Interactive templates hide their alternates inline and reveal
+        // one from the stylesheet.
+        let segs = visibilities(
+            r#"<style>.d { display: block !important } .c { display: none !important }
+               .n { display: block }</style>
+               <div class="d" style="display:none">revealed</div>
+               <div class="c" style="display:block">concealed</div>
+               <div class="n" style="display:none">still hidden</div>
+               <div class="c" style="display:block !important">inline important</div>"#,
+        );
+        let v = |t: &str| segs.iter().find(|(s, _)| s == t).unwrap().1;
+        assert_eq!(v("revealed"), Visibility::Visible);
+        assert!(matches!(v("concealed"), Visibility::Hidden(_)));
+        assert!(matches!(v("still hidden"), Visibility::Hidden(_)));
+        assert_eq!(v("inline important"), Visibility::Visible);
+    }
+
+    #[test]
     fn a_class_repeated_in_the_stylesheet_keeps_one_declaration_a_property() {
         let mut rules = ClassRules::default();
         class_rules(
@@ -834,13 +907,11 @@ mod tests {
             &mut rules,
         );
         class_rules(".a { color: blue }", &mut rules);
-        assert_eq!(
-            rules["a"],
-            [
-                ("font-size", "1px".to_string()),
-                ("color", "blue".to_string())
-            ]
-        );
+        let kept: Vec<_> = rules["a"]
+            .iter()
+            .map(|d| (d.prop, d.value.as_ref()))
+            .collect();
+        assert_eq!(kept, [("font-size", "1px"), ("color", "blue")]);
     }
 
     #[test]
@@ -885,18 +956,30 @@ mod tests {
 
     #[test]
     fn declarations_respect_parentheses_and_quotes() {
-        let d = declarations("background: url('a;b.png'); margin: 0; COLOR: Red !important;");
-        assert_eq!(d[0], ("background", Cow::from("url('a;b.png')")));
-        assert_eq!(d[1], ("color", Cow::from("red")));
-        assert_eq!(d.len(), 2, "margin is not a visibility property");
+        let pairs = |css| -> Vec<(&str, String, bool)> {
+            declarations(css)
+                .into_iter()
+                .map(|d| (d.prop, d.value.into_owned(), d.important))
+                .collect()
+        };
+        assert_eq!(
+            pairs("background: url('a;b.png'); margin: 0; COLOR: Red !important;"),
+            [
+                ("background", "url('a;b.png')".into(), false),
+                ("color", "red".into(), true)
+            ],
+            "margin is not a visibility property"
+        );
         // A multi-byte character where "!important" would start: no panic.
-        let d = declarations("width:0\u{FFFD}\u{FFFD}\u{FFFD}px");
-        assert_eq!(d[0], ("width", Cow::from("0\u{FFFD}\u{FFFD}\u{FFFD}px")));
+        assert_eq!(
+            pairs("width:0\u{FFFD}\u{FFFD}\u{FFFD}px"),
+            [("width", "0\u{FFFD}\u{FFFD}\u{FFFD}px".into(), false)]
+        );
         // Only ASCII whitespace is CSS whitespace: a no-break space makes
         // the value something else, which browsers ignore.
         let d = declarations(" display :\tnone\u{A0}; COLOR:red\n");
-        assert_eq!(d[0], ("display", Cow::from("none\u{A0}")));
-        assert_eq!(d[1], ("color", Cow::from("red")));
+        assert_eq!(d[0].value, "none\u{A0}");
+        assert_eq!(d[1].value, "red");
         assert_eq!(hides(&d), None);
     }
 }
