@@ -132,9 +132,10 @@ fn hidden_text_outside_the_preheader_is_flagged() {
             "html.invisible-color",
             "preheader.runs-into-body",
         ],
-        // Hidden hash-busting words are strong evidence but, on a message
-        // with nothing else wrong, not proof: review, not risky.
-        Rating::Review,
+        // Hidden hash-busting words, tiny and invisible text: risky since
+        // the threshold is set per corpus (issue 13's unit), 5.6 instead of
+        // 7.3; before, this was only `review`.
+        Rating::Risky,
     );
 }
 
@@ -189,9 +190,10 @@ fn broken_and_active_html_is_flagged() {
             "compliance.no-personalization",
         ],
         // Active content in a bare HTML body with no sender: every rule
-        // fires, but providers strip scripts and frames; the model weighs
-        // them as real spam used them, which is less than the hand points.
-        Rating::Review,
+        // fires. The model weighs scripts and frames as real spam used them,
+        // less than the hand points, but together they pass the threshold
+        // of 5.6 (`review` under the old 7.3).
+        Rating::Risky,
     );
 }
 
@@ -201,7 +203,8 @@ fn executable_attachments_are_flagged_on_any_stream() {
         "dangerous-attachment.eml",
         Stream::Transactional,
         &["attachments.dangerous-type"],
-        Rating::Review,
+        // The heaviest rule alone: `review` under the old 7.3, risky now.
+        Rating::Risky,
     );
 }
 

@@ -473,11 +473,39 @@ impl Scored {
     fn at_or_below(&self, set: usize, t: f64) -> f64 {
         1.0 - self.above(set, t)
     }
+    /// Share of a corpus's legitimate mail, all its ham sets together,
+    /// scoring above `t`.
+    fn ham_above(&self, sets: &[Set], corpus: &str, t: f64) -> f64 {
+        let (mut above, mut all) = (0, 0);
+        for (i, set) in sets.iter().enumerate() {
+            if set.corpus == corpus && !set.spam {
+                above += self.by_set[i].iter().filter(|x| **x > t).count();
+                all += self.by_set[i].len();
+            }
+        }
+        above as f64 / all.max(1) as f64
+    }
 }
 
-/// `review_max`: the lowest score above which at most `RISKY_HAM` of every
-/// ham set would rate risky. `good_max`: the highest score at or below
-/// which at most `GOOD_SPAM` of every spam set would rate good.
+/// The corpora that hold ham, in order of first appearance.
+fn ham_corpora(sets: &[Set]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for set in sets.iter().filter(|s| !s.spam) {
+        if !out.contains(&set.corpus.as_str()) {
+            out.push(&set.corpus);
+        }
+    }
+    out
+}
+
+/// `review_max`: the lowest score above which at most `RISKY_HAM` of each
+/// corpus's legitimate mail (its ham sets together) would rate risky: the
+/// unit in which issue 13 states its target (≤ 5 %), with one point of
+/// margin. A stricter cap on every ham set alone would let 2002's
+/// commercial newsletters (SpamAssassin's hard ham, 6 % of that corpus's
+/// ham) set the threshold for today's mail; their share is reported
+/// beside it. `good_max`: the highest score at or below which at most
+/// `GOOD_SPAM` of every spam set would rate good.
 const RISKY_HAM: f64 = 0.04;
 const GOOD_SPAM: f64 = 0.05;
 
@@ -487,10 +515,9 @@ fn thresholds(scored: &Scored, sets: &[Set]) -> Thresholds {
         .iter()
         .copied()
         .find(|t| {
-            sets.iter()
-                .enumerate()
-                .filter(|(_, s)| !s.spam)
-                .all(|(i, _)| scored.above(i, *t) <= RISKY_HAM)
+            ham_corpora(sets)
+                .iter()
+                .all(|c| scored.ham_above(sets, c, *t) <= RISKY_HAM)
         })
         .unwrap_or(20.0);
     let good_max = grid
@@ -733,7 +760,7 @@ fn report(
     let _ = writeln!(
         out,
         "Thresholds, chosen on the cross-validated scores of the development split: `review_max` = **{:.1}**, the lowest score \
-         above which at most {} of every ham set rates `risky`; `good_max` = **{:.1}**, the highest score at or below which at \
+         above which at most {} of each corpus's legitimate mail (its ham sets together) rates `risky`; `good_max` = **{:.1}**, the highest score at or below which at \
          most {} of every spam set rates `good`. Shares of each set in each rating (marketing stream):\n",
         t.review_max,
         pct(RISKY_HAM),
@@ -764,6 +791,16 @@ fn report(
             rates(cv),
             rates(ho)
         );
+    }
+    for c in ham_corpora(sets) {
+        if sets.iter().filter(|s| s.corpus == c && !s.spam).count() > 1 {
+            let _ = writeln!(
+                out,
+                "| {c}, all ham | – / – / {} | – / – / {} |",
+                pct(cv.ham_above(sets, c, t.review_max)),
+                pct(ho.ham_above(sets, c, t.review_max))
+            );
+        }
     }
     // The trade-off behind `review_max`: where the ham sets part company
     // with the spam sets, so a reader can weigh another choice.
