@@ -380,6 +380,19 @@ mod tests {
     }
 
     #[test]
+    fn no_two_phrases_match_the_same_words() {
+        // The automaton reports the first of two equal patterns only: the
+        // second ("risk-free" beside "risk free") could never be found.
+        let mut seen = std::collections::HashMap::new();
+        for p in &PHRASES.phrases {
+            let norm = tokens(p.text).norm;
+            if let Some(other) = seen.insert(norm, p.text) {
+                panic!("{:?} and {other:?} match the same words", p.text);
+            }
+        }
+    }
+
+    #[test]
     fn phrases_match_whole_words_longest_first() {
         let text = "Act now: this is 100% free money, freedom included";
         let hits: Vec<_> = find_phrases(&tokens(text))

@@ -110,18 +110,21 @@ fn hidden_words_the_reader_never_sees_are_hidden_text() {
 
 #[test]
 fn trigger_phrases_without_learned_weight_are_not_reported() {
-    let weightless: Vec<&str> = MODEL
-        .named
-        .iter()
-        .filter(|(n, w)| n.starts_with("phrase:") && **w < 0.05)
-        .map(|(n, _)| &n["phrase:".len()..])
-        .collect();
-    let weighty = MODEL
-        .named
-        .iter()
-        .filter(|(n, w)| n.starts_with("phrase:") && **w >= 0.5)
-        .map(|(n, _)| &n["phrase:".len()..])
-        .next()
+    // Sorted: the model's map has no order, and the test must pick the
+    // same phrases every run.
+    let phrases = |keep: fn(f64) -> bool| {
+        let mut v: Vec<&str> = MODEL
+            .named
+            .iter()
+            .filter(|(n, w)| n.starts_with("phrase:") && keep(**w))
+            .map(|(n, _)| &n["phrase:".len()..])
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let weightless = phrases(|w| w < 0.05);
+    let weighty = *phrases(|w| w >= 0.5)
+        .first()
         .expect("some phrase carries weight");
     let phrase = weightless.first().expect("training zeroes some phrases");
     let email = page(&format!("{VISIBLE}<p>{phrase}.</p><p>{weighty}.</p>"));
