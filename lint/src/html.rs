@@ -7,7 +7,7 @@
 //! 10,000-deep document costs heap, not call stack.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ego_tree::iter::Edge;
 
@@ -439,54 +439,133 @@ fn apply(frame: &mut Frame, decls: &[Declaration<'_>]) -> bool {
     pixel
 }
 
-/// The visibility declarations of the simple `.class` / `tag.class`
-/// rules at the top level of `<style>` blocks, by class, in stylesheet
-/// order. Rules inside `@media` are skipped: they apply only to some
-/// screens. Templates size and colour their buttons this way (MJML sets
-/// `font-size:0` on rows and gives the button's class its size), so the
-/// walker applies them before an element's own `style`.
-fn class_rules(css: &str, out: &mut ClassRules) {
+/// What the walker takes from `<style>` blocks.
+#[derive(Default)]
+struct Stylesheet {
+    /// The visibility declarations of the simple `.class` / `tag.class`
+    /// rules at the top level, by class, in stylesheet order. Templates
+    /// size and colour their buttons this way (MJML sets `font-size:0` on
+    /// rows and gives the button's class its size), so the walker applies
+    /// them before an element's own `style`.
+    classes: ClassRules,
+    /// Classes that some rule the walker doesn't apply (one inside
+    /// `@media`, or behind a descendant selector such as `form .b`) gives
+    /// a `display` other than `none`: a mobile-only block or the
+    /// interactive half of a template, hidden by default and shown in some
+    /// clients. What a reader may see is not hidden text.
+    revealed: HashSet<String, fnv::FnvBuildHasher>,
+}
+
+/// Reads one `<style>` block into `out`. Rules inside `@media` apply only
+/// to some screens: they never hide, but they can reveal.
+fn class_rules(css: &str, out: &mut Stylesheet) {
     let css = strip_comments(css);
     let mut depth = 0usize;
+    // Whether the open top-level block is an at-rule (`@media`, ...).
+    let mut in_at_rule = false;
     let mut selector_start = 0;
     let mut selector = "";
     let mut body_start = 0;
     for (i, c) in css.char_indices() {
         match c {
             '{' => {
-                if depth == 0 {
-                    selector = css[selector_start..i].trim();
-                    body_start = i + 1;
+                let sel = css[selector_start..i].trim();
+                match (depth, in_at_rule) {
+                    (0, _) if sel.starts_with('@') => {
+                        in_at_rule = true;
+                        selector_start = i + 1;
+                    }
+                    (0, _) | (1, true) => {
+                        selector = sel;
+                        body_start = i + 1;
+                    }
+                    _ => {}
                 }
                 depth += 1;
             }
             '}' => {
                 depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    if !selector.starts_with('@') {
+                match (depth, in_at_rule) {
+                    (0, false) => {
                         let decls = declarations(&css[body_start..i]);
                         if !decls.is_empty() {
-                            add_rule(selector, &decls, out);
+                            add_rule(selector, &decls, &mut out.classes);
+                            add_reveals(selector, &decls, true, &mut out.revealed);
                         }
                     }
+                    (0, true) => in_at_rule = false,
+                    (1, true) => add_reveals(
+                        selector,
+                        &declarations(&css[body_start..i]),
+                        false,
+                        &mut out.revealed,
+                    ),
+                    _ => {}
+                }
+                if depth <= 1 {
                     selector_start = i + 1;
                 }
             }
+            // `@import url(x);` and `@charset "x";` end without a block.
+            ';' if depth == 0 || (depth == 1 && in_at_rule) => selector_start = i + 1,
             _ => {}
         }
     }
 }
 
+/// Records the class of each selector's last compound (`.b` in `form .b`)
+/// when the rule shows it and the walker doesn't apply the rule itself: it
+/// sits inside `@media` (`applied` false) or its selector isn't simple.
+fn add_reveals(
+    selector: &str,
+    decls: &[Declaration<'_>],
+    applied: bool,
+    out: &mut HashSet<String, fnv::FnvBuildHasher>,
+) {
+    let shows = decls
+        .iter()
+        .rev()
+        .find(|d| d.prop == "display")
+        .is_some_and(|d| d.value != "none");
+    if !shows {
+        return;
+    }
+    for sel in selector.split(',') {
+        if applied && simple_class(sel).is_some() {
+            continue;
+        }
+        let last = sel
+            .trim()
+            .rsplit(|c: char| c.is_ascii_whitespace() || matches!(c, '>' | '+' | '~'))
+            .next()
+            .unwrap_or("");
+        if let Some((_, class)) = last.rsplit_once('.') {
+            let class: &str = class
+                .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+                .next()
+                .unwrap_or("");
+            if !class.is_empty() && out.len() < 10_000 {
+                out.insert(class.to_string());
+            }
+        }
+    }
+}
+
+/// The class of a simple `.class` / `tag.class` selector, the only kind
+/// the walker applies.
+fn simple_class(selector: &str) -> Option<&str> {
+    let (tag, class) = selector.trim().split_once('.')?;
+    (tag.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !class.is_empty()
+        && class
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
+    .then_some(class)
+}
+
 fn add_rule(selector: &str, decls: &[Declaration<'_>], out: &mut ClassRules) {
     for sel in selector.split(',') {
-        let sel = sel.trim();
-        // Only simple `.class` / `tag.class` selectors.
-        if let Some((_, class)) = sel.split_once('.')
-            && !class.is_empty()
-            && class
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-        {
+        if let Some(class) = simple_class(sel) {
             let rules = out.entry(class.to_string()).or_default();
             for d in decls {
                 // The later declaration wins (an important one over a normal
@@ -529,7 +608,7 @@ fn strip_comments(css: &str) -> String {
 struct Walker {
     facts: HtmlFacts,
     stack: Vec<Frame>,
-    class_rules: ClassRules,
+    styles: Stylesheet,
     block: usize,
 }
 
@@ -621,11 +700,11 @@ impl Walker {
         // `.shown { display:block !important }` shows it.
         let inline = attrs.style.map(declarations).unwrap_or_default();
         let mut matched: Vec<&Declaration<'static>> = Vec::new();
-        if !self.class_rules.is_empty()
+        if !self.styles.classes.is_empty()
             && let Some(classes) = attrs.class
         {
             for class in classes.split_whitespace() {
-                if let Some(decls) = self.class_rules.get(class) {
+                if let Some(decls) = self.styles.classes.get(class) {
                     matched.extend(decls);
                 }
             }
@@ -660,7 +739,15 @@ impl Walker {
             &cascaded
         };
         if let Some(reason) = hides(decls) {
-            frame.hidden.get_or_insert(reason);
+            let revealed = !self.styles.revealed.is_empty()
+                && attrs.class.is_some_and(|classes| {
+                    classes
+                        .split_whitespace()
+                        .any(|c| self.styles.revealed.contains(c))
+                });
+            if !revealed {
+                frame.hidden.get_or_insert(reason);
+            }
         }
         let mut pixel = apply(&mut frame, decls);
         match name {
@@ -706,7 +793,7 @@ impl Walker {
         let frame = *self.stack.last().unwrap_or(&Frame::root());
         if frame.silent {
             if in_style {
-                class_rules(text, &mut self.class_rules);
+                class_rules(text, &mut self.styles);
                 if text.contains("@import") {
                     self.facts.stylesheets.push("@import".into());
                 }
@@ -775,7 +862,7 @@ pub(crate) fn analyse(html: &str) -> HtmlFacts {
     let mut walker = Walker {
         facts: HtmlFacts::default(),
         stack: Vec::with_capacity(64),
-        class_rules: ClassRules::default(),
+        styles: Stylesheet::default(),
         block: 0,
     };
     walker.facts.structure_errors = doc
@@ -881,6 +968,44 @@ mod tests {
     }
 
     #[test]
+    fn a_block_some_rule_shows_is_not_hidden_text() {
+        // A mobile-only block revealed under @media and the interactive half
+        // of a review mail revealed behind `form`: alternates, not hiding.
+        let segs = visibilities(
+            r#"<style>@import url(x.css); @media (max-width:600px) { .m { display:block !important } }
+               form .b, .z > .x { display: block !important }
+               @font-face { font-family: x; src: url(y) }
+               .gone { display: none }</style>
+               <div class="m" style="display:none;max-height:0;overflow:hidden">mobile</div>
+               <div class="b" style="display:none">interactive</div>
+               <div class="gone">never</div>
+               <div style="display:none">buster</div>"#,
+        );
+        let v = |t: &str| segs.iter().find(|(s, _)| s == t).unwrap().1;
+        assert_eq!(v("mobile"), Visibility::Visible);
+        assert_eq!(v("interactive"), Visibility::Visible);
+        assert!(matches!(v("never"), Visibility::Hidden(_)));
+        assert!(matches!(v("buster"), Visibility::Hidden(_)));
+    }
+
+    #[test]
+    fn rules_under_media_and_behind_descendant_selectors_only_reveal() {
+        let mut sheet = Stylesheet::default();
+        class_rules(
+            "@charset \"utf-8\"; @media print { .p, .q > .r { display: block } .s { display: none } }
+             form .b { display: inline !important } #id form .b { display: none }
+             .simple { display: block } div.t { color: red }",
+            &mut sheet,
+        );
+        let mut revealed: Vec<_> = sheet.revealed.iter().map(String::as_str).collect();
+        revealed.sort_unstable();
+        assert_eq!(revealed, ["b", "p", "r"]);
+        let mut applied: Vec<_> = sheet.classes.keys().map(String::as_str).collect();
+        applied.sort_unstable();
+        assert_eq!(applied, ["simple", "t"], "only simple selectors apply");
+    }
+
+    #[test]
     fn an_important_class_rule_beats_the_inline_style_and_a_normal_one_does_not() {
         // Interactive templates hide their alternates inline and reveal
         // one from the stylesheet.
@@ -901,13 +1026,13 @@ mod tests {
 
     #[test]
     fn a_class_repeated_in_the_stylesheet_keeps_one_declaration_a_property() {
-        let mut rules = ClassRules::default();
+        let mut rules = Stylesheet::default();
         class_rules(
             &".a { color: red; font-size: 1px }".repeat(10_000),
             &mut rules,
         );
         class_rules(".a { color: blue }", &mut rules);
-        let kept: Vec<_> = rules["a"]
+        let kept: Vec<_> = rules.classes["a"]
             .iter()
             .map(|d| (d.prop, d.value.as_ref()))
             .collect();
