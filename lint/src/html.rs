@@ -672,10 +672,9 @@ impl Walker {
             "object" | "embed" | "applet" => self.facts.active_elements.push("object"),
             "link" => {
                 let rel = attrs.rel.unwrap_or_default().to_ascii_lowercase();
-                if rel.split_whitespace().any(|r| r == "stylesheet") {
-                    self.facts
-                        .stylesheets
-                        .push(attrs.href.unwrap_or_default().to_string());
+                let href = attrs.href.unwrap_or_default().trim();
+                if rel.split_whitespace().any(|r| r == "stylesheet") && !is_web_font(href) {
+                    self.facts.stylesheets.push(href.to_string());
                 }
             }
             _ => {}
@@ -794,8 +793,10 @@ impl Walker {
         if frame.silent {
             if in_style {
                 class_rules(text, &mut self.styles);
-                if text.contains("@import") {
-                    self.facts.stylesheets.push("@import".into());
+                for url in imports(text) {
+                    if !is_web_font(url) {
+                        self.facts.stylesheets.push(format!("@import {url}"));
+                    }
                 }
             }
             return;
@@ -854,6 +855,54 @@ pub(crate) fn is_spacer(c: char) -> bool {
             | '\u{2060}'
             | '\u{FEFF}'
     )
+}
+
+/// Font services whose stylesheets only declare `@font-face`: a client
+/// that drops one falls back to the next font of the stack, and every
+/// template that uses a brand font links one.
+const WEB_FONT_HOSTS: &[&str] = &[
+    "fonts.googleapis.com",
+    "use.typekit.net",
+    "p.typekit.net",
+    "fonts.bunny.net",
+    "fast.fonts.net",
+    "cloud.typography.com",
+    "fonts.cdnfonts.com",
+    "api.fontshare.com",
+];
+
+fn is_web_font(url: &str) -> bool {
+    let rest = url
+        .trim()
+        .strip_prefix("https:")
+        .or_else(|| url.trim().strip_prefix("http:"))
+        .unwrap_or(url.trim());
+    let Some(rest) = rest.strip_prefix("//") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#', ':']).next().unwrap_or("");
+    WEB_FONT_HOSTS.iter().any(|h| host.eq_ignore_ascii_case(h))
+}
+
+/// The URLs of a style block's `@import` rules (`@import url(x)`,
+/// `@import "x"`); an import whose URL can't be read is reported as "".
+fn imports(css: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for (at, _) in css.match_indices("@import") {
+        let rest = css[at + "@import".len()..].trim_start();
+        let url = if let Some(r) = rest.strip_prefix("url(") {
+            r.split(')').next().unwrap_or("")
+        } else {
+            rest.split(|c: char| c.is_ascii_whitespace() || c == ';')
+                .next()
+                .unwrap_or("")
+        };
+        out.push(url.trim().trim_matches(['"', '\'']));
+        if out.len() >= 20 {
+            break;
+        }
+    }
+    out
 }
 
 /// Walks the document once and collects what the checks need.
@@ -1077,6 +1126,23 @@ mod tests {
         assert!(facts.images[1].pixel);
         assert_eq!(facts.active_elements, ["script", "form", "iframe"]);
         assert_eq!(facts.stylesheets, ["https://cdn.example/s.css"]);
+    }
+
+    #[test]
+    fn web_fonts_are_not_external_stylesheets() {
+        let facts = analyse(
+            r#"<link rel="stylesheet" href="https://fonts.googleapis.com/css2?family=Inter">
+               <link rel="stylesheet" href="//use.typekit.net/abc.css">
+               <style>@import url('https://fonts.googleapis.com/css?family=Lato');
+               @import "https://cdn.example/theme.css"; @import url(https://evil.example/x.css);</style>"#,
+        );
+        assert_eq!(
+            facts.stylesheets,
+            [
+                "@import https://cdn.example/theme.css",
+                "@import https://evil.example/x.css"
+            ]
+        );
     }
 
     #[test]
