@@ -49,6 +49,19 @@ fn html_piece() -> impl Strategy<Value = String> {
         Just("&zwnj;&nbsp;".to_string()),
         Just("<!--".to_string()),
         Just("<p class=p>".to_string()),
+        Just(
+            "<style>@media (x){ .m{display:block !important} } form .b,.c>.d{display:inline}"
+                .to_string()
+        ),
+        Just("<style>@import url('//fonts.googleapis.com/x'); @import \"".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just(";".to_string()),
+        Just("<div class=\"m b d\" style=\"display:none !important;DISPLAY:BLOCK\">".to_string()),
+        Just(
+            "<link rel=stylesheet href=\"https://fonts.googleapis.com@evil.example/x\">"
+                .to_string()
+        ),
         "[ -~]{0,20}",
         "\\PC{0,12}",
     ]
