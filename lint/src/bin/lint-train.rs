@@ -844,7 +844,7 @@ fn report(
         .enumerate()
         .map(|(i, n)| (n.as_str(), w.w[i]))
         .collect();
-    named.sort_by(|a, b| b.1.total_cmp(&a.1));
+    named.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let _ = writeln!(out, "Named features towards spam:\n");
     for (n, x) in named.iter().filter(|(_, x)| *x > 0.0).take(25) {
         let _ = writeln!(out, "- `{n}` {x:+.2}");
@@ -861,7 +861,7 @@ fn report(
         .filter(|(_, (_, seen))| *seen >= 5)
         .map(|(b, (tok, _))| (tok.as_str(), w.w[base + *b as usize]))
         .collect();
-    words.sort_by(|a, b| b.1.total_cmp(&a.1));
+    words.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let list = |v: &[(&str, f64)]| {
         v.iter()
             .map(|(t, x)| format!("`{t}` {x:+.2}"))
