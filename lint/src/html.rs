@@ -458,8 +458,8 @@ struct Stylesheet {
 
 /// Reads one `<style>` block into `out`. Rules inside `@media` apply only
 /// to some screens: they never hide, but they can reveal.
+/// `css` is a block's text without its comments (`strip_comments`).
 fn class_rules(css: &str, out: &mut Stylesheet) {
-    let css = strip_comments(css);
     let mut depth = 0usize;
     // Whether the open top-level block is an at-rule (`@media`, ...).
     let mut in_at_rule = false;
@@ -792,10 +792,14 @@ impl Walker {
         let frame = *self.stack.last().unwrap_or(&Frame::root());
         if frame.silent {
             if in_style {
-                class_rules(text, &mut self.styles);
-                for url in imports(text) {
+                // A commented-out rule or @import is no rule at all.
+                let css = strip_comments(text);
+                class_rules(&css, &mut self.styles);
+                for url in imports(&css) {
                     if !is_web_font(url) {
-                        self.facts.stylesheets.push(format!("@import {url}"));
+                        self.facts
+                            .stylesheets
+                            .push(format!("@import {url}").trim_end().to_string());
                     }
                 }
             }
@@ -885,7 +889,7 @@ fn is_web_font(url: &str) -> bool {
 }
 
 /// The URLs of a style block's `@import` rules (`@import url(x)`,
-/// `@import "x"`); an import whose URL can't be read is reported as "".
+/// `@import "x"`); an import whose URL can't be read gives "".
 fn imports(css: &str) -> Vec<&str> {
     let mut out = Vec::new();
     for (at, _) in css.match_indices("@import") {
@@ -1134,7 +1138,8 @@ mod tests {
             r#"<link rel="stylesheet" href="https://fonts.googleapis.com/css2?family=Inter">
                <link rel="stylesheet" href="//use.typekit.net/abc.css">
                <style>@import url('https://fonts.googleapis.com/css?family=Lato');
-               @import "https://cdn.example/theme.css"; @import url(https://evil.example/x.css);</style>"#,
+               @import "https://cdn.example/theme.css"; @import url(https://evil.example/x.css);
+               /* @import url(https://old.example/gone.css); */</style>"#,
         );
         assert_eq!(
             facts.stylesheets,
