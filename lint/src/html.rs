@@ -353,16 +353,18 @@ fn length_is_zero(value: &str) -> bool {
     font_px(value).is_some_and(|px| px <= 0.0)
 }
 
-/// Why declarations in cascade order (the last of a property wins) hide
-/// an element, if they do.
+/// The value declarations in cascade order give `prop`: the last one's.
+fn last_value<'d>(decls: &'d [Declaration<'_>], prop: &str) -> Option<&'d str> {
+    decls
+        .iter()
+        .rev()
+        .find(|d| d.prop == prop)
+        .map(|d| d.value.as_ref())
+}
+
+/// Why declarations in cascade order hide an element, if they do.
 fn hides(decls: &[Declaration<'_>]) -> Option<&'static str> {
-    let get = |name: &str| {
-        decls
-            .iter()
-            .rev()
-            .find(|d| d.prop == name)
-            .map(|d| d.value.as_ref())
-    };
+    let get = |name: &str| last_value(decls, name);
     if get("display") == Some("none") {
         return Some("display:none");
     }
@@ -522,12 +524,7 @@ fn add_reveals(
     applied: bool,
     out: &mut HashSet<String, fnv::FnvBuildHasher>,
 ) {
-    let shows = decls
-        .iter()
-        .rev()
-        .find(|d| d.prop == "display")
-        .is_some_and(|d| d.value != "none");
-    if !shows {
+    if last_value(decls, "display").is_none_or(|d| d == "none") {
         return;
     }
     for sel in selector.split(',') {
@@ -540,10 +537,7 @@ fn add_reveals(
             .next()
             .unwrap_or("");
         if let Some((_, class)) = last.rsplit_once('.') {
-            let class: &str = class
-                .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
-                .next()
-                .unwrap_or("");
+            let class = class.split(|c| !is_class_char(c)).next().unwrap_or("");
             if !class.is_empty() && out.len() < 10_000 {
                 out.insert(class.to_string());
             }
@@ -557,10 +551,13 @@ fn simple_class(selector: &str) -> Option<&str> {
     let (tag, class) = selector.trim().split_once('.')?;
     (tag.bytes().all(|b| b.is_ascii_alphanumeric())
         && !class.is_empty()
-        && class
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
+        && class.chars().all(is_class_char))
     .then_some(class)
+}
+
+/// A character the walker accepts in a class name.
+fn is_class_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '-' || c == '_'
 }
 
 fn add_rule(selector: &str, decls: &[Declaration<'_>], out: &mut ClassRules) {
@@ -876,11 +873,11 @@ const WEB_FONT_HOSTS: &[&str] = &[
 ];
 
 fn is_web_font(url: &str) -> bool {
+    let url = url.trim();
     let rest = url
-        .trim()
         .strip_prefix("https:")
-        .or_else(|| url.trim().strip_prefix("http:"))
-        .unwrap_or(url.trim());
+        .or_else(|| url.strip_prefix("http:"))
+        .unwrap_or(url);
     let Some(rest) = rest.strip_prefix("//") else {
         return false;
     };

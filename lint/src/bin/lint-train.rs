@@ -511,11 +511,12 @@ const GOOD_SPAM: f64 = 0.05;
 
 fn thresholds(scored: &Scored, sets: &[Set]) -> Thresholds {
     let grid: Vec<f64> = (0..=200).map(|i| f64::from(i) * 0.1).collect();
+    let corpora = ham_corpora(sets);
     let review_max = grid
         .iter()
         .copied()
         .find(|t| {
-            ham_corpora(sets)
+            corpora
                 .iter()
                 .all(|c| scored.ham_above(sets, c, *t) <= RISKY_HAM)
         })
