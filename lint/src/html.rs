@@ -2,16 +2,14 @@
 //! visible, which is hidden and how, what the preview shows, the links and
 //! the images.
 //!
-//! The document is parsed with html5ever into a lean tree (`dom`) and walked
-//! iteratively, carrying inherited style on an explicit stack, so a
-//! 10,000-deep document costs heap, not call stack.
+//! The document streams from the parser (`markup`) into a walker that
+//! carries inherited style on an explicit stack, so a 10,000-deep document
+//! costs heap, not call stack.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use ego_tree::iter::Edge;
-
-use crate::dom::{self, Element, Node};
+use crate::markup::{self, Handler};
 
 /// How a piece of text is (not) shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,12 +108,6 @@ fn is_block(name: &str) -> bool {
             | "figure"
             | "footer"
             | "form"
-            | "h1"
-            | "h2"
-            | "h3"
-            | "h4"
-            | "h5"
-            | "h6"
             | "header"
             | "hr"
             | "li"
@@ -133,7 +125,7 @@ fn is_block(name: &str) -> bool {
             | "thead"
             | "tr"
             | "ul"
-    )
+    ) || markup::is_heading(name)
 }
 
 /// Elements whose text is never shown.
@@ -628,9 +620,9 @@ struct Attrs<'a> {
 }
 
 impl<'a> Attrs<'a> {
-    fn of(el: &'a Element) -> Attrs<'a> {
+    fn of(attrs: &[(&'a str, &'a str)]) -> Attrs<'a> {
         let mut a = Attrs::default();
-        for (name, value) in el.attrs() {
+        for &(name, value) in attrs {
             match name {
                 "hidden" => a.hidden = true,
                 "class" => a.class = Some(value),
@@ -651,10 +643,9 @@ impl<'a> Attrs<'a> {
     }
 }
 
-impl Walker {
-    fn open(&mut self, el: &Element) {
-        let name = el.name();
-        let attrs = Attrs::of(el);
+impl Handler for Walker {
+    fn open(&mut self, name: &str, attrs: &[(&str, &str)]) {
+        let attrs = Attrs::of(attrs);
         let mut frame = *self.stack.last().unwrap_or(&Frame::root());
         if is_silent(name) {
             frame.silent = true;
@@ -778,17 +769,17 @@ impl Walker {
         self.stack.push(frame);
     }
 
-    fn close(&mut self, el: &Element) {
-        if is_block(el.name()) {
+    fn close(&mut self, name: &str) {
+        if is_block(name) {
             self.block += 1;
         }
         self.stack.pop();
     }
 
-    fn text(&mut self, text: &str, in_style: bool) {
+    fn text(&mut self, text: &str, parent: &str) {
         let frame = *self.stack.last().unwrap_or(&Frame::root());
         if frame.silent {
-            if in_style {
+            if parent == "style" {
                 // A commented-out rule or @import is no rule at all.
                 let css = strip_comments(text);
                 class_rules(&css, &mut self.styles);
@@ -908,48 +899,14 @@ fn imports(css: &str) -> Vec<&str> {
 
 /// Walks the document once and collects what the checks need.
 pub(crate) fn analyse(html: &str) -> HtmlFacts {
-    let doc = dom::parse(html);
     let mut walker = Walker {
         facts: HtmlFacts::default(),
         stack: Vec::with_capacity(64),
         styles: Stylesheet::default(),
         block: 0,
     };
-    walker.facts.structure_errors = doc
-        .errors
-        .iter()
-        .filter(|e| is_structure_error(e))
-        .take(20)
-        .map(|e| e.to_string())
-        .collect();
-    let mut in_style = false;
-    for edge in doc.tree.root().traverse() {
-        match edge {
-            Edge::Open(node) => match node.value() {
-                Node::Element(el) => {
-                    in_style = el.name() == "style";
-                    walker.open(el);
-                }
-                Node::Text(t) => walker.text(t, in_style),
-                _ => {}
-            },
-            Edge::Close(node) => {
-                if let Node::Element(el) = node.value() {
-                    in_style = false;
-                    walker.close(el);
-                }
-            }
-        }
-    }
+    walker.facts.structure_errors = markup::parse(html, &mut walker);
     walker.facts
-}
-
-/// html5ever reports many things; only mis-nested and unclosed elements
-/// say the markup is broken. A missing doctype or an unknown attribute
-/// doesn't change how clients render it.
-fn is_structure_error(error: &str) -> bool {
-    let e = error.to_ascii_lowercase();
-    e.contains("end tag") || e.contains("closing") || e.contains("unexpected open element")
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! Layout:
 //! - `rules`: the rule table and the numeric limits.
 //! - `email`: the linter's view of a message, from mail-parser or bare HTML.
-//! - `dom`: a lean html5ever tree (the parse, with nothing extra kept).
+//! - `markup`: the HTML parse, streamed as a mail client would nest it.
 //! - `html`: what a mail client shows — visible/hidden text, links, images.
 //! - `text`: words, disguised words and trigger phrases.
 //! - `checks/`: one module per rule category.
@@ -23,9 +23,9 @@
 //! - `report`: findings, score, rating.
 
 mod checks;
-mod dom;
 mod email;
 mod html;
+mod markup;
 pub mod model;
 pub mod report;
 pub mod rules;
