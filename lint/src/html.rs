@@ -643,10 +643,21 @@ impl<'a> Attrs<'a> {
     }
 }
 
+impl Walker {
+    /// The style content at `depth` inherits: its parent's frame.
+    fn inherited(&self, depth: usize) -> Frame {
+        depth
+            .checked_sub(1)
+            .and_then(|parent| self.stack.get(parent))
+            .copied()
+            .unwrap_or_else(Frame::root)
+    }
+}
+
 impl Handler for Walker {
-    fn open(&mut self, name: &str, attrs: &[(&str, &str)]) {
+    fn open(&mut self, name: &str, attrs: &[(&str, &str)], depth: usize) {
         let attrs = Attrs::of(attrs);
-        let mut frame = *self.stack.last().unwrap_or(&Frame::root());
+        let mut frame = self.inherited(depth);
         if is_silent(name) {
             frame.silent = true;
         }
@@ -776,8 +787,8 @@ impl Handler for Walker {
         self.stack.pop();
     }
 
-    fn text(&mut self, text: &str, parent: &str) {
-        let frame = *self.stack.last().unwrap_or(&Frame::root());
+    fn text(&mut self, text: &str, depth: usize, parent: &str) {
+        let frame = self.inherited(depth);
         if frame.silent {
             if parent == "style" {
                 // A commented-out rule or @import is no rule at all.
@@ -943,6 +954,28 @@ mod tests {
             v("collapsed"),
             Visibility::Hidden("zero size with overflow:hidden")
         );
+    }
+
+    #[test]
+    fn nesting_is_the_browsers_not_the_markups() {
+        // Text written in a black table outside its cells is shown beside
+        // the table, on the page; a block ends a hidden paragraph; a
+        // phrase's end tag doesn't end a block opened inside it, a block's
+        // ends the phrase left open inside.
+        let segs = visibilities(
+            r##"<table bgcolor="#000000"><font color="#000000">Name:____</font>
+               <tr><td><font color="#000000">in the cell</font></td></tr></table>
+               <p style="display:none">hidden<div>shown by the div</div>
+               <span style="display:none"><div>in</span>still hidden</div></span>
+               <div style="display:none"><span>x</div></span>after the div"##,
+        );
+        let v = |t: &str| segs.iter().find(|(s, _)| s.contains(t)).unwrap().1;
+        assert_eq!(v("Name:____"), Visibility::Visible);
+        assert_eq!(v("in the cell"), Visibility::Invisible);
+        assert_eq!(v("hidden"), Visibility::Hidden("display:none"));
+        assert_eq!(v("shown by the div"), Visibility::Visible);
+        assert_eq!(v("still hidden"), Visibility::Hidden("display:none"));
+        assert_eq!(v("after the div"), Visibility::Visible);
     }
 
     #[test]
