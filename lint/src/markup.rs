@@ -75,6 +75,7 @@ pub(crate) fn parse(html: &str, handler: &mut impl Handler) -> Vec<String> {
         tag: Tag::default(),
         foreign: 0,
         head_seen: false,
+        in_body: false,
         errors: Vec::new(),
     };
     let mut emitter = CallbackEmitter::new(|event: CallbackEvent<'_>, _: Span<()>| {
@@ -162,8 +163,10 @@ struct Builder<'h, H> {
     tag: Tag,
     /// Open `svg` and `math` elements, inside which `<x/>` closes itself.
     foreign: usize,
-    /// Only the first `<head>` counts; the standard ignores later ones.
+    /// Only the first `<head>` counts, and only before the body's content
+    /// begins; the standard ignores any other.
     head_seen: bool,
+    in_body: bool,
     errors: Vec<String>,
 }
 
@@ -235,8 +238,10 @@ impl<H: Handler> Builder<'_, H> {
     fn admit(&mut self, name: &str) -> bool {
         match name {
             "html" | "body" if self.is_open(name) => return false,
-            "head" if self.head_seen || self.is_open("body") => return false,
+            "head" if self.head_seen || self.in_body => return false,
             "head" => self.head_seen = true,
+            "html" => {}
+            _ if !is_head_content(name) => self.in_body = true,
             _ => {}
         }
         if self.current() == "head" && !is_head_content(name) {
@@ -334,8 +339,11 @@ impl<H: Handler> Builder<'_, H> {
     fn text(&mut self, text: &str) {
         // Text other than white space ends the head; the tree builder puts
         // it in the body.
-        if self.current() == "head" && !text.trim().is_empty() {
-            self.pop_implied();
+        if !text.trim().is_empty() {
+            self.in_body = true;
+            if self.current() == "head" {
+                self.pop_implied();
+            }
         }
         let depth = if self.in_table_body() && !text.trim().is_empty() {
             self.foster_depth()
