@@ -644,7 +644,8 @@ impl<'a> Attrs<'a> {
 }
 
 impl Walker {
-    /// The style content at `depth` inherits: its parent's frame.
+    /// What content at `depth` inherits: its parent's frame, or the page's
+    /// at the top.
     fn inherited(&self, depth: usize) -> Frame {
         depth
             .checked_sub(1)

@@ -18,7 +18,9 @@
 //!   opened inside it, except that an end tag for a phrasing element never
 //!   closes a block element (`<span><div></span>` leaves the `div` open) and
 //!   none reaches past a table, cell or other scope boundary;
-//! - content other than metadata ends the `<head>`;
+//! - content other than metadata ends the `<head>`, and a `<head>` after
+//!   it is ignored;
+//! - `<x/>` closes itself inside `svg` and `math`, nowhere else;
 //! - content written inside a table but outside its cells sits beside the
 //!   table (foster-parenting): `<table bgcolor=black><font color=black>x`
 //!   shows black text on the page, not on the table.
@@ -30,8 +32,8 @@
 //! came before it. docs/performance.md compares the findings with those
 //! of html5ever's full tree on 6,287 real messages.
 //!
-//! Every mis-nesting or unclosed element is reported once, in words, for
-//! `html.malformed`.
+//! Mis-nested and unclosed elements are reported in words, for
+//! `html.malformed` (the first [`MAX_ERRORS`]).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -108,8 +110,9 @@ impl<E: Emitter> ForwardingEmitter for Quiet<E> {
     }
 }
 
-/// CR LF and lone CR as LF: the HTML standard's input preprocessing. Mail
-/// bodies arrive with CRLF line ends.
+/// CR LF and lone CR as LF: the HTML standard's input preprocessing, done
+/// once here with memchr. Mail bodies arrive with CRLF line ends, and the
+/// tokenizer stops its fast scans at every CR to do the same by itself.
 fn normalise_newlines(html: &str) -> Cow<'_, str> {
     if memchr::memchr(b'\r', html.as_bytes()).is_none() {
         return Cow::Borrowed(html);

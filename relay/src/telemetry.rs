@@ -33,9 +33,10 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// The default level. No library the relay links logs about the mail it
-/// reads (lint's HTML tokenizer keeps parse errors to itself), so `info`
-/// is the operator's own events; `RUST_LOG` overrides it.
+/// The default level: the operator's own events. Lint's HTML tokenizer
+/// hands the markup's parse errors to lint (the `html.malformed` finding
+/// carries them), not to the log, so a sender's broken HTML doesn't fill
+/// it; `RUST_LOG` overrides the level.
 const DEFAULT_FILTER: &str = "info";
 
 /// Colour codes only on a terminal, and not when `NO_COLOR` is set to
