@@ -75,7 +75,7 @@ pub(crate) fn parse(html: &str, handler: &mut impl Handler) -> Vec<String> {
         handler,
         stack: Vec::with_capacity(64),
         tag: Tag::default(),
-        foreign: 0,
+        open: [0; 4],
         head_seen: false,
         in_body: false,
         errors: Vec::new(),
@@ -164,8 +164,10 @@ struct Builder<'h, H> {
     /// Names of the open elements, outermost first.
     stack: Vec<Box<str>>,
     tag: Tag,
-    /// Open `svg` and `math` elements, inside which `<x/>` closes itself.
-    foreign: usize,
+    /// How many `html`, `body`, `svg` and `math` elements are open (see
+    /// [`counted`]): asked at every start tag, so counted rather than
+    /// searched for down a stack that hostile input makes deep.
+    open: [usize; 4],
     /// Only the first `<head>` counts, and only before the body's content
     /// begins; the standard ignores any other.
     head_seen: bool,
@@ -215,19 +217,16 @@ impl<H: Handler> Builder<'_, H> {
                     attrs.push((n, &tag.text[v.clone()]));
                 }
             }
-            let depth = if self.in_table_body() && !is_table_content(name) {
-                self.foster_depth()
-            } else {
-                self.stack.len()
-            };
+            let depth = self.content_depth(!is_table_content(name));
             self.handler.open(name, &attrs, depth);
             // `<path/>` closes itself inside SVG or MathML; `<div/>` in
             // HTML doesn't.
-            if is_void(name) || (self_closing && self.foreign > 0) {
+            let foreign = self.is_open("svg") || self.is_open("math");
+            if is_void(name) || (self_closing && foreign) {
                 self.handler.close(name);
             } else {
-                if matches!(name, "svg" | "math") {
-                    self.foreign += 1;
+                if let Some(i) = counted(name) {
+                    self.open[i] += 1;
                 }
                 self.stack.push(name.into());
             }
@@ -258,7 +257,7 @@ impl<H: Handler> Builder<'_, H> {
         match name {
             "li" => self.close_list_item(&["li"], name),
             "dd" | "dt" => self.close_list_item(&["dd", "dt"], name),
-            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" if is_heading(self.current()) => {
+            _ if is_heading(name) && is_heading(self.current()) => {
                 self.error(format!("<{name}> opened inside <{}>", self.current()));
                 self.pop_implied();
             }
@@ -312,11 +311,7 @@ impl<H: Handler> Builder<'_, H> {
             "html" | "body" => return,
             "br" => {
                 // `</br>` is a `<br>`, in every browser.
-                let depth = if self.in_table_body() {
-                    self.foster_depth()
-                } else {
-                    self.stack.len()
-                };
+                let depth = self.content_depth(true);
                 self.handler.open("br", &[], depth);
                 self.handler.close("br");
                 return;
@@ -342,33 +337,33 @@ impl<H: Handler> Builder<'_, H> {
     fn text(&mut self, text: &str) {
         // Text other than white space ends the head; the tree builder puts
         // it in the body.
-        if !text.trim().is_empty() {
+        let blank = text.trim().is_empty();
+        if !blank {
             self.in_body = true;
             if self.current() == "head" {
                 self.pop_implied();
             }
         }
-        let depth = if self.in_table_body() && !text.trim().is_empty() {
-            self.foster_depth()
-        } else {
-            self.stack.len()
-        };
+        let depth = self.content_depth(!blank);
         let parent = self.stack.last().map_or("", |n| &**n);
         self.handler.text(text, depth, parent);
     }
 
-    /// Whether the current element is a table or one of its rows or
-    /// sections, where only cells and table parts belong.
-    fn in_table_body(&self) -> bool {
-        matches!(self.current(), "table" | "tbody" | "thead" | "tfoot" | "tr")
-    }
-
-    /// Where foster-parented content sits: beside the innermost table.
-    fn foster_depth(&self) -> usize {
-        self.stack
-            .iter()
-            .rposition(|n| &**n == "table")
-            .unwrap_or(self.stack.len())
+    /// The depth new content sits at (see [`Handler`]): inside the current
+    /// element, unless that is a table or one of its rows or sections,
+    /// where only cells and table parts belong, and the content is
+    /// `fostered` (not a table part, not white space): then beside the
+    /// innermost table.
+    fn content_depth(&self, fostered: bool) -> usize {
+        let in_table_body = matches!(self.current(), "table" | "tbody" | "thead" | "tfoot" | "tr");
+        if fostered && in_table_body {
+            self.stack
+                .iter()
+                .rposition(|n| &**n == "table")
+                .unwrap_or(self.stack.len())
+        } else {
+            self.stack.len()
+        }
     }
 
     fn end(&mut self) {
@@ -385,8 +380,10 @@ impl<H: Handler> Builder<'_, H> {
         self.stack.last().map_or("", |n| n)
     }
 
+    /// Whether an element of a [`counted`] name is open.
     fn is_open(&self, name: &str) -> bool {
-        self.stack.iter().any(|n| &**n == name)
+        debug_assert!(counted(name).is_some(), "<{name}> is not counted");
+        counted(name).is_some_and(|i| self.open[i] > 0)
     }
 
     /// The position of the innermost open `name`, looking no further than
@@ -425,8 +422,8 @@ impl<H: Handler> Builder<'_, H> {
 
     fn pop_implied(&mut self) {
         if let Some(name) = self.stack.pop() {
-            if matches!(&*name, "svg" | "math") {
-                self.foreign -= 1;
+            if let Some(i) = counted(&name) {
+                self.open[i] -= 1;
             }
             self.handler.close(&name);
         }
@@ -436,6 +433,18 @@ impl<H: Handler> Builder<'_, H> {
         if self.errors.len() < MAX_ERRORS {
             self.errors.push(message);
         }
+    }
+}
+
+/// The elements [`Builder::is_open`] answers for, and their slot in its
+/// counts.
+fn counted(name: &str) -> Option<usize> {
+    match name {
+        "html" => Some(0),
+        "body" => Some(1),
+        "svg" => Some(2),
+        "math" => Some(3),
+        _ => None,
     }
 }
 
@@ -761,9 +770,15 @@ mod tests {
 
     #[test]
     fn hostile_nesting_stays_linear() {
-        let html = format!("{}{}", "<div>".repeat(20_000), "</p>".repeat(20_000));
+        let html = format!(
+            "{}{}{}",
+            "<div>".repeat(20_000),
+            "<body>".repeat(20_000),
+            "</p>".repeat(20_000)
+        );
         let (events, errors) = trace(&html);
         assert_eq!(events.matches("<div>").count(), 20_000);
+        assert_eq!(events.matches("<body>").count(), 1);
         assert_eq!(events.matches("</div>").count(), 20_000);
         assert_eq!(errors.len(), MAX_ERRORS);
     }
